@@ -1,0 +1,1 @@
+"""Dataset readers: CoNLL, TSV, SST trees, the Raganato WSD framework."""

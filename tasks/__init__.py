@@ -1,0 +1,1 @@
+"""Task heads, trainer, metrics and the elmo-tasks command line."""
