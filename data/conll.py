@@ -1,0 +1,349 @@
+"""CoNLL column files: one token per line, a blank line between sentences.
+
+Reads CoNLL-2003 (``token pos chunk ner``), two-column files such as WNUT-17 and WikiANN
+(``token tag``), and writes the ``token gold pred`` files that conlleval.pl scores.
+
+The reader is strict: every problem is a :class:`~data.errors.DataFormatError` naming the file
+and line, and nothing is skipped without being counted in :class:`ConllStats`.
+``-DOCSTART-`` lines mark documents and are never part of a sentence.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.errors import DataFormatError
+from data.tags import (
+    TagSchemeError,
+    check_tags_in_scheme,
+    convert,
+    detect_scheme,
+    extract_spans,
+    is_valid_transition,
+    normalize_scheme,
+)
+
+CONLL2003_COLUMNS: tuple[str, ...] = ("token", "pos", "chunk", "ner")
+DOCSTART = "-DOCSTART-"
+TOKEN_COLUMN = "token"
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_SPACES = re.compile(r"[ \t]+")
+# What a line is stripped of at both ends in the automatic separator mode; deliberately
+# ASCII only, so that a no-break space inside a token stays part of it.
+_ASCII_BLANKS = " \t"
+
+
+@dataclass
+class Sentence:
+    """One sentence; token ``i`` sits on file line ``line + i``."""
+
+    tokens: list[str]
+    columns: dict[str, list[str]]
+    line: int
+    doc_id: int
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class ConllStats:
+    """What was read, so that nothing disappears unnoticed."""
+
+    documents: int = 0
+    sentences: int = 0
+    tokens: int = 0
+    entities: dict[str, int] = field(default_factory=dict)
+    # Tag bigrams that the file's own scheme forbids (e.g. ``O B-PER`` in IOB1); kept, counted.
+    invalid_transitions: int = 0
+
+    @property
+    def entity_count(self) -> int:
+        return sum(self.entities.values())
+
+    def summary(self) -> str:
+        return f"{self.documents} documents, {self.sentences} sentences, {self.tokens} tokens"
+
+
+@dataclass
+class ConllDataset:
+    """Sentences of one file, the scheme the file was written in, and counts."""
+
+    path: str
+    sentences: list[Sentence]
+    stats: ConllStats
+    scheme: str
+    tag_column: str
+    # Scheme of the tags held in ``sentences`` (``target_scheme`` when one was asked for).
+    output_scheme: str
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    def tokens(self) -> list[list[str]]:
+        return [sentence.tokens for sentence in self.sentences]
+
+    def tags(self) -> list[list[str]]:
+        return [sentence.columns[self.tag_column] for sentence in self.sentences]
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_conll(
+    path: str | Path,
+    columns: Sequence[str] | int = CONLL2003_COLUMNS,
+    tag_column: str = "ner",
+    scheme: str = "auto",
+    target_scheme: str | None = None,
+    sep: str | None = None,
+    labels: Collection[str] | None = None,
+) -> ConllDataset:
+    """Read a CoNLL column file.
+
+    ``columns`` names the columns in order; the first one holds the token. An integer ``n``
+    names them ``token, col1, ..., col{n-2}`` and gives the last one the name ``tag_column``
+    (``columns=2`` reads WNUT-17 / WikiANN). ``sep=None`` splits on tabs when the first data
+    line has one and on runs of spaces otherwise; any other value is used verbatim.
+    ``scheme="auto"`` detects the tag scheme from the whole file; every tag must then belong
+    to it. ``labels``, when given, is the closed set of tags the file may use (in the file's
+    scheme). ``target_scheme`` converts the tags after all checks.
+    """
+    path = Path(path)
+    names = _column_names(columns, tag_column)
+    text = _decode_utf8(path)
+    sentences, documents = _parse_sentences(path, text, names, sep, labels, tag_column)
+    if not sentences:
+        raise DataFormatError(
+            path, None, "no sentences found (expected token lines separated by blank lines)"
+        )
+    file_scheme = _resolve_scheme(path, sentences, tag_column, scheme)
+    stats = _collect_stats(sentences, documents, tag_column, file_scheme)
+    output_scheme = file_scheme
+    if target_scheme is not None:
+        output_scheme = normalize_scheme(target_scheme)
+        _convert_tags(sentences, tag_column, file_scheme, output_scheme)
+    return ConllDataset(
+        path=str(path),
+        sentences=sentences,
+        stats=stats,
+        scheme=file_scheme,
+        tag_column=tag_column,
+        output_scheme=output_scheme,
+    )
+
+
+def _column_names(columns: Sequence[str] | int, tag_column: str) -> tuple[str, ...]:
+    if isinstance(columns, int):
+        if columns < 2:
+            raise ValueError(f"a CoNLL file needs at least 2 columns (token, tag), got {columns}")
+        return (TOKEN_COLUMN, *(f"col{i}" for i in range(1, columns - 1)), tag_column)
+    names = tuple(columns)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"expected at least 2 distinct column names, got {names}")
+    if tag_column not in names:
+        raise ValueError(f"tag_column {tag_column!r} is not one of the columns {names}")
+    return names
+
+
+def _decode_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    if not data:
+        raise DataFormatError(path, None, "file is empty (expected CoNLL token lines)")
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        raise DataFormatError(
+            path,
+            line,
+            f"byte 0x{data[error.start]:02x} at column {error.start - line_start + 1} "
+            "is not valid UTF-8 (expected a UTF-8 encoded file)",
+        ) from None
+
+
+def _physical_lines(text: str) -> list[str]:
+    # Not str.splitlines(): it also breaks on \x1c, \x85, \u2028... which can occur inside
+    # tokens, and would shift every line number after them.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline does not open another line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _split_fields(line: str, sep: str | None) -> list[str]:
+    if sep is not None:
+        return line.split(sep)
+    stripped = line.strip(_ASCII_BLANKS)
+    if "\t" in stripped or "  " in stripped:
+        return _SPACES.split(stripped)
+    return stripped.split(" ")  # the common case, several times faster than the regex
+
+
+def _describe_sep(sep: str | None) -> str:
+    return {None: "spaces", "\t": "tabs", " ": "single spaces"}.get(sep, repr(sep))
+
+
+def _parse_sentences(
+    path: Path,
+    text: str,
+    names: tuple[str, ...],
+    sep: str | None,
+    labels: Collection[str] | None,
+    tag_column: str,
+) -> tuple[list[Sentence], int]:
+    """Group lines into sentences; returns them and the number of documents."""
+    tag_index = names.index(tag_column)
+    sep_decided = sep is not None
+    sentences: list[Sentence] = []
+    rows: list[list[str]] = []
+    first_line = 0
+    doc_id = -1  # no document yet: the first sentence opens an implicit one
+
+    def close_sentence() -> None:
+        nonlocal rows, doc_id
+        if rows:
+            doc_id = max(doc_id, 0)
+            sentences.append(_make_sentence(rows, names, first_line, doc_id))
+            rows = []
+
+    for number, line in enumerate(_physical_lines(text), start=1):
+        if not line.strip(_ASCII_BLANKS):
+            close_sentence()
+            continue
+        if not sep_decided:
+            # The first data line decides, so that a tab file may hold spaces inside tokens.
+            sep = "\t" if "\t" in line.strip(_ASCII_BLANKS) else None
+            sep_decided = True
+        fields = _split_fields(line, sep)
+        if fields[0].strip(_ASCII_BLANKS) == DOCSTART:
+            close_sentence()
+            doc_id += 1
+            continue
+        if len(fields) != len(names):
+            raise DataFormatError(
+                path,
+                number,
+                f"expected {len(names)} columns ({' '.join(names)}) separated by "
+                f"{_describe_sep(sep)}, found {len(fields)}: {line!r}",
+            )
+        if labels is not None and fields[tag_index] not in labels:
+            raise DataFormatError(
+                path,
+                number,
+                f"unknown tag {fields[tag_index]!r} in column {tag_column!r} "
+                f"(expected one of: {', '.join(sorted(labels))})",
+            )
+        if not rows:
+            first_line = number
+        rows.append(fields)
+    close_sentence()
+    return sentences, doc_id + 1
+
+
+def _make_sentence(
+    rows: list[list[str]], names: tuple[str, ...], first_line: int, doc_id: int
+) -> Sentence:
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return Sentence(
+        tokens=columns[names[0]], columns=columns, line=first_line, doc_id=doc_id
+    )
+
+
+def _resolve_scheme(path: Path, sentences: list[Sentence], tag_column: str, scheme: str) -> str:
+    all_tags = [sentence.columns[tag_column] for sentence in sentences]
+    resolved = detect_scheme(all_tags) if scheme == "auto" else normalize_scheme(scheme)
+    how = "detected" if scheme == "auto" else "declared"
+    for sentence, tags in zip(sentences, all_tags):
+        try:
+            check_tags_in_scheme(tags, resolved)
+        except TagSchemeError as error:
+            raise DataFormatError(
+                path,
+                sentence.line + error.index,
+                f"tag {error.tag!r} does not belong to the file's {how} scheme {resolved}: "
+                f"{error.reason}",
+            ) from None
+    return resolved
+
+
+def _collect_stats(
+    sentences: list[Sentence], documents: int, tag_column: str, scheme: str
+) -> ConllStats:
+    entities: Counter[str] = Counter()
+    invalid = 0
+    for sentence in sentences:
+        tags = sentence.columns[tag_column]
+        entities.update(span.type for span in extract_spans(tags))
+        invalid += _count_invalid_transitions(tags, scheme)
+    return ConllStats(
+        documents=documents,
+        sentences=len(sentences),
+        tokens=sum(len(sentence) for sentence in sentences),
+        entities=dict(sorted(entities.items())),
+        invalid_transitions=invalid,
+    )
+
+
+def _count_invalid_transitions(tags: Sequence[str], scheme: str) -> int:
+    bigrams = zip([None, *tags], [*tags, None])
+    return sum(not is_valid_transition(prev, cur, scheme) for prev, cur in bigrams)
+
+
+def _convert_tags(sentences: list[Sentence], tag_column: str, source: str, target: str) -> None:
+    for sentence in sentences:
+        sentence.columns[tag_column] = convert(sentence.columns[tag_column], source, target)
+
+
+# --------------------------------------------------------------------------- writing
+
+def write_conll_predictions(
+    path: str | Path,
+    sentences_tokens: Sequence[Sequence[str]],
+    gold_tags: Sequence[Sequence[str]],
+    pred_tags: Sequence[Sequence[str]],
+) -> None:
+    """Write ``token gold pred`` lines, a blank line after each sentence (conlleval's input)."""
+    _check_parallel(sentences_tokens, gold_tags, pred_tags)
+    lines: list[str] = []
+    for index, (tokens, gold, pred) in enumerate(zip(sentences_tokens, gold_tags, pred_tags)):
+        for token, gold_tag, pred_tag in zip(tokens, gold, pred):
+            _check_single_field(token, "token", index)
+            _check_single_field(gold_tag, "gold tag", index)
+            _check_single_field(pred_tag, "predicted tag", index)
+            lines.append(f"{token} {gold_tag} {pred_tag}\n")
+        lines.append("\n")
+    Path(path).write_text("".join(lines), encoding="utf-8")
+
+
+def _check_parallel(
+    tokens: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+) -> None:
+    if not len(tokens) == len(gold) == len(pred):
+        raise ValueError(
+            f"expected as many sentences of gold and predicted tags as of tokens, got "
+            f"{len(tokens)} / {len(gold)} / {len(pred)}"
+        )
+    for index, (words, gold_tags, pred_tags) in enumerate(zip(tokens, gold, pred)):
+        if not len(words) == len(gold_tags) == len(pred_tags):
+            raise ValueError(
+                f"sentence {index}: {len(words)} tokens but {len(gold_tags)} gold and "
+                f"{len(pred_tags)} predicted tags"
+            )
+
+
+def _check_single_field(value: str, what: str, sentence_index: int) -> None:
+    # conlleval splits lines on spaces: a blank inside a field would shift the columns.
+    if not value or value.split() != [value]:
+        raise ValueError(
+            f"sentence {sentence_index}: {what} {value!r} is empty or contains whitespace"
+        )

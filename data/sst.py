@@ -1,0 +1,196 @@
+"""Stanford Sentiment Treebank reader: one PTB-style tree per line, every node labelled 0..4.
+
+``(3 (2 It) (4 (2 's) (3 lovely)))`` is a tree whose root has sentiment 3; a node is either a
+leaf ``(label word)`` or an inner node ``(label subtree subtree ...)``. The sentence label is
+the root label. ``binary=True`` gives SST-2: 0/1 -> 0 (negative), 3/4 -> 1 (positive), and
+neutral (2) examples are dropped. ``phrases=True`` adds every labelled subtree, the usual way
+to train on SST's phrase-level annotation.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.errors import DataFormatError
+
+NUM_CLASSES = 5
+NEUTRAL = 2
+LABEL_NAMES = ("very negative", "negative", "neutral", "positive", "very positive")
+BINARY_LABEL_NAMES = ("negative", "positive")
+
+# Only ASCII whitespace separates tokens: a few SST leaves contain a no-break space inside
+# one word (``8\xa01\/2``), and Python's \s would split them.
+_TOKEN = re.compile(r"\(|\)|[^ \t\n\r\f\v()]+")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+@dataclass
+class Tree:
+    """A sentiment tree node: a leaf has ``word`` and no children, an inner node the reverse."""
+
+    label: int
+    children: list[Tree] = field(default_factory=list)
+    word: str | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.word is not None
+
+    def leaves(self) -> list[str]:
+        return [node.word for node in self.subtrees() if node.word is not None]
+
+    def subtrees(self) -> Iterator[Tree]:
+        """Every node, root first, in pre-order (iterative: deep trees must not hit recursion limits)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+
+@dataclass(frozen=True)
+class SstExample:
+    """One training/evaluation item: the words a (sub)tree spans and its label."""
+
+    tokens: list[str]
+    label: int
+    line: int
+    is_root: bool = True
+
+
+def parse_tree(text: str, *, path: str | Path = "<string>", line: int | None = None) -> Tree:
+    """Parse one SST tree. Errors are ``DataFormatError`` naming ``path:line`` and the column."""
+    parser = _TreeParser(text, str(path), line)
+    return parser.parse()
+
+
+class _TreeParser:
+    """A bracket parser with an explicit stack, so the column of every problem is known."""
+
+    def __init__(self, text: str, path: str, line: int | None):
+        self.text = text
+        self.path = path
+        self.line = line
+
+    def error(self, column: int, problem: str) -> DataFormatError:
+        return DataFormatError(self.path, self.line, f"column {column}: {problem}")
+
+    def parse(self) -> Tree:
+        if not self.text.strip(" \t\n\r\f\v"):
+            raise self.error(1, "empty line (expected one tree such as '(3 (2 a) (4 b))')")
+        stack: list[Tree] = []
+        root: Tree | None = None
+        expecting_label = False
+        for match in _TOKEN.finditer(self.text):
+            token, column = match.group(), match.start() + 1
+            if root is not None:
+                raise self.error(column, f"unbalanced brackets: {token!r} after the tree already closed")
+            if expecting_label:
+                stack[-1].label = self.parse_label(token, column)
+                expecting_label = False
+            elif token == "(":
+                self.open_node(stack, column)
+                expecting_label = True
+            elif token == ")":
+                root = self.close_node(stack, column)
+            else:
+                self.attach_word(stack, token, column)
+        if stack or root is None:
+            end = len(self.text.rstrip(" \t\n\r\f\v")) + 1
+            raise self.error(end, f"unbalanced brackets: {len(stack)} node(s) still open at end of line")
+        return root
+
+    def parse_label(self, token: str, column: int) -> int:
+        if token in ("(", ")"):
+            raise self.error(column, "node without a label (expected a sentiment label 0..4 after '(')")
+        if not _INTEGER.fullmatch(token):
+            raise self.error(
+                column, f"node without a label: found {token!r} where a sentiment label 0..4 belongs"
+            )
+        label = int(token)
+        if not 0 <= label < NUM_CLASSES:
+            raise self.error(column, f"label {label} outside 0..4")
+        return label
+
+    def open_node(self, stack: list[Tree], column: int) -> None:
+        node = Tree(label=-1)
+        if stack:
+            parent = stack[-1]
+            if parent.is_leaf:
+                raise self.error(column, f"node with word {parent.word!r} cannot also have subtrees")
+            parent.children.append(node)
+        stack.append(node)
+
+    def close_node(self, stack: list[Tree], column: int) -> Tree | None:
+        """Pop the innermost node; return it when it was the root."""
+        if not stack:
+            raise self.error(column, "unbalanced brackets: ')' closes no open node")
+        node = stack.pop()
+        if not node.is_leaf and not node.children:
+            raise self.error(column, f"node labelled {node.label} has neither a word nor subtrees")
+        return None if stack else node
+
+    def attach_word(self, stack: list[Tree], word: str, column: int) -> None:
+        if not stack:
+            raise self.error(column, f"word {word!r} outside any node (expected '(')")
+        node = stack[-1]
+        if node.is_leaf or node.children:
+            raise self.error(column, f"unexpected word {word!r}: a node holds one word or subtrees, not both")
+        node.word = word
+
+
+def to_binary(label: int) -> int | None:
+    """SST-2 label of a 5-class label; None for neutral (dropped)."""
+    if label == NEUTRAL:
+        return None
+    return 0 if label < NEUTRAL else 1
+
+
+def examples_from_tree(tree: Tree, line: int, *, phrases: bool = False, binary: bool = False) -> list[SstExample]:
+    """The sentence example (and with ``phrases``, one per labelled subtree below the root)."""
+    words = tree.leaves()
+    spans = _phrase_spans(tree) if phrases else [(tree, 0, len(words))]
+    examples = []
+    for node, start, end in spans:
+        label: int | None = to_binary(node.label) if binary else node.label
+        if label is not None:
+            examples.append(SstExample(words[start:end], label, line, is_root=node is tree))
+    return examples
+
+
+def _phrase_spans(tree: Tree) -> list[tuple[Tree, int, int]]:
+    """(node, start, end) word spans of every node, pre-order, in one pass.
+
+    Collecting each node's leaves separately costs O(words x depth) and made reading the
+    train split with phrases several times slower.
+    """
+    nodes = list(tree.subtrees())
+    span: dict[int, tuple[int, int]] = {}
+    next_word = 0
+    for node in nodes:
+        if node.is_leaf:
+            span[id(node)] = (next_word, next_word + 1)
+            next_word += 1
+    for node in reversed(nodes):  # pre-order reversed visits children before their parent
+        if not node.is_leaf:
+            span[id(node)] = (span[id(node.children[0])][0], span[id(node.children[-1])][1])
+    return [(node, *span[id(node)]) for node in nodes]
+
+
+def read_trees(path: str | Path) -> list[tuple[int, Tree]]:
+    """(line number, tree) for every line; a blank line is an error, not a separator."""
+    trees = []
+    with open(path, encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            trees.append((number, parse_tree(text.rstrip("\r\n"), path=path, line=number)))
+    return trees
+
+
+def read_sst(path: str | Path, phrases: bool = False, binary: bool = False) -> list[SstExample]:
+    """Read an SST split; sentence examples carry the root label (see the module docstring)."""
+    examples: list[SstExample] = []
+    for number, tree in read_trees(path):
+        examples.extend(examples_from_tree(tree, number, phrases=phrases, binary=binary))
+    return examples

@@ -1,0 +1,153 @@
+"""The ELMo biLM: char-CNN token encoder + independent forward/backward projected LSTM stacks."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .char_ids import boundary_char_ids
+from .char_cnn import CharCnnEncoder
+from .lstm import ProjectedLstmLayer
+from .options import ElmoOptions
+from .type_cache import TypeCache
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class BiLmOutput(NamedTuple):
+    """``layers``: ``(num_layers, batch, time, 2 * projection_dim)``; layer 0 is the token layer
+    duplicated ``[tok, tok]``. ``mask``: ``(batch, time)`` bool, True on real tokens."""
+
+    layers: torch.Tensor
+    mask: torch.Tensor
+
+
+def add_sentence_boundaries(char_ids: torch.Tensor, lengths: torch.Tensor, max_chars: int) -> torch.Tensor:
+    """``(batch, time, chars)`` -> ``(batch, time + 2, chars)`` with ``<S>`` first and ``</S>``
+    right after each sentence's last token."""
+    batch, time, _ = char_ids.shape
+    bos, eos = (torch.tensor(ids, dtype=char_ids.dtype, device=char_ids.device) for ids in boundary_char_ids(max_chars))
+    out = char_ids.new_zeros(batch, time + 2, char_ids.shape[2])
+    out[:, 1 : time + 1] = char_ids
+    out[:, 0] = bos
+    out[torch.arange(batch, device=char_ids.device), lengths + 1] = eos
+    return out
+
+
+class ElmoBiLm(nn.Module):
+    """Frozen-or-trainable biLM producing all L+1 layers.
+
+    Default mode is *stateless*: every sentence starts from a zero LSTM state, so a sentence's
+    vectors do not depend on its batch or padding. ``stateful=True`` carries each batch row's
+    final state into the same row of the next batch, as bilm-tf and AllenNLP do.
+
+    Input ``char_ids (batch, time, max_chars)`` from :func:`batch_to_ids`, without ``<S>``/``</S>``.
+    """
+
+    def __init__(self, options: ElmoOptions, stateful: bool = False, type_cache_size: int = 100_000):
+        super().__init__()
+        self.options = options
+        lo = options.lstm
+        self.char_cnn = CharCnnEncoder(options.char_cnn, lo.projection_dim)
+        self.forward_layers = nn.ModuleList(
+            ProjectedLstmLayer(lo.projection_dim, lo.dim, lo.projection_dim, lo.cell_clip, lo.proj_clip, True)
+            for _ in range(lo.n_layers))
+        self.backward_layers = nn.ModuleList(
+            ProjectedLstmLayer(lo.projection_dim, lo.dim, lo.projection_dim, lo.cell_clip, lo.proj_clip, False)
+            for _ in range(lo.n_layers))
+        self.stateful = stateful
+        self._states: list[State] | None = None  # per (direction, layer), only when stateful
+        self.type_cache = TypeCache(type_cache_size)
+
+    @property
+    def num_layers(self) -> int:
+        return self.options.num_layers
+
+    @property
+    def output_dim(self) -> int:
+        return self.options.output_dim
+
+    def reset_states(self) -> None:
+        """Forget the carried LSTM state (stateful mode)."""
+        self._states = None
+
+    def train(self, mode: bool = True):  # noqa: D102 - cached vectors go stale once weights train
+        self.type_cache.clear()
+        return super().train(mode)
+
+    def token_embeddings(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Layer-0 vectors ``(batch, time, projection_dim)`` of ``char_ids (batch, time, chars)``;
+        all-zero (padding) rows give zero vectors. Each distinct word is encoded once."""
+        batch, time, chars = char_ids.shape
+        flat = char_ids.reshape(-1, chars)
+        is_word = flat[:, 0] > 0
+        out = flat.new_zeros(flat.shape[0], self.options.lstm.projection_dim, dtype=torch.float32)
+        out = out.to(self.char_cnn.projection.weight.dtype)
+        if bool(is_word.any()):
+            words, inverse = torch.unique(flat[is_word], dim=0, return_inverse=True)
+            use_cache = self.type_cache.max_size > 0 and not self.training and not torch.is_grad_enabled()
+            vectors = self.type_cache.lookup(words, self.char_cnn) if use_cache else self.char_cnn(words)
+            out[is_word] = vectors[inverse].to(out.dtype)
+        return out.view(batch, time, -1)
+
+    def _initial_states(self, batch: int, like: torch.Tensor) -> list[State | None]:
+        n = len(self.forward_layers) + len(self.backward_layers)
+        if not self.stateful or self._states is None:
+            return [None] * n
+        states = []
+        for h, c in self._states:
+            if h.shape[0] < batch:  # a larger batch than before: new rows start from zero
+                h = torch.cat([h, h.new_zeros(batch - h.shape[0], h.shape[1])])
+                c = torch.cat([c, c.new_zeros(batch - c.shape[0], c.shape[1])])
+            states.append((h[:batch].to(like.device), c[:batch].to(like.device)))
+        return states
+
+    def _remember_states(self, finals: list[State]) -> None:
+        if not self.stateful:
+            return
+        if self._states is not None:  # rows beyond this batch keep what they had
+            merged = []
+            for (h, c), (old_h, old_c) in zip(finals, self._states):
+                if old_h.shape[0] > h.shape[0]:
+                    h = torch.cat([h, old_h[h.shape[0]:].to(h.device)])
+                    c = torch.cat([c, old_c[c.shape[0]:].to(c.device)])
+                merged.append((h, c))
+            finals = merged
+        self._states = [(h.detach(), c.detach()) for h, c in finals]
+
+    def run_lstms(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Forward and backward stacks over ``tokens (batch, time, proj)``; returns one
+        ``(batch, time, 2 * proj)`` tensor per LSTM layer (skip connections included)."""
+        states = self._initial_states(tokens.shape[0], tokens)
+        n_layers = len(self.forward_layers)
+        outputs, finals = [], []
+        fwd_in = bwd_in = tokens
+        for k in range(n_layers):
+            fwd_out, fwd_final = self.forward_layers[k](fwd_in, lengths, states[k])
+            bwd_out, bwd_final = self.backward_layers[k](bwd_in, lengths, states[n_layers + k])
+            if self.options.lstm.use_skip_connections and k > 0:
+                fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in
+            outputs.append(torch.cat([fwd_out, bwd_out], dim=-1))
+            finals.append((k, fwd_final, bwd_final))
+            fwd_in, bwd_in = fwd_out, bwd_out
+        ordered = [f for _, f, _ in finals] + [b for _, _, b in finals]
+        self._remember_states(ordered)
+        return outputs
+
+    def forward(self, char_ids: torch.Tensor) -> BiLmOutput:
+        """``char_ids (batch, time, chars)`` -> :class:`BiLmOutput` with ``time`` positions
+        (the ``<S>``/``</S>`` positions the biLM adds internally are removed)."""
+        mask = char_ids[:, :, 0] > 0
+        lengths = mask.sum(dim=1)
+        if bool((lengths == 0).any()):
+            raise ValueError("a sentence in the batch has no tokens: ELMo needs at least one")
+        with_bounds = add_sentence_boundaries(char_ids, lengths, self.options.char_cnn.max_chars)
+        tokens = self.token_embeddings(with_bounds)
+        lstm_layers = self.run_lstms(tokens, lengths + 2)
+        layers = [torch.cat([tokens, tokens], dim=-1)] + lstm_layers
+        time = char_ids.shape[1]
+        stacked = torch.stack([layer[:, 1 : time + 1] for layer in layers])
+        # Positions past a sentence's end held its </S> (or padding): zero them.
+        stacked = stacked * mask[None, :, :, None].to(stacked.dtype)
+        return BiLmOutput(stacked, mask)

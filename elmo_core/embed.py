@@ -1,0 +1,104 @@
+"""Embed a file of sentences with a biLM into bilm-tf's ``dump_bilm_embeddings`` HDF5 format.
+
+Output: one dataset per input line index (``"0"``, ``"1"``, ...) of shape
+``(num_layers, n_tokens, dim)`` float32, plus ``sentence_to_index`` (a JSON string mapping each
+sentence's text to its index), as AllenNLP's former ``elmo --all`` wrote it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .bilm import ElmoBiLm
+from .char_ids import batch_to_ids
+from .errors import ElmoFileError
+
+
+class SentenceFileError(ElmoFileError):
+    """A sentence file is empty, has an empty line, or is not UTF-8 (file:line)."""
+
+
+def read_sentence_file(path: str | Path) -> list[list[str]]:
+    """One whitespace-tokenised sentence per line; every line must hold at least one token."""
+    path = Path(path)
+    if not path.is_file():
+        raise SentenceFileError(f"{path}: input file not found")
+    sentences = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise SentenceFileError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            tokens = text.split()
+            if not tokens:
+                raise SentenceFileError(f"{path}:{number}: empty sentence (expected one tokenised sentence per line)")
+            sentences.append(tokens)
+    if not sentences:
+        raise SentenceFileError(f"{path}: the file is empty (expected one tokenised sentence per line)")
+    return sentences
+
+
+def length_sorted_batches(sentences: list[list[str]], max_tokens: int = 4000, max_batch: int = 256) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), bounded by a token budget,
+    so little work goes to padding. Deterministic."""
+    order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
+    batches, current, longest = [], [], 0
+    for index in order:
+        longest_if_added = max(longest, len(sentences[index]))
+        if current and (longest_if_added * (len(current) + 1) > max_tokens or len(current) >= max_batch):
+            batches.append(current)
+            current, longest_if_added = [], len(sentences[index])
+        current.append(index)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+def in_order_batches(n: int, batch_size: int) -> list[list[int]]:
+    return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+
+
+def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[list[int]],
+                    device: str | torch.device = "cpu", progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch."""
+    max_chars = bilm.options.char_cnn.max_chars
+    with torch.no_grad(), tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=not progress,
+                               desc="embedding") as bar:
+        for batch in batches:
+            char_ids = batch_to_ids([sentences[i] for i in batch], max_chars).to(device)
+            layers = bilm(char_ids).layers.float().cpu().numpy()
+            for row, index in enumerate(batch):
+                yield index, layers[:, row, : len(sentences[index])]
+            bar.update(sum(len(sentences[i]) for i in batch))
+
+
+def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
+               stateful: bool = False, device: str | torch.device = "cpu", progress: bool = True) -> int:
+    """Write the HDF5 file; returns the number of sentences. Stateful mode keeps the file's order
+    (rows of consecutive lines form a batch) because carried state depends on it."""
+    sentences = read_sentence_file(input_path)
+    if stateful:
+        bilm.stateful = True
+        bilm.reset_states()
+        batches = in_order_batches(len(sentences), batch_size)
+    else:
+        batches = length_sorted_batches(sentences, max_batch=batch_size)
+    output_path = Path(output_path)
+    partial = output_path.with_name(output_path.name + ".part")
+    with h5py.File(partial, "w") as out:
+        for index, array in embed_sentences(bilm, sentences, batches, device, progress):
+            out.create_dataset(str(index), data=array, dtype="float32")
+        sentence_to_index = {" ".join(tokens): str(i) for i, tokens in enumerate(sentences)}
+        dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
+        dataset[0] = json.dumps(sentence_to_index)
+    os.replace(partial, output_path)
+    return len(sentences)

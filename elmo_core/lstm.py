@@ -1,0 +1,107 @@
+"""The biLM's LSTM layer with a projection, cell clipping and projection clipping.
+
+One direction of one layer. TensorFlow's ``LSTMCell(num_proj=...)`` semantics, gates in TF order
+``i, j, f, o`` (j = candidate); the forget bias of 1.0 that TF adds at run time is folded into
+``bias`` when weights are loaded (and taken out again when they are saved).
+
+Fast path (same math as a per-step loop over every row, see ``reference.py``):
+  * the input half of the gate pre-activations is one GEMM over all time steps;
+  * rows are sorted by length so the rows still running form a prefix that shrinks (forward) or
+    grows (backward) over time: no work is spent on padding.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ProjectedLstmLayer(nn.Module):
+    """One direction of one biLM layer.
+
+    Args:
+        input_dim: width of the inputs.
+        cell_dim: LSTM cell size (``lstm.dim``).
+        projection_dim: width of the projected hidden state (``lstm.projection_dim``).
+        cell_clip, proj_clip: clip values, ``None`` for no clipping.
+        go_forward: ``False`` reads each sequence from its last valid token back to the first.
+    """
+
+    def __init__(self, input_dim: int, cell_dim: int, projection_dim: int,
+                 cell_clip: float | None, proj_clip: float | None, go_forward: bool):
+        super().__init__()
+        self.input_dim, self.cell_dim, self.projection_dim = input_dim, cell_dim, projection_dim
+        self.cell_clip, self.proj_clip, self.go_forward = cell_clip, proj_clip, go_forward
+        self.input_weight = nn.Parameter(torch.empty(4 * cell_dim, input_dim))
+        self.state_weight = nn.Parameter(torch.empty(4 * cell_dim, projection_dim))
+        self.bias = nn.Parameter(torch.zeros(4 * cell_dim))  # includes TF's forget bias
+        self.projection_weight = nn.Parameter(torch.empty(projection_dim, cell_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / self.cell_dim ** 0.5
+        for weight in (self.input_weight, self.state_weight, self.projection_weight):
+            nn.init.uniform_(weight, -bound, bound)
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias[2 * self.cell_dim : 3 * self.cell_dim] = 1.0  # TF forget bias
+
+    def cell(self, gate_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for ``n`` rows: ``gate_input (n, 4*cell)`` already holds ``x W_in + b``."""
+        gates = torch.addmm(gate_input, h, self.state_weight.t())
+        i, j, f, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+        if self.cell_clip is not None:
+            c = c.clamp(-self.cell_clip, self.cell_clip)
+        h = (torch.sigmoid(o) * torch.tanh(c)) @ self.projection_weight.t()
+        if self.proj_clip is not None:
+            h = h.clamp(-self.proj_clip, self.proj_clip)
+        return h, c
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the layer over a padded batch.
+
+        Args:
+            inputs: ``(batch, time, input_dim)``; positions past a row's length are ignored.
+            lengths: ``(batch,)`` long, each >= 1.
+            state: initial ``(h (batch, projection_dim), c (batch, cell_dim))``; zeros if ``None``.
+        Returns:
+            outputs ``(batch, time, projection_dim)`` (zeros past each length) and the final state
+            of every row (after its last valid token forward, after its first token backward).
+        """
+        batch, total_steps, _ = inputs.shape
+        if state is None:
+            h0 = inputs.new_zeros(batch, self.projection_dim)
+            c0 = inputs.new_zeros(batch, self.cell_dim)
+        else:
+            h0, c0 = state
+        sorted_lengths, order = torch.sort(lengths, descending=True)
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(batch, device=order.device)
+        length_list = sorted_lengths.tolist()
+        max_len = length_list[0]
+        # Gate pre-activations from the inputs, for all steps at once: (batch, time, 4*cell).
+        gate_inputs = torch.addmm(self.bias, inputs[order, :max_len].reshape(-1, self.input_dim),
+                                  self.input_weight.t()).view(batch, max_len, -1)
+        h, c = h0[order], c0[order]
+        # active[t] = number of rows whose length exceeds t (a prefix, since rows are sorted).
+        active = [0] * max_len
+        for length in length_list:
+            active[length - 1] += 1
+        for t in range(max_len - 2, -1, -1):
+            active[t] += active[t + 1]
+        steps = range(max_len) if self.go_forward else range(max_len - 1, -1, -1)
+        outputs: list[torch.Tensor] = [None] * max_len  # type: ignore[list-item]
+        for t in steps:
+            n = active[t]
+            h_new, c_new = self.cell(gate_inputs[:n, t], h[:n], c[:n])
+            outputs[t] = h_new
+            if n == batch:
+                h, c = h_new, c_new
+            else:
+                h, c = torch.cat([h_new, h[n:]]), torch.cat([c_new, c[n:]])
+        padded = torch.stack([nn.functional.pad(o, (0, 0, 0, batch - o.shape[0])) for o in outputs], dim=1)
+        if max_len < total_steps:
+            padded = nn.functional.pad(padded, (0, 0, 0, total_steps - max_len))
+        return padded[restore], (h[restore], c[restore])

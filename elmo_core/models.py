@@ -1,0 +1,134 @@
+"""Named ELMo models: the official AllenNLP releases (downloaded once into a cache) and the
+``default`` backbone that ships inside this package.
+
+The official files have no published checksums, so integrity is checked in three ways: the byte
+count must match the server's Content-Length, the files must parse (options validate, every HDF5
+dataset has the shape the options imply), and the SHA-256 recorded at download time is verified
+whenever the cached copy is used again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ElmoFileError, ModelNotAvailableError
+
+_BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
+PACKAGED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    name: str
+    options_url: str
+    weights_url: str
+    description: str
+
+
+def _official(name: str, stem: str, description: str) -> NamedModel:
+    return NamedModel(name, f"{_BASE}/{stem}/elmo_{stem}_options.json",
+                      f"{_BASE}/{stem}/elmo_{stem}_weights.hdf5", description)
+
+
+OFFICIAL_MODELS: dict[str, NamedModel] = {
+    m.name: m for m in (
+        _official("small", "2x1024_128_2048cnn_1xhighway", "13.6M parameters, output dim 256"),
+        _official("medium", "2x2048_256_2048cnn_1xhighway", "28.0M parameters, output dim 512"),
+        _official("original", "2x4096_512_2048cnn_2xhighway", "93.6M parameters, output dim 1024"),
+        _official("original-5.5b", "2x4096_512_2048cnn_2xhighway_5.5B",
+                  "93.6M parameters trained on 5.5B tokens, output dim 1024"),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """``$ELMO_TASKS_CACHE`` or ``~/.cache/elmo-tasks``."""
+    return Path(os.environ.get("ELMO_TASKS_CACHE", Path.home() / ".cache" / "elmo-tasks"))
+
+
+def packaged_model_files(name: str) -> tuple[Path, Path] | None:
+    """(options, weights) of a model shipped inside the package, or None."""
+    folder = PACKAGED_DIR / name
+    options, weights = folder / "options.json", folder / "weights.hdf5"
+    return (options, weights) if options.is_file() and weights.is_file() else None
+
+
+def available_names() -> list[str]:
+    shipped = sorted(p.name for p in PACKAGED_DIR.iterdir() if p.is_dir()) if PACKAGED_DIR.is_dir() else []
+    return shipped + list(OFFICIAL_MODELS)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, target: Path, timeout: float = 30.0) -> None:
+    """Fetch ``url`` into ``target`` atomically (``.part`` then rename), checking the byte count."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
+        expected = response.headers.get("Content-Length")
+        shutil.copyfileobj(response, out, length=1 << 20)
+    received = partial.stat().st_size
+    if expected is not None and int(expected) != received:
+        partial.unlink()
+        raise ElmoFileError(f"{url}: download incomplete ({received} of {expected} bytes)")
+    os.replace(partial, target)
+
+
+def _verify_cached(folder: Path) -> bool:
+    record = folder / "sha256.json"
+    if not record.is_file():
+        return False
+    sums = json.loads(record.read_text())
+    return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in sums.items())
+
+
+def fetch_official(name: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """Local (options, weights) of an official model, downloading it on first use.
+
+    Raises:
+        ModelNotAvailableError: offline or the server refused; the message names the URLs and how
+            to pass local files instead.
+    """
+    model = OFFICIAL_MODELS[name]
+    folder = folder or cache_dir() / name
+    options, weights = folder / "options.json", folder / "weights.hdf5"
+    if _verify_cached(folder):
+        return options, weights
+    try:
+        download(model.options_url, options)
+        download(model.weights_url, weights)
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        raise ModelNotAvailableError(
+            f"cannot download ELMo model '{name}' ({err}).\n"
+            f"  options: {model.options_url}\n  weights: {model.weights_url}\n"
+            f"Download both files elsewhere and pass them with --options FILE --weights FILE "
+            f"(Python: load_bilm(options=..., weights=...)), or copy them to {options} and {weights}."
+        ) from None
+    # Structural check: a corrupt download fails here, not in the middle of a training run.
+    from .loading import load_bilm_from_files
+
+    load_bilm_from_files(options, weights)
+    (folder / "sha256.json").write_text(json.dumps({p.name: _sha256(p) for p in (options, weights)}, indent=1))
+    return options, weights
+
+
+def resolve(name: str) -> tuple[Path, Path]:
+    """(options, weights) for a model name: packaged first, then official (downloaded)."""
+    packaged = packaged_model_files(name)
+    if packaged:
+        return packaged
+    if name in OFFICIAL_MODELS:
+        return fetch_official(name)
+    raise ModelNotAvailableError(f"unknown ELMo model '{name}'; known names: {', '.join(available_names())}")

@@ -1,0 +1,57 @@
+"""A straightforward per-time-step implementation of the biLM's LSTM layer.
+
+The shape of AllenNLP's ``LstmCellWithProjection`` loop: at every step both the input and the
+state projections are computed for all rows, padding included, and the update is masked. Used as
+the baseline in ``benchmarks/backbone_speed.py`` and as an oracle in the tests; not for real work.
+"""
+from __future__ import annotations
+
+import torch
+
+from .bilm import ElmoBiLm
+from .lstm import ProjectedLstmLayer
+
+
+def reference_layer_forward(layer: ProjectedLstmLayer, inputs: torch.Tensor, lengths: torch.Tensor,
+                            state: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Same contract as :meth:`ProjectedLstmLayer.forward`, one full-batch step at a time."""
+    batch, total_steps, _ = inputs.shape
+    h = inputs.new_zeros(batch, layer.projection_dim) if state is None else state[0]
+    c = inputs.new_zeros(batch, layer.cell_dim) if state is None else state[1]
+    outputs = inputs.new_zeros(batch, total_steps, layer.projection_dim)
+    steps = range(total_steps) if layer.go_forward else range(total_steps - 1, -1, -1)
+    for t in steps:
+        valid = (lengths > t).unsqueeze(1)
+        gates = inputs[:, t] @ layer.input_weight.t() + h @ layer.state_weight.t() + layer.bias
+        i, j, f, o = gates.chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+        if layer.cell_clip is not None:
+            c_new = c_new.clamp(-layer.cell_clip, layer.cell_clip)
+        h_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ layer.projection_weight.t()
+        if layer.proj_clip is not None:
+            h_new = h_new.clamp(-layer.proj_clip, layer.proj_clip)
+        h = torch.where(valid, h_new, h)
+        c = torch.where(valid, c_new, c)
+        outputs[:, t] = torch.where(valid, h_new, torch.zeros_like(h_new))
+    return outputs, (h, c)
+
+
+class ReferenceLayers:
+    """Context manager: make a biLM run the per-step reference loop (and no type cache)."""
+
+    def __init__(self, bilm: ElmoBiLm):
+        self.bilm = bilm
+        self._saved: list = []
+
+    def __enter__(self) -> ElmoBiLm:
+        for layer in list(self.bilm.forward_layers) + list(self.bilm.backward_layers):
+            self._saved.append((layer, layer.forward))
+            layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(_layer, x, lengths, state)
+        self._cache_size = self.bilm.type_cache.max_size
+        self.bilm.type_cache.max_size = 0
+        return self.bilm
+
+    def __exit__(self, *exc) -> None:
+        for layer, forward in self._saved:
+            layer.forward = forward
+        self.bilm.type_cache.max_size = self._cache_size

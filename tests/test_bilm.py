@@ -1,0 +1,121 @@
+"""Backbone behaviour on random weights in the official layout, for many option combinations."""
+import copy
+
+import pytest
+import torch
+
+from conftest import TINY_OPTIONS, write_random_model
+from elmo_core import ElmoBiLm, batch_to_ids, load_bilm, load_weights
+from elmo_core.options import options_from_dict
+from elmo_core.reference import ReferenceLayers
+
+SENTENCES = [
+    "The dog let out a sharp bark".split(),
+    "Bark".split(),
+    "The bark of the ancient oak was rough and grey".split(),
+    "Zürich 's naïve café ‘ quotes ’".split(),
+]
+
+
+def variant(**changes):
+    options = copy.deepcopy(TINY_OPTIONS)
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        if value is None:
+            options[section].pop(key, None)
+        else:
+            options[section][key] = value
+    return options
+
+
+VARIANTS = {
+    "default": variant(),
+    "no_skip": variant(lstm__use_skip_connections=False),
+    "no_clip": variant(lstm__cell_clip=None, lstm__proj_clip=None),
+    "tanh_no_highway": variant(char_cnn__activation="tanh", char_cnn__n_highway=0),
+    "three_layers_two_highways": variant(lstm__n_layers=3, char_cnn__n_highway=2),
+    "n_characters_261": variant(char_cnn__n_characters=261),
+    "one_filter": variant(char_cnn__filters=[[2, 5]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_fast_path_equals_reference_loop(tmp_path, name):
+    options, weights = write_random_model(tmp_path, VARIANTS[name])
+    bilm = load_bilm(options=options, weights=weights)
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        fast = bilm(ids)
+        with ReferenceLayers(bilm):
+            slow = bilm(ids)
+    n_layers = VARIANTS[name]["lstm"]["n_layers"] + 1
+    assert fast.layers.shape == (n_layers, 4, 10, 16)
+    assert torch.equal(fast.mask, slow.mask)
+    assert (fast.layers - slow.layers).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_save_then_load_round_trip_is_exact(tmp_path, name):
+    options, weights = write_random_model(tmp_path / "a", VARIANTS[name], seed=3)
+    bilm = load_bilm(options=options, weights=weights)
+    from elmo_core import save_weights
+
+    save_weights(bilm, tmp_path / "copy.hdf5")
+    again = ElmoBiLm(bilm.options)
+    load_weights(again, tmp_path / "copy.hdf5")
+    for (key, a), (_, b) in zip(bilm.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), key
+
+
+def test_sentence_vectors_do_not_depend_on_batch_or_padding(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    with torch.no_grad():
+        together = bilm(batch_to_ids(SENTENCES)).layers
+        for row, sentence in enumerate(SENTENCES):
+            alone = bilm(batch_to_ids([sentence])).layers[:, 0]
+            padded = bilm(batch_to_ids([sentence, ["x"] * 20])).layers[:, 0, : len(sentence)]
+            n = len(sentence)
+            assert (together[:, row, :n] - alone).abs().max() <= 1e-6
+            assert (padded - alone).abs().max() <= 1e-6
+            assert together[:, row, n:].abs().sum() == 0  # padding positions are zero
+
+
+def test_layer_zero_is_the_token_vector_duplicated_and_context_free(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    with torch.no_grad():
+        out = bilm(batch_to_ids([SENTENCES[0], SENTENCES[2]])).layers
+    bark_dog, bark_oak = out[:, 0, 6], out[:, 1, 1]  # "bark" in both sentences
+    assert torch.equal(bark_dog[0, :8], bark_dog[0, 8:])
+    assert torch.allclose(bark_dog[0], bark_oak[0], atol=1e-6)
+    assert not torch.allclose(bark_dog[2], bark_oak[2], atol=1e-3)  # contextual layers differ
+
+
+def test_type_cache_gives_the_same_vectors_and_counts_hits(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        first = bilm(ids).layers
+        assert bilm.type_cache.hits == 0 and len(bilm.type_cache) > 0
+        second = bilm(ids).layers
+        assert bilm.type_cache.hits > 0
+    assert torch.equal(first, second)
+
+
+def test_stateful_mode_carries_state_and_reset_forgets_it(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], stateful=True)
+    ids = batch_to_ids(SENTENCES[:2])
+    with torch.no_grad():
+        first = bilm(ids).layers
+        second = bilm(ids).layers
+        bilm.reset_states()
+        third = bilm(ids).layers
+    assert not torch.allclose(first[2], second[2], atol=1e-5)
+    assert torch.equal(first, third)
+
+
+def test_gradients_flow_when_training(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1]).train()
+    out = bilm(batch_to_ids(SENTENCES))
+    out.layers[1:].sum().backward()
+    assert bilm.forward_layers[0].state_weight.grad.abs().sum() > 0
+    assert bilm.char_cnn.char_embedding.weight.grad.abs().sum() > 0
