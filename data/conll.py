@@ -20,9 +20,9 @@ from data.tags import (
     TagSchemeError,
     check_tags_in_scheme,
     convert,
+    count_invalid_transitions,
     detect_scheme,
     extract_spans,
-    is_valid_transition,
     normalize_scheme,
 )
 
@@ -180,6 +180,16 @@ def _physical_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def _is_docstart(line: str) -> bool:
+    if DOCSTART not in line:  # cheap test first: this runs on every line
+        return False
+    stripped = line.lstrip(_ASCII_BLANKS)
+    if not stripped.startswith(DOCSTART):
+        return False
+    rest = stripped[len(DOCSTART):]
+    return not rest or rest[0] in _ASCII_BLANKS
+
+
 def _split_fields(line: str, sep: str | None) -> list[str]:
     if sep is not None:
         return line.split(sep)
@@ -220,21 +230,21 @@ def _parse_sentences(
         if not line.strip(_ASCII_BLANKS):
             close_sentence()
             continue
-        if not sep_decided:
-            # The first data line decides, so that a tab file may hold spaces inside tokens.
-            sep = "\t" if "\t" in line.strip(_ASCII_BLANKS) else None
-            sep_decided = True
-        fields = _split_fields(line, sep)
-        if fields[0].strip(_ASCII_BLANKS) == DOCSTART:
+        if _is_docstart(line):
             close_sentence()
             doc_id += 1
             continue
+        if not sep_decided:
+            # The first token line decides, so that a tab file may hold spaces inside tokens.
+            sep = "\t" if "\t" in line.strip(_ASCII_BLANKS) else None
+            sep_decided = True
+        fields = _split_fields(line, sep)
         if len(fields) != len(names):
             raise DataFormatError(
                 path,
                 number,
                 f"expected {len(names)} columns ({' '.join(names)}) separated by "
-                f"{_describe_sep(sep)}, found {len(fields)}: {line!r}",
+                f"{_describe_sep(sep)}, found {len(fields)}: {line[:80]!r}",
             )
         if labels is not None and fields[tag_index] not in labels:
             raise DataFormatError(
@@ -284,7 +294,7 @@ def _collect_stats(
     for sentence in sentences:
         tags = sentence.columns[tag_column]
         entities.update(span.type for span in extract_spans(tags))
-        invalid += _count_invalid_transitions(tags, scheme)
+        invalid += count_invalid_transitions(tags, scheme)
     return ConllStats(
         documents=documents,
         sentences=len(sentences),
@@ -292,11 +302,6 @@ def _collect_stats(
         entities=dict(sorted(entities.items())),
         invalid_transitions=invalid,
     )
-
-
-def _count_invalid_transitions(tags: Sequence[str], scheme: str) -> int:
-    bigrams = zip([None, *tags], [*tags, None])
-    return sum(not is_valid_transition(prev, cur, scheme) for prev, cur in bigrams)
 
 
 def _convert_tags(sentences: list[Sentence], tag_column: str, source: str, target: str) -> None:

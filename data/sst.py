@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from data.errors import DataFormatError
 
@@ -22,11 +23,13 @@ BINARY_LABEL_NAMES = ("negative", "positive")
 
 # Only ASCII whitespace separates tokens: a few SST leaves contain a no-break space inside
 # one word (``8\xa01\/2``), and Python's \s would split them.
+_ASCII_WHITESPACE = " \t\n\r\f\v"
 _TOKEN = re.compile(r"\(|\)|[^ \t\n\r\f\v()]+")
+_LABELS = {str(label): label for label in range(NUM_CLASSES)}
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-@dataclass
+@dataclass(slots=True)
 class Tree:
     """A sentiment tree node: a leaf has ``word`` and no children, an inner node the reverse."""
 
@@ -62,82 +65,84 @@ class SstExample:
 
 def parse_tree(text: str, *, path: str | Path = "<string>", line: int | None = None) -> Tree:
     """Parse one SST tree. Errors are ``DataFormatError`` naming ``path:line`` and the column."""
-    parser = _TreeParser(text, str(path), line)
-    return parser.parse()
+    return _TreeParser(text, str(path), line).parse()
 
 
 class _TreeParser:
-    """A bracket parser with an explicit stack, so the column of every problem is known."""
+    """A bracket parser with an explicit stack (no recursion limit on deep trees).
+
+    The hot loop works on bare token strings; a token's column is only worked out when a
+    problem has to be reported, which keeps reading the 8,544 train trees fast.
+    """
 
     def __init__(self, text: str, path: str, line: int | None):
         self.text = text
         self.path = path
         self.line = line
 
-    def error(self, column: int, problem: str) -> DataFormatError:
-        return DataFormatError(self.path, self.line, f"column {column}: {problem}")
+    def error(self, token_index: int, problem: str) -> DataFormatError:
+        return DataFormatError(self.path, self.line, f"column {self.column_of(token_index)}: {problem}")
+
+    def column_of(self, token_index: int) -> int:
+        """1-based column of the token_index-th token, or just past the text for the end of line."""
+        for index, match in enumerate(_TOKEN.finditer(self.text)):
+            if index == token_index:
+                return match.start() + 1
+        return len(self.text.rstrip(_ASCII_WHITESPACE)) + 1
 
     def parse(self) -> Tree:
-        if not self.text.strip(" \t\n\r\f\v"):
-            raise self.error(1, "empty line (expected one tree such as '(3 (2 a) (4 b))')")
+        tokens = _TOKEN.findall(self.text)
+        if not tokens:
+            raise self.error(0, "empty line (expected one tree such as '(3 (2 a) (4 b))')")
         stack: list[Tree] = []
         root: Tree | None = None
         expecting_label = False
-        for match in _TOKEN.finditer(self.text):
-            token, column = match.group(), match.start() + 1
+        for index, token in enumerate(tokens):
             if root is not None:
-                raise self.error(column, f"unbalanced brackets: {token!r} after the tree already closed")
+                raise self.error(index, f"unbalanced brackets: {token!r} after the tree already closed")
             if expecting_label:
-                stack[-1].label = self.parse_label(token, column)
+                label = _LABELS.get(token)
+                if label is None:
+                    self.bad_label(token, index)
+                stack[-1].label = label
                 expecting_label = False
             elif token == "(":
-                self.open_node(stack, column)
+                node = Tree(-1)
+                if stack:
+                    parent = stack[-1]
+                    if parent.word is not None:
+                        raise self.error(index, f"node with word {parent.word!r} cannot also have subtrees")
+                    parent.children.append(node)
+                stack.append(node)
                 expecting_label = True
             elif token == ")":
-                root = self.close_node(stack, column)
+                if not stack:
+                    raise self.error(index, "unbalanced brackets: ')' closes no open node")
+                node = stack.pop()
+                if node.word is None and not node.children:
+                    raise self.error(index, f"node labelled {node.label} has neither a word nor subtrees")
+                if not stack:
+                    root = node
             else:
-                self.attach_word(stack, token, column)
+                self.attach_word(stack, token, index)
         if stack or root is None:
-            end = len(self.text.rstrip(" \t\n\r\f\v")) + 1
-            raise self.error(end, f"unbalanced brackets: {len(stack)} node(s) still open at end of line")
+            raise self.error(len(tokens), f"unbalanced brackets: {len(stack)} node(s) still open at end of line")
         return root
 
-    def parse_label(self, token: str, column: int) -> int:
+    def bad_label(self, token: str, index: int) -> NoReturn:
+        """Raise the right error for a token that is not one of the labels 0..4."""
         if token in ("(", ")"):
-            raise self.error(column, "node without a label (expected a sentiment label 0..4 after '(')")
-        if not _INTEGER.fullmatch(token):
-            raise self.error(
-                column, f"node without a label: found {token!r} where a sentiment label 0..4 belongs"
-            )
-        label = int(token)
-        if not 0 <= label < NUM_CLASSES:
-            raise self.error(column, f"label {label} outside 0..4")
-        return label
+            raise self.error(index, "node without a label (expected a sentiment label 0..4 after '(')")
+        if _INTEGER.fullmatch(token):
+            raise self.error(index, f"label {int(token)} outside 0..4")
+        raise self.error(index, f"node without a label: found {token!r} where a sentiment label 0..4 belongs")
 
-    def open_node(self, stack: list[Tree], column: int) -> None:
-        node = Tree(label=-1)
-        if stack:
-            parent = stack[-1]
-            if parent.is_leaf:
-                raise self.error(column, f"node with word {parent.word!r} cannot also have subtrees")
-            parent.children.append(node)
-        stack.append(node)
-
-    def close_node(self, stack: list[Tree], column: int) -> Tree | None:
-        """Pop the innermost node; return it when it was the root."""
+    def attach_word(self, stack: list[Tree], word: str, index: int) -> None:
         if not stack:
-            raise self.error(column, "unbalanced brackets: ')' closes no open node")
-        node = stack.pop()
-        if not node.is_leaf and not node.children:
-            raise self.error(column, f"node labelled {node.label} has neither a word nor subtrees")
-        return None if stack else node
-
-    def attach_word(self, stack: list[Tree], word: str, column: int) -> None:
-        if not stack:
-            raise self.error(column, f"word {word!r} outside any node (expected '(')")
+            raise self.error(index, f"word {word!r} outside any node (expected '(')")
         node = stack[-1]
-        if node.is_leaf or node.children:
-            raise self.error(column, f"unexpected word {word!r}: a node holds one word or subtrees, not both")
+        if node.word is not None or node.children:
+            raise self.error(index, f"unexpected word {word!r}: a node holds one word or subtrees, not both")
         node.word = word
 
 

@@ -283,6 +283,13 @@ def _is_valid_transition(prev: str | None, cur: str | None, scheme: str) -> bool
     return _is_valid_bioes_transition(prev_prefix, cur_prefix, same_type)
 
 
+def count_invalid_transitions(tags: Sequence[str], scheme: str) -> int:
+    """How many bigrams of one sentence (sentence start and end included) ``scheme`` forbids."""
+    scheme = normalize_scheme(scheme)
+    bigrams = zip([None, *tags], [*tags, None])
+    return sum(not _is_valid_transition(prev, cur, scheme) for prev, cur in bigrams)
+
+
 def _may_end_sentence(last_prefix: str, scheme: str) -> bool:
     if scheme == "BIOES":
         return last_prefix in (OUTSIDE, "E", "S")

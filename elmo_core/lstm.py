@@ -84,6 +84,9 @@ class ProjectedLstmLayer(nn.Module):
         # Gate pre-activations from the inputs, for all steps at once: (batch, time, 4*cell).
         gate_inputs = torch.addmm(self.bias, inputs[order, :max_len].reshape(-1, self.input_dim),
                                   self.input_weight.t()).view(batch, max_len, -1)
+        # One tensor per step: slicing the 3-D tensor inside the loop would make autograd build a
+        # full (batch, time, 4*cell) gradient for every step, O(time^2) in the backward pass.
+        gate_steps = gate_inputs.unbind(1)
         h, c = h0[order], c0[order]
         # active[t] = number of rows whose length exceeds t (a prefix, since rows are sorted).
         active = [0] * max_len
@@ -95,7 +98,7 @@ class ProjectedLstmLayer(nn.Module):
         outputs: list[torch.Tensor] = [None] * max_len  # type: ignore[list-item]
         for t in steps:
             n = active[t]
-            h_new, c_new = self.cell(gate_inputs[:n, t], h[:n], c[:n])
+            h_new, c_new = self.cell(gate_steps[t][:n], h[:n], c[:n])
             outputs[t] = h_new
             if n == batch:
                 h, c = h_new, c_new

@@ -14,7 +14,7 @@ from pathlib import Path
 from data.errors import DataFormatError
 from elmo_core.errors import ElmoFileError, ModelNotAvailableError
 
-EXPECTED_ERRORS = (DataFormatError, ElmoFileError, ModelNotAvailableError, FileNotFoundError)
+EXPECTED_ERRORS = (DataFormatError, ElmoFileError, ModelNotAvailableError, FileNotFoundError, ValueError)
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,31 @@ def command_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_pretrain(args: argparse.Namespace) -> int:
+    from elmo_core.pretrain import Pretrainer, load_pretrain_config
+
+    overrides = parse_overrides(args.set)
+    config = load_pretrain_config(args.config, overrides)
+    result = Pretrainer(config, args.train, args.heldout, args.out, progress=not args.quiet).run()
+    print(f"heldout perplexity: forward {result['forward_ppl']:.2f}, backward {result['backward_ppl']:.2f}, "
+          f"mean {result['mean_ppl']:.2f} after {result['tokens_seen']:,} tokens ({result['seconds'] / 60:.1f} min)")
+    print(f"exported {args.out / 'options.json'} and {args.out / 'weights.hdf5'}")
+    return 0
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``key=value`` pairs; values are parsed as YAML (numbers, lists, booleans)."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elmo-tasks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.set_defaults(run=command_embed)
+
+    pretrain = verbs.add_parser(
+        "pretrain", help="pretrain a biLM on a tokenised corpus and export it",
+        description="Train forward and backward LSTM language models over a character CNN (the "
+                    "architecture elmo_core loads) and export options.json + weights.hdf5 in the official "
+                    "layout. Re-running the same command in the same --out resumes from the last checkpoint.",
+        epilog="example: elmo-tasks pretrain --config configs/bilm_default.yaml "
+               "--train ../shared/data/corpus/train.txt.xz --heldout ../shared/data/corpus/heldout.txt.xz --out runs/bilm")
+    pretrain.add_argument("--config", type=Path, required=True, help="YAML config (see configs/bilm_*.yaml)")
+    pretrain.add_argument("--train", type=Path, required=True, help="corpus: one tokenised sentence per line (.xz/.gz ok)")
+    pretrain.add_argument("--heldout", type=Path, required=True, help="heldout corpus, same format")
+    pretrain.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log, exported model)")
+    pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
+    pretrain.set_defaults(run=command_pretrain)
     return parser
 
 
