@@ -67,15 +67,20 @@ def in_order_batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
+def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.device = "cpu") -> np.ndarray:
+    """All layers of one batch of sentences: ``(num_layers, batch, time, dim)`` float32, zero past
+    each sentence's end."""
+    char_ids = batch_to_ids(batch, bilm.options.char_cnn.max_chars).to(device)
+    with torch.no_grad():
+        return bilm(char_ids).layers.float().cpu().numpy()
+
+
 def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[list[int]],
                     device: str | torch.device = "cpu", progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch."""
-    max_chars = bilm.options.char_cnn.max_chars
-    with torch.no_grad(), tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=not progress,
-                               desc="embedding") as bar:
+    with tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=not progress, desc="embedding") as bar:
         for batch in batches:
-            char_ids = batch_to_ids([sentences[i] for i in batch], max_chars).to(device)
-            layers = bilm(char_ids).layers.float().cpu().numpy()
+            layers = embed_batch(bilm, [sentences[i] for i in batch], device)
             for row, index in enumerate(batch):
                 yield index, layers[:, row, : len(sentences[index])]
             bar.update(sum(len(sentences[i]) for i in batch))

@@ -1,6 +1,6 @@
 """The ``elmo-tasks`` command line: one verb per job.
 
-    elmo-tasks embed     sentences -> HDF5 of all biLM layers (bilm-tf dump format)
+    elmo-tasks embed     sentences -> HDF5 of all biLM layers (bilm-tf dump format), or a feature store
     elmo-tasks train     train a task model from a YAML config
     elmo-tasks evaluate  score a trained run on a data file
     elmo-tasks predict   tag / classify a file with a trained run
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,10 +42,46 @@ def command_embed(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.store is not None:
+        return embed_into_store(args)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return embed_usage_error("several processes (torchrun) can only write a --store, not an HDF5 --output")
     bilm = backbone_from_args(args, stateful=args.stateful)
     n = embed_file(bilm, args.input, args.output, batch_size=args.batch_size, stateful=args.stateful,
                    device=args.device, progress=not args.quiet)
     print(f"wrote {n} sentences x {bilm.num_layers} layers x {bilm.output_dim} dims to {args.output}")
+    return 0
+
+
+def embed_usage_error(message: str) -> int:
+    print(f"elmo-tasks embed: error: {message}", file=sys.stderr)
+    return 2
+
+
+def embed_into_store(args: argparse.Namespace) -> int:
+    """``embed --store DIR``: add the file's sentences to a content-keyed feature store (see
+    elmo_core/store.py). Under torchrun every rank embeds its shard and rank 0 commits the index."""
+    from elmo_core.embed import read_sentence_file
+    from elmo_core.loading import model_identity
+    from elmo_core.models import resolve
+    from elmo_core.store import build_store_distributed, rank_and_world
+
+    if args.stateful:
+        return embed_usage_error("--stateful cannot write a --store: stateful vectors depend on the batches "
+                                 "before them, so they cannot be keyed by the sentence alone")
+    rank, world = rank_and_world()
+    if world > 1 and args.device == "cuda":
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+    sentences = read_sentence_file(args.input)
+    bilm = backbone_from_args(args)
+    options, weights = (args.options, args.weights) if args.options else resolve(args.backbone or "default")
+    report = build_store_distributed(args.store, bilm, model_identity(options, weights), sentences,
+                                     dtype=args.store_dtype, max_batch=args.batch_size, device=args.device,
+                                     progress=not args.quiet and rank == 0)
+    if rank == 0:
+        print(f"store {args.store}: {report.sentences} distinct sentences x {bilm.num_layers} layers x "
+              f"{bilm.output_dim} dims ({args.store_dtype}): {report.embedded} embedded, "
+              f"{report.already_stored} already stored; {world} process(es), {report.seconds:.1f} s")
     return 0
 
 
@@ -73,6 +110,78 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return overrides
 
 
+def command_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .trainer import Trainer
+
+    config = load_config(args.config, parse_overrides(args.set))
+    out = args.out or Path("runs") / f"{args.config.stem}-seed{config.get('train', {}).get('seed', 1)}"
+    results = Trainer(config, out, progress=not args.quiet).run()
+    for split in ("dev", "test"):
+        if split in results:
+            print(f"{split}: {format_scores(results[split])}")
+    print(f"run directory: {out}")
+    return 0
+
+
+def format_scores(scores: dict) -> str:
+    keys = [k for k in ("f1", "precision", "recall", "accuracy", "strict_f1", "macro_f1") if k in scores]
+    return ", ".join(f"{k} {scores[k]:.2f}" for k in keys)
+
+
+def read_input_split(task, path: Path, input_format: str):
+    """A CoNLL file (tags optional for prediction) or raw text, one tokenised sentence per line."""
+    from elmo_core.embed import read_sentence_file
+
+    if input_format == "auto":
+        first = next((l for l in path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()), "")
+        input_format = "conll" if len(first.split()) >= 2 and ("-DOCSTART-" in first or len(first.split()) == len(task.columns)) else "text"
+    if input_format == "conll":
+        split = task.read_split(path)
+    else:
+        from .ner import SplitData
+        from data.conll import ConllDataset, ConllStats, Sentence
+
+        sentences = [Sentence(tokens, {task.tag_column: ["O"] * len(tokens)}, i + 1, None)
+                     for i, tokens in enumerate(read_sentence_file(path))]
+        split = SplitData(ConllDataset(str(path), sentences, ConllStats(), task.file_scheme, task.tag_column, task.file_scheme),
+                          task.tag_column)
+    task.tensorise(split)
+    return split, input_format
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from .run_dir import attach_live_features, load_run
+
+    task, model, bilm = load_run(args.run_dir)
+    split, _ = read_input_split(task, args.data, "conll")
+    attach_live_features(split, bilm)
+    predictions = task.predict(model, split)
+    scores = task.score(split, predictions)
+    print(scores.pop("report"))
+    print(format_scores(scores))
+    if args.output:
+        task.write_predictions(split, predictions, args.output)
+        print(f"predictions: {args.output}")
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from data.conll import write_conll_predictions
+
+    from .run_dir import attach_live_features, load_run
+
+    task, model, bilm = load_run(args.run_dir)
+    split, used = read_input_split(task, args.input, args.format)
+    attach_live_features(split, bilm)
+    predictions = task.predict(model, split)
+    with args.output.open("w", encoding="utf-8") as out:
+        for tokens, tags in zip(split.tokens, predictions):
+            out.write("\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n")
+    print(f"tagged {len(predictions)} sentences ({used} input) -> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elmo-tasks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
                "--input sentences.txt --output elmo.hdf5")
     add_backbone_arguments(embed)
     embed.add_argument("--input", type=Path, required=True, help="UTF-8 text, one tokenised sentence per line")
-    embed.add_argument("--output", type=Path, required=True, help="HDF5 file to write (written atomically)")
+    destination = embed.add_mutually_exclusive_group(required=True)
+    destination.add_argument("--output", type=Path, help="HDF5 file to write (written atomically)")
+    destination.add_argument("--store", type=Path, metavar="DIR",
+                             help="instead of --output: add the sentences to a feature store directory (memory-mapped "
+                                  "chunks keyed by model + sentence; resumable; shards over ranks under torchrun "
+                                  "--no-python elmo-tasks embed ...). See docs/store.md")
+    embed.add_argument("--store-dtype", choices=("float16", "float32"), default="float16",
+                       help="precision of the --store vectors (default float16)")
     embed.add_argument("--batch-size", type=int, default=64,
                        help="sentences per batch (default 64); stateful mode batches the file's lines in order")
     embed.add_argument("--stateful", action="store_true",
@@ -96,6 +212,35 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.set_defaults(run=command_embed)
+
+    train = verbs.add_parser(
+        "train", help="train a task model from a YAML config",
+        description="Train a task head on the frozen backbone. The run directory receives the resolved config, "
+                    "vocabularies, per-epoch metrics (metrics.csv/json), best.pt (best dev score) and last.pt, "
+                    "dev/test predictions and conlleval reports. Running the same command again resumes.",
+        epilog="example: elmo-tasks train configs/ner_conll2003.yaml --set train.seed=2 --out runs/ner-s2")
+    train.add_argument("config", type=Path, help="YAML config (see configs/)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a dotted config key, e.g. model.hidden=200")
+    train.add_argument("--out", type=Path, help="run directory (default runs/<config>-seed<seed>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=command_train)
+
+    evaluate = verbs.add_parser("evaluate", help="score a trained run on a labelled file",
+                                description="Score a run's best checkpoint on a CoNLL file with conlleval's metrics.",
+                                epilog="example: elmo-tasks evaluate runs/ner_conll2003-seed1 --data eng.testb")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled file in the task's format")
+    evaluate.add_argument("--output", type=Path, help="also write 'token gold pred' lines (conlleval input)")
+    evaluate.set_defaults(run=command_evaluate)
+
+    predict = verbs.add_parser("predict", help="tag a file with a trained run",
+                               description="Tag raw text (one tokenised sentence per line) or a CoNLL file.",
+                               epilog="example: elmo-tasks predict runs/ner_conll2003-seed1 --input news.txt --output news.tags")
+    predict.add_argument("run_dir", type=Path)
+    predict.add_argument("--input", type=Path, required=True)
+    predict.add_argument("--output", type=Path, required=True, help="'token tag' lines, blank line between sentences")
+    predict.add_argument("--format", choices=["auto", "text", "conll"], default="auto")
+    predict.set_defaults(run=command_predict)
 
     pretrain = verbs.add_parser(
         "pretrain", help="pretrain a biLM on a tokenised corpus and export it",

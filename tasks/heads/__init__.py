@@ -1,0 +1,1 @@
+"""Pluggable task heads over a task-specific ScalarMix of the frozen ELMo layers."""
