@@ -99,7 +99,8 @@ class BiLmLanguageModel(nn.Module):
     def __init__(self, options: ElmoOptions, vocab_size: int, cutoffs: list[int], dropout: float):
         super().__init__()
         self.bilm = ElmoBiLm(options, type_cache_size=0)
-        cutoffs = [c for c in cutoffs if c < vocab_size - 1]
+        # A vocabulary smaller than the configured clusters (tiny corpora) keeps one small tail.
+        cutoffs = [c for c in cutoffs if c < vocab_size - 1] or [max(1, vocab_size // 2)]
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(options.lstm.projection_dim, vocab_size, cutoffs, div_value=4.0)
         self.dropout = nn.Dropout(dropout)
 

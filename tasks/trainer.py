@@ -148,7 +148,7 @@ class Trainer:
                    "train_seconds": round(train_seconds, 2), "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
             if getattr(model, "mix", None) is not None and model.mix.mode == "learned":
                 row["mix_weights"] = [round(float(w), 4) for w in model.mix.normalized_weights().detach()]
-                row["mix_gamma"] = round(float(model.mix.gamma), 4)
+                row["mix_gamma"] = round(float(model.mix.gamma.detach()), 4)
             state["history"].append(row)
             state["epoch"] = epoch
             if improved:

@@ -32,7 +32,10 @@ def synthetic_sentences(n: int, seed: int = 0) -> list[list[str]]:
     rng = random.Random(seed)
     vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzAB.,'") for _ in range(rng.randint(1, 9)))
                   for _ in range(300)]
-    sentences = [[rng.choice(vocabulary) for _ in range(rng.randint(1, 12))] for _ in range(n)]
+    distinct: dict[tuple[str, ...], None] = {}
+    while len(distinct) < n:
+        distinct[tuple(rng.choice(vocabulary) for _ in range(rng.randint(1, 12)))] = None
+    sentences = [list(s) for s in distinct]
     return sentences + [list(sentences[0])]
 
 
@@ -137,6 +140,21 @@ def test_rebuild_recomputes_nothing_and_new_sentences_are_added(tiny_bilm, tmp_p
     more = sentences + synthetic_sentences(5, seed=9)
     added = build_store(tmp_path / "s", tiny_bilm, MODEL_ID, more, batch_tokens=40, progress=False)
     assert added.embedded == 5 and len(FeatureStore(tmp_path / "s")) == len(sentences) + 4
+
+
+def test_vectors_do_not_depend_on_what_the_bilm_ran_before(tiny_model, tiny_bilm, tmp_path, single_thread):
+    """A warm type cache holds layer-0 vectors computed in other batches, which differ in the last
+    bits; building ignores it, or a resumed build could not equal a one-shot build bitwise."""
+    sentences = synthetic_sentences(300)
+    with torch.no_grad():
+        tiny_bilm(batch_to_ids(sentences))  # fills the type cache from one big batch
+    assert len(tiny_bilm.type_cache) > 0
+    warm = build_store(tmp_path / "warm", tiny_bilm, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    assert tiny_bilm.type_cache.max_size > 0  # the cache is back on afterwards
+    fresh = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    build_store(tmp_path / "fresh", fresh, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    assert warm.embedded == len(sentences) - 1
+    assert contents(FeatureStore(tmp_path / "warm")) == contents(FeatureStore(tmp_path / "fresh"))
 
 
 # ---------------------------------------------------------------- crash safety
