@@ -315,12 +315,13 @@ class FeatureStore:
 
     def get_many(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """``[(num_layers, len(s), dim) for s in sentences]``; KeyError naming how many are absent."""
-        missing = [s for s in sentences if not self.contains(s)]
+        keys = [self.key(s) for s in sentences]
+        missing = [s for s, key in zip(sentences, keys) if key not in self._entries]
         if missing:
             raise KeyError(f"{len(missing)} of {len(sentences)} sentences are not in the feature store "
                            f"{self.directory}, e.g. {' '.join(missing[0])[:80]!r}; build it first "
                            f"(elmo-tasks embed --store DIR, or FeatureStore.build)")
-        return [self.get(s) for s in sentences]
+        return [self.get_by_key(key) for key in keys]
 
     def _chunk(self, name: str) -> np.ndarray:
         if name in self._chunks:
@@ -339,14 +340,15 @@ def layers_for_batch(store: FeatureStore, sentences: Sequence[Sequence[str]],
     ``(num_layers, batch, time, dim)`` float32, zero past each sentence's end; ``mask``
     ``(batch, time)`` bool. It unpacks as ``layers, mask = layers_for_batch(...)``."""
     arrays = store.get_many(sentences)
-    time_steps = max(len(s) for s in sentences)
+    time_steps = max((len(s) for s in sentences), default=0)
     layers = np.zeros((store.num_layers, len(sentences), time_steps, store.dim), dtype=np.float32)
     mask = torch.zeros(len(sentences), time_steps, dtype=torch.bool)
     for row, array in enumerate(arrays):
         layers[:, row, : array.shape[1]] = array
         mask[row, : array.shape[1]] = True
-    out = BiLmOutput(torch.from_numpy(layers), mask)
-    return BiLmOutput(out.layers.to(device), out.mask.to(device)) if device is not None else out
+    if device is None:
+        return BiLmOutput(torch.from_numpy(layers), mask)
+    return BiLmOutput(torch.from_numpy(layers).to(device), mask.to(device))
 
 
 # ---------------------------------------------------------------- writing
@@ -362,13 +364,17 @@ class ShardWriter:
         self.directory, self.name, self.info = directory, name, info
         self.chunks_dir = directory / "chunks"
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(directory / "locks" / f"{name}.lock",
-                           busy_message=f"{directory}: another build is writing shard {name}")
         self.buffer = np.empty((max(1, chunk_tokens), info.num_layers, info.dim), dtype=info.dtype)
         self.fill = 0
-        self.pending: list[tuple[str, int, int]] = []
+        self.pending: list[tuple[str, int, int]] = []  # (key, first row, n) buffered, not yet committed
         self.chunks_written = 0
-        self.next_seq = self._remove_leftovers() + 1
+        self._lock = _lock(directory / "locks" / f"{name}.lock",
+                           busy_message=f"{directory}: another build is writing shard {name}")
+        try:
+            self.next_seq = self._remove_leftovers() + 1
+        except BaseException:
+            self._lock.close()
+            raise
 
     def _remove_leftovers(self) -> int:
         """Delete what a killed run of this shard left uncommitted (temp files, chunks without
@@ -393,15 +399,17 @@ class ShardWriter:
             self.flush()
         if tokens > len(self.buffer):  # one batch bigger than a chunk: that chunk is simply bigger
             self.buffer = np.empty((tokens,) + self.buffer.shape[1:], dtype=self.buffer.dtype)
+        start, placed = self.fill, []
         for key, array in entries:
             n = array.shape[1]
-            rows = self.buffer[self.fill: self.fill + n]
-            rows[...] = array.transpose(1, 0, 2)
-            if self.info.dtype == "float16" and not np.isfinite(rows).all():
-                raise FeatureStoreError(f"{self.directory}: a vector overflows float16; build the store "
-                                        f"with dtype='float32' (--store-dtype float32)")
-            self.pending.append((key, self.fill, n))
-            self.fill += n
+            self.buffer[start: start + n] = array.transpose(1, 0, 2)
+            placed.append((key, start, n))
+            start += n
+        if self.info.dtype == "float16" and not np.isfinite(self.buffer[self.fill: start]).all():
+            raise FeatureStoreError(f"{self.directory}: a vector overflows float16; build the store "
+                                    f"with dtype='float32' (--store-dtype float32)")
+        self.pending += placed
+        self.fill = start
         if self.fill >= len(self.buffer):
             self.flush()
 
