@@ -31,28 +31,28 @@ class ProjectedLstmLayer(nn.Module):
         super().__init__()
         self.input_dim, self.cell_dim, self.projection_dim = input_dim, cell_dim, projection_dim
         self.cell_clip, self.proj_clip, self.go_forward = cell_clip, proj_clip, go_forward
-        self.input_weight = nn.Parameter(torch.empty(4 * cell_dim, input_dim))
-        self.state_weight = nn.Parameter(torch.empty(4 * cell_dim, projection_dim))
-        self.bias = nn.Parameter(torch.zeros(4 * cell_dim))  # includes TF's forget bias
-        self.projection_weight = nn.Parameter(torch.empty(projection_dim, cell_dim))
+        # nn.Linear modules (not raw parameters) so dynamic int8 quantisation can replace them.
+        self.input_linear = nn.Linear(input_dim, 4 * cell_dim)  # its bias includes TF's forget bias
+        self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
+        self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         bound = 1.0 / self.cell_dim ** 0.5
-        for weight in (self.input_weight, self.state_weight, self.projection_weight):
-            nn.init.uniform_(weight, -bound, bound)
+        for linear in (self.input_linear, self.state_linear, self.projection):
+            nn.init.uniform_(linear.weight, -bound, bound)
         with torch.no_grad():
-            self.bias.zero_()
-            self.bias[2 * self.cell_dim : 3 * self.cell_dim] = 1.0  # TF forget bias
+            self.input_linear.bias.zero_()
+            self.input_linear.bias[2 * self.cell_dim : 3 * self.cell_dim] = 1.0  # TF forget bias
 
     def cell(self, gate_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step for ``n`` rows: ``gate_input (n, 4*cell)`` already holds ``x W_in + b``."""
-        gates = torch.addmm(gate_input, h, self.state_weight.t())
+        gates = gate_input + self.state_linear(h)
         i, j, f, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
         if self.cell_clip is not None:
             c = c.clamp(-self.cell_clip, self.cell_clip)
-        h = (torch.sigmoid(o) * torch.tanh(c)) @ self.projection_weight.t()
+        h = self.projection(torch.sigmoid(o) * torch.tanh(c))
         if self.proj_clip is not None:
             h = h.clamp(-self.proj_clip, self.proj_clip)
         return h, c
@@ -82,8 +82,7 @@ class ProjectedLstmLayer(nn.Module):
         length_list = sorted_lengths.tolist()
         max_len = length_list[0]
         # Gate pre-activations from the inputs, for all steps at once: (batch, time, 4*cell).
-        gate_inputs = torch.addmm(self.bias, inputs[order, :max_len].reshape(-1, self.input_dim),
-                                  self.input_weight.t()).view(batch, max_len, -1)
+        gate_inputs = self.input_linear(inputs[order, :max_len])
         # One tensor per step: slicing the 3-D tensor inside the loop would make autograd build a
         # full (batch, time, 4*cell) gradient for every step, O(time^2) in the backward pass.
         gate_steps = gate_inputs.unbind(1)

@@ -22,12 +22,12 @@ def reference_layer_forward(layer: ProjectedLstmLayer, inputs: torch.Tensor, len
     steps = range(total_steps) if layer.go_forward else range(total_steps - 1, -1, -1)
     for t in steps:
         valid = (lengths > t).unsqueeze(1)
-        gates = inputs[:, t] @ layer.input_weight.t() + h @ layer.state_weight.t() + layer.bias
+        gates = inputs[:, t] @ layer.input_linear.weight.t() + h @ layer.state_linear.weight.t() + layer.input_linear.bias
         i, j, f, o = gates.chunk(4, dim=1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
         if layer.cell_clip is not None:
             c_new = c_new.clamp(-layer.cell_clip, layer.cell_clip)
-        h_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ layer.projection_weight.t()
+        h_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ layer.projection.weight.t()
         if layer.proj_clip is not None:
             h_new = h_new.clamp(-layer.proj_clip, layer.proj_clip)
         h = torch.where(valid, h_new, h)

@@ -85,12 +85,12 @@ def load_weights(bilm: ElmoBiLm, path: str | Path) -> None:
             for k, layer in enumerate(layers):
                 prefix = _lstm_prefix(direction, k)
                 w = reader.read(f"{prefix}/W_0", (layer.input_dim + lo.projection_dim, 4 * lo.dim))
-                _copy(layer.input_weight, w[: layer.input_dim].T)
-                _copy(layer.state_weight, w[layer.input_dim :].T)
+                _copy(layer.input_linear.weight, w[: layer.input_dim].T)
+                _copy(layer.state_linear.weight, w[layer.input_dim :].T)
                 bias = reader.read(f"{prefix}/B", (4 * lo.dim,)).copy()
                 bias[2 * lo.dim : 3 * lo.dim] += FORGET_BIAS
-                _copy(layer.bias, bias)
-                _copy(layer.projection_weight, reader.read(f"{prefix}/W_P_0", (lo.dim, lo.projection_dim)).T)
+                _copy(layer.input_linear.bias, bias)
+                _copy(layer.projection.weight, reader.read(f"{prefix}/W_P_0", (lo.dim, lo.projection_dim)).T)
     bilm.type_cache.clear()
 
 
@@ -116,8 +116,9 @@ def save_weights(bilm: ElmoBiLm, path: str | Path) -> None:
         for direction, layers in enumerate((bilm.forward_layers, bilm.backward_layers)):
             for k, layer in enumerate(layers):
                 prefix = _lstm_prefix(direction, k)
-                out[f"{prefix}/W_0"] = np.concatenate([array(layer.input_weight).T, array(layer.state_weight).T])
-                bias = array(layer.bias).copy()
+                out[f"{prefix}/W_0"] = np.concatenate([array(layer.input_linear.weight).T,
+                                                       array(layer.state_linear.weight).T])
+                bias = array(layer.input_linear.bias).copy()
                 bias[2 * lo.dim : 3 * lo.dim] -= FORGET_BIAS
                 out[f"{prefix}/B"] = bias
-                out[f"{prefix}/W_P_0"] = array(layer.projection_weight).T
+                out[f"{prefix}/W_P_0"] = array(layer.projection.weight).T

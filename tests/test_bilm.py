@@ -117,5 +117,5 @@ def test_gradients_flow_when_training(tiny_model):
     bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1]).train()
     out = bilm(batch_to_ids(SENTENCES))
     out.layers[1:].sum().backward()
-    assert bilm.forward_layers[0].state_weight.grad.abs().sum() > 0
+    assert bilm.forward_layers[0].state_linear.weight.grad.abs().sum() > 0
     assert bilm.char_cnn.char_embedding.weight.grad.abs().sum() > 0

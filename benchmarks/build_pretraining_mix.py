@@ -1,0 +1,58 @@
+"""Write the corpus the default backbone was pretrained on (a derived file: never commit it).
+
+A seeded mix of the first N sentences of ../shared/data/corpus/train.txt.xz and K copies of the
+*unlabelled* token text of CoNLL-2003 eng.train (no tags, no dev/test text), shuffled at the
+sentence level. The pretraining issue allows adding CoNLL-2003's unlabelled training text; the
+model card says so.
+
+    python benchmarks/build_pretraining_mix.py --out runs/pretraining_mix.txt
+"""
+from __future__ import annotations
+
+import argparse
+import lzma
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def conll_sentences(path: Path) -> list[str]:
+    sentences, current = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if current:
+                sentences.append(" ".join(current))
+                current = []
+            continue
+        current.append(line.split()[0])
+    if current:
+        sentences.append(" ".join(current))
+    return sentences
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--corpus-sentences", type=int, default=250_000)
+    parser.add_argument("--conll-copies", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    with lzma.open(args.data / "corpus" / "train.txt.xz", "rt", encoding="utf-8") as handle:
+        corpus = [line.rstrip("\n") for _, line in zip(range(args.corpus_sentences), handle)]
+    conll = conll_sentences(args.data / "conll2003" / "eng.train")
+    lines = corpus + conll * args.conll_copies
+    random.Random(args.seed).shuffle(lines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokens = sum(len(l.split()) for l in lines)
+    conll_tokens = sum(len(l.split()) for l in conll) * args.conll_copies
+    print(f"{args.out}: {len(lines):,} sentences, {tokens:,} tokens; corpus prefix {len(corpus):,} sentences, "
+          f"CoNLL-2003 eng.train text x{args.conll_copies} = {conll_tokens:,} tokens ({100 * conll_tokens / tokens:.1f} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
