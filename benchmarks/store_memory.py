@@ -149,8 +149,10 @@ def main() -> None:
     parser.add_argument("--no-read", action="store_true", help="skip the read-back pass")
     parser.add_argument("--no-docs", action="store_true", help="do not append the result to docs/store.md")
     args = parser.parse_args()
-    command = "OMP_NUM_THREADS={} python {}".format(os.environ.get("OMP_NUM_THREADS", "(unset)"),
-                                                    shlex.join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]))
+    settings = {name: value for name, value in sorted(os.environ.items())
+                if name == "OMP_NUM_THREADS" or name.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    command = " ".join([*(f"{name}={value}" for name, value in settings.items()), "python",
+                        shlex.join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])])
     machine_line = machine()
     print(f"command: {command}\nmachine: {machine_line}", flush=True)
 

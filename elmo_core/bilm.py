@@ -59,6 +59,7 @@ class ElmoBiLm(nn.Module):
         self.stateful = stateful
         self._states: list[State] | None = None  # per (direction, layer), only when stateful
         self.type_cache = TypeCache(type_cache_size)
+        self.autocast_dtype: torch.dtype | None = None  # bf16/fp16 inference (see load_bilm)
 
     @property
     def num_layers(self) -> int:
@@ -83,7 +84,6 @@ class ElmoBiLm(nn.Module):
         flat = char_ids.reshape(-1, chars)
         is_word = flat[:, 0] > 0
         out = flat.new_zeros(flat.shape[0], self.options.lstm.projection_dim, dtype=torch.float32)
-        out = out.to(self.char_cnn.projection.weight.dtype)
         if bool(is_word.any()):
             words, inverse = torch.unique(flat[is_word], dim=0, return_inverse=True)
             use_cache = self.type_cache.max_size > 0 and not self.training and not torch.is_grad_enabled()
@@ -138,6 +138,13 @@ class ElmoBiLm(nn.Module):
     def forward(self, char_ids: torch.Tensor) -> BiLmOutput:
         """``char_ids (batch, time, chars)`` -> :class:`BiLmOutput` with ``time`` positions
         (the ``<S>``/``</S>`` positions the biLM adds internally are removed)."""
+        if self.autocast_dtype is not None:
+            with torch.autocast(device_type=char_ids.device.type, dtype=self.autocast_dtype):
+                layers, mask = self._forward(char_ids)
+            return BiLmOutput(layers.float(), mask)
+        return self._forward(char_ids)
+
+    def _forward(self, char_ids: torch.Tensor) -> BiLmOutput:
         mask = char_ids[:, :, 0] > 0
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):

@@ -18,18 +18,41 @@ def load_bilm_from_files(options: str | Path, weights: str | Path, stateful: boo
     return bilm.eval()
 
 
+PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+
+
+def quantize_int8(bilm: ElmoBiLm) -> ElmoBiLm:
+    """Dynamic int8 quantisation of every linear layer (LSTM gates and projections, highway, CNN
+    projection); activations stay float. CPU only."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # torch marks its quantized tensor API deprecated; it still ships and works in 2.x.
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(bilm, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def load_bilm(name: str | None = None, options: str | Path | None = None, weights: str | Path | None = None,
-              stateful: bool = False, device: str | torch.device = "cpu", type_cache_size: int = 100_000) -> ElmoBiLm:
+              stateful: bool = False, device: str | torch.device = "cpu", type_cache_size: int = 100_000,
+              precision: str = "fp32") -> ElmoBiLm:
     """Load a biLM in eval mode.
 
     Either ``name`` (``default``, ``small``, ``medium``, ``original``, ``original-5.5b``) or both
-    ``options`` and ``weights`` must be given.
+    ``options`` and ``weights`` must be given. ``precision``: ``fp32`` (exact), ``int8`` (dynamic
+    quantisation, CPU), ``bf16``/``fp16`` (autocast; outputs are returned as float32).
     """
     if (options is None) != (weights is None):
         raise ValueError("pass both options and weights, or neither (then a model name)")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if options is None:
         options, weights = resolve(name or "default")
     bilm = load_bilm_from_files(options, weights, stateful=stateful, type_cache_size=type_cache_size)
+    if precision == "int8":
+        if torch.device(device).type != "cpu":
+            raise ValueError("int8 (dynamic quantisation) runs on the CPU only; use bf16 or fp16 on a GPU")
+        bilm = quantize_int8(bilm)
+    bilm.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return bilm.to(device)
 
 

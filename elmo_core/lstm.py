@@ -15,6 +15,31 @@ import torch
 from torch import nn
 
 
+def cell_elementwise(gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cell's pointwise math: ``gates (n, 4*cell)``, ``c (n, cell)`` -> (pre-projection h, new c)."""
+    i, j, f, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+    if cell_clip is not None:
+        c = c.clamp(-cell_clip, cell_clip)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+_compiled_elementwise = None
+
+
+def compile_cells(module: nn.Module) -> int:
+    """Fuse the pointwise cell math of every LSTM layer in ``module`` with ``torch.compile``
+    (one compiled kernel, dynamic batch size). Returns the number of layers changed. Opt-in:
+    compilation costs tens of seconds and only pays off on long inputs (see docs/benchmarks.md)."""
+    global _compiled_elementwise
+    if _compiled_elementwise is None:
+        _compiled_elementwise = torch.compile(cell_elementwise, dynamic=True)
+    layers = [m for m in module.modules() if isinstance(m, ProjectedLstmLayer)]
+    for layer in layers:
+        layer.elementwise = _compiled_elementwise
+    return len(layers)
+
+
 class ProjectedLstmLayer(nn.Module):
     """One direction of one biLM layer.
 
@@ -35,6 +60,7 @@ class ProjectedLstmLayer(nn.Module):
         self.input_linear = nn.Linear(input_dim, 4 * cell_dim)  # its bias includes TF's forget bias
         self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
         self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
+        self.elementwise = cell_elementwise
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -47,12 +73,8 @@ class ProjectedLstmLayer(nn.Module):
 
     def cell(self, gate_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step for ``n`` rows: ``gate_input (n, 4*cell)`` already holds ``x W_in + b``."""
-        gates = gate_input + self.state_linear(h)
-        i, j, f, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
-        if self.cell_clip is not None:
-            c = c.clamp(-self.cell_clip, self.cell_clip)
-        h = self.projection(torch.sigmoid(o) * torch.tanh(c))
+        pre_projection, c = self.elementwise(gate_input + self.state_linear(h), c, self.cell_clip)
+        h = self.projection(pre_projection)
         if self.proj_clip is not None:
             h = h.clamp(-self.proj_clip, self.proj_clip)
         return h, c

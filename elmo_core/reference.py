@@ -36,8 +36,16 @@ def reference_layer_forward(layer: ProjectedLstmLayer, inputs: torch.Tensor, len
     return outputs, (h, c)
 
 
+def reference_token_embeddings(bilm: ElmoBiLm, char_ids: torch.Tensor) -> torch.Tensor:
+    """The char-CNN on every position, padding included, then masked (AllenNLP's way)."""
+    batch, time, chars = char_ids.shape
+    vectors = bilm.char_cnn(char_ids.reshape(-1, chars)).view(batch, time, -1)
+    return vectors * (char_ids[:, :, 0] > 0).unsqueeze(-1).to(vectors.dtype)
+
+
 class ReferenceLayers:
-    """Context manager: make a biLM run the per-step reference loop (and no type cache)."""
+    """Context manager: make a biLM run the per-step reference loop, the char-CNN on every
+    position, and no type cache: the straightforward implementation of the same math."""
 
     def __init__(self, bilm: ElmoBiLm):
         self.bilm = bilm
@@ -47,11 +55,10 @@ class ReferenceLayers:
         for layer in list(self.bilm.forward_layers) + list(self.bilm.backward_layers):
             self._saved.append((layer, layer.forward))
             layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(_layer, x, lengths, state)
-        self._cache_size = self.bilm.type_cache.max_size
-        self.bilm.type_cache.max_size = 0
+        self.bilm.token_embeddings = lambda ids: reference_token_embeddings(self.bilm, ids)
         return self.bilm
 
     def __exit__(self, *exc) -> None:
         for layer, forward in self._saved:
             layer.forward = forward
-        self.bilm.type_cache.max_size = self._cache_size
+        del self.bilm.token_embeddings  # back to the class's method

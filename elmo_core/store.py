@@ -446,13 +446,18 @@ def _type_cache_off(bilm: ElmoBiLm) -> Iterator[None]:
         bilm.type_cache.max_size = saved
 
 
-def distinct_sentences(model_id: str, sentences: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
-    """``(keys, token lists)`` of the distinct sentences, in first-seen order."""
-    seen: dict[str, list[str]] = {}
+def _device_of(bilm: ElmoBiLm) -> torch.device:
+    parameter = next(bilm.parameters(), None)  # a quantised model may hide its weights from parameters()
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def distinct_sentences(model_id: str, sentences: Sequence[Sequence[str]]) -> tuple[list[str], list[Sequence[str]]]:
+    """``(keys, token lists)`` of the distinct sentences, in first-seen order (not copied)."""
+    seen: dict[str, Sequence[str]] = {}
     for tokens in sentences:
         if not tokens:
             raise ValueError("a sentence has no tokens: ELMo needs at least one")
-        seen.setdefault(entry_key(model_id, tokens), list(tokens))
+        seen.setdefault(entry_key(model_id, tokens), tokens)
     return list(seen), list(seen.values())
 
 
@@ -475,7 +480,7 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
     directory = Path(directory)
     info = StoreInfo(model_id, bilm.num_layers, bilm.output_dim, dtype)
     create_or_check_info(directory, info)
-    device = device if device is not None else next(bilm.parameters()).device
+    device = device if device is not None else _device_of(bilm)
     if chunk_tokens is None:
         chunk_tokens = DEFAULT_CHUNK_BYTES // (info.num_layers * info.dim * np.dtype(dtype).itemsize)
 

@@ -32,7 +32,8 @@ def backbone_from_args(args: argparse.Namespace, stateful: bool = False):
     if (args.options is None) != (args.weights is None):
         raise ElmoFileError("--options and --weights go together")
     return load_bilm(name=args.backbone, options=args.options, weights=args.weights,
-                     stateful=stateful, device=getattr(args, "device", "cpu"))
+                     stateful=stateful, device=getattr(args, "device", "cpu"),
+                     precision=getattr(args, "precision", "fp32"))
 
 
 def command_embed(args: argparse.Namespace) -> int:
@@ -75,7 +76,11 @@ def embed_into_store(args: argparse.Namespace) -> int:
     sentences = read_sentence_file(args.input)
     bilm = backbone_from_args(args)
     options, weights = (args.options, args.weights) if args.options else resolve(args.backbone or "default")
-    report = build_store_distributed(args.store, bilm, model_identity(options, weights), sentences,
+    model_id = model_identity(options, weights)
+    precision = getattr(args, "precision", "fp32")
+    if precision != "fp32":  # other numerics give other vectors: they must not share keys with fp32
+        model_id = f"{model_id}+{precision}"
+    report = build_store_distributed(args.store, bilm, model_id, sentences,
                                      dtype=args.store_dtype, max_batch=args.batch_size, device=args.device,
                                      progress=not args.quiet and rank == 0)
     if rank == 0:
@@ -133,6 +138,10 @@ def read_input_split(task, path: Path, input_format: str):
     """A CoNLL file (tags optional for prediction) or raw text, one tokenised sentence per line."""
     from elmo_core.embed import read_sentence_file
 
+    if hasattr(task, "read_input"):  # sentiment / WSD read their own formats ("conll" = the labelled one)
+        split, input_format = task.read_input(path, input_format)
+        task.tensorise(split)
+        return split, input_format
     if input_format == "auto":
         first = next((l for l in path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()), "")
         input_format = "conll" if len(first.split()) >= 2 and ("-DOCSTART-" in first or len(first.split()) == len(task.columns)) else "text"
@@ -175,10 +184,35 @@ def command_predict(args: argparse.Namespace) -> int:
     split, used = read_input_split(task, args.input, args.format)
     attach_live_features(split, bilm)
     predictions = task.predict(model, split)
+    if hasattr(task, "write_output"):  # sentiment: label per sentence; WSD: key file
+        task.write_output(split, predictions, args.output)
+        print(f"predicted {len(predictions)} items ({used} input) -> {args.output}")
+        return 0
     with args.output.open("w", encoding="utf-8") as out:
         for tokens, tags in zip(split.tokens, predictions):
             out.write("\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n")
     print(f"tagged {len(predictions)} sentences ({used} input) -> {args.output}")
+    return 0
+
+
+def command_benchmark_layers(args: argparse.Namespace) -> int:
+    from .layer_benchmark import MIXES, TASK_CONFIGS, run_grid
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASK_CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASK_CONFIGS)}")
+    if (args.options is None) != (args.weights is None):
+        raise ElmoFileError("--options and --weights go together")
+    backbone = ({"name": None, "options": str(args.options), "weights": str(args.weights)} if args.options
+                else {"name": args.backbone or "default"})
+    mixes = [m.strip() for m in args.mixes.split(",")] if args.mixes else None
+    if mixes and any(m not in MIXES for m in mixes):
+        raise ValueError(f"unknown mix in {mixes}; choose from {', '.join(MIXES)}")
+    out = args.out or Path("runs") / ("layers-reduced" if args.reduced else "layers")
+    run_grid(tasks, args.seeds, backbone, out, reduced=args.reduced, mixes=mixes, extra=parse_overrides(args.set))
+    print((out / "table.md").read_text())
+    print(f"tables, CSV and plots in {out}")
     return 0
 
 
@@ -209,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--stateful", action="store_true",
                        help="carry LSTM state from batch to batch like bilm-tf (default: every sentence starts from zero)")
     embed.add_argument("--device", default="cpu", help="cpu or cuda")
+    embed.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16", "fp16"],
+                       help="fp32 (exact, default); int8: dynamic quantisation of the linear layers (CPU); "
+                            "bf16/fp16: autocast (GPU)")
     embed.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.set_defaults(run=command_embed)
@@ -241,6 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, help="'token tag' lines, blank line between sentences")
     predict.add_argument("--format", choices=["auto", "text", "conll"], default="auto")
     predict.set_defaults(run=command_predict)
+
+    benchmark = verbs.add_parser("benchmark", help="benchmarks that are one command (layer weighting)")
+    benchmarks = benchmark.add_subparsers(dest="benchmark", required=True, metavar="WHICH")
+    layers = benchmarks.add_parser(
+        "layers", help="every task x layer weighting x seed",
+        description="Train and evaluate each task's head with each layer weighting (layer 0, 1, 2 only, top, "
+                    "equal average, learned ScalarMix with lambda=1 and 0.001, concatenation), reusing ELMo "
+                    "features across cells. Writes cells.csv, summary.csv, table.md, score_by_mix.png and "
+                    "learned_weights.png; finished cells are not run again.",
+        epilog="example: elmo-tasks benchmark layers --tasks ner,pos,chunk --seeds 3 --reduced")
+    layers.add_argument("--tasks", default="ner,pos,chunk,sst5,wsd", help="comma-separated: ner,pos,chunk,sst5,sst2,wsd")
+    layers.add_argument("--seeds", type=int, default=3)
+    layers.add_argument("--mixes", help="comma-separated subset of the mixes (default: all eight)")
+    layers.add_argument("--reduced", action="store_true", help="the quick grid (subsets, fewer epochs; see docs/layer_weighting.md)")
+    layers.add_argument("--out", type=Path, help="output directory (default runs/layers[-reduced])")
+    layers.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every cell")
+    add_backbone_arguments(layers)
+    layers.set_defaults(run=command_benchmark_layers)
 
     pretrain = verbs.add_parser(
         "pretrain", help="pretrain a biLM on a tokenised corpus and export it",

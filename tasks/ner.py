@@ -95,7 +95,13 @@ class NerTask:
                 continue
             path = resolve_data_path(self.config, split)
             self.splits[split] = self.read_split(path)
-            summaries.append(f"{split}: {path} ({self.splits[split].dataset.summary()}, scheme {self.splits[split].dataset.scheme})")
+            limit = get_dotted(self.config, f"data.max_{split}_sentences")
+            if limit:  # reduced runs (e.g. the layer-weighting grid's quick mode) take a prefix
+                self.splits[split].dataset.sentences = self.splits[split].dataset.sentences[: int(limit)]
+                self.splits[split] = SplitData(self.splits[split].dataset, self.tag_column)
+            used = f"; first {len(self.splits[split])} sentences used" if limit else ""
+            summaries.append(f"{split}: {path} ({self.splits[split].dataset.summary()}, scheme "
+                             f"{self.splits[split].dataset.scheme}{used})")
         return summaries
 
     def build_vocabularies(self) -> None:

@@ -28,7 +28,19 @@ def build_task(config: dict):
         from .ner import NerTask
 
         return NerTask(config)
-    raise DataFormatError("<config>", None, f"unknown task {name!r} (expected: ner)")
+    if name in ("pos", "chunk"):
+        from .probe import ProbeTask
+
+        return ProbeTask(config)
+    if name in ("sst5", "sst2", "sentiment"):
+        from .sentiment import SentimentTask
+
+        return SentimentTask(config)
+    if name == "wsd":
+        from .wsd import WsdTask
+
+        return WsdTask(config)
+    raise DataFormatError("<config>", None, f"unknown task {name!r} (expected: ner, sst5, sst2, sentiment, wsd)")
 
 
 def load_backbone(config: dict, device: str = "cpu"):
@@ -39,6 +51,16 @@ def load_backbone(config: dict, device: str = "cpu"):
                      device=device)
 
 
+def backbone_files(config: dict) -> tuple[str, str]:
+    from elmo_core.models import resolve
+
+    backbone = config.get("backbone", {}) or {}
+    if backbone.get("options"):
+        return backbone["options"], backbone["weights"]
+    options, weights = resolve(backbone.get("name") or "default")
+    return str(options), str(weights)
+
+
 def backbone_identity(config: dict) -> str:
     backbone = config.get("backbone", {}) or {}
     if backbone.get("options"):
@@ -46,15 +68,38 @@ def backbone_identity(config: dict) -> str:
     return f"named model '{backbone.get('name') or 'default'}'"
 
 
-def attach_features(task, bilm, splits: list[str], progress: bool) -> dict[str, float]:
-    """Compute the ELMo layers of each split once (the backbone is frozen); seconds per split."""
+def attach_features(task, bilm, splits: list[str], progress: bool, cache: dict | None = None,
+                    backbone_key: str = "") -> dict[str, float]:
+    """Compute the ELMo layers of each split once (the backbone is frozen); seconds per split.
+    ``cache`` (keyed by backbone and the split's exact tokens) shares them between runs of one
+    process, e.g. the cells of a layer-weighting grid."""
     seconds = {}
     for name in splits:
         split = task.splits[name]
         started = time.perf_counter()
-        split.features = CachedFeatures.compute(bilm, split.tokens, progress=progress, desc=f"ELMo {name}")
+        key = (backbone_key, hash(tuple(tuple(s) for s in split.tokens)))
+        store_dir = get_dotted(task.config, "backbone.store")
+        if cache is not None and key in cache:
+            split.features = cache[key]
+        elif store_dir:
+            split.features = features_from_store(task.config, bilm, split.tokens, Path(store_dir), progress)
+        else:
+            split.features = CachedFeatures.compute(bilm, split.tokens, progress=progress, desc=f"ELMo {name}")
+            if cache is not None:
+                cache[key] = split.features
         seconds[name] = round(time.perf_counter() - started, 1)
     return seconds
+
+
+def features_from_store(config: dict, bilm, sentences: list[list[str]], store_dir: Path, progress: bool) -> CachedFeatures:
+    """Memory-mapped layers from the on-disk feature store, embedding only what it lacks."""
+    from elmo_core.loading import model_identity
+    from elmo_core.store import FeatureStore
+
+    model_id = model_identity(*backbone_files(config))
+    dtype = get_dotted(config, "backbone.store_dtype", "float16")
+    store = FeatureStore.build(store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress)
+    return CachedFeatures.from_store(store, sentences)
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -70,8 +115,10 @@ def write_json(path: Path, value) -> None:
 
 
 class Trainer:
-    def __init__(self, config: dict, run_dir: Path, progress: bool = True, log=print):
+    def __init__(self, config: dict, run_dir: Path, progress: bool = True, log=print,
+                 feature_cache: dict | None = None, backbone_cache: dict | None = None):
         self.config, self.run_dir, self.progress, self.log = config, Path(run_dir), progress, log
+        self.feature_cache, self.backbone_cache = feature_cache, backbone_cache
         t = config.get("train", {})
         self.epochs = int(t.get("epochs", 20))
         self.batch_size = int(t.get("batch_size", 32))
@@ -107,10 +154,17 @@ class Trainer:
         timings: dict = {}
         num_layers = dim = None
         if task.uses_elmo():
-            bilm = load_backbone(self.config)
+            identity = backbone_identity(self.config)
+            if self.backbone_cache is not None and identity in self.backbone_cache:
+                bilm = self.backbone_cache[identity]
+            else:
+                bilm = load_backbone(self.config)
+                if self.backbone_cache is not None:
+                    self.backbone_cache[identity] = bilm
             num_layers, dim = bilm.num_layers, bilm.output_dim
-            self.log(f"backbone: {backbone_identity(self.config)} ({num_layers} layers x {dim})")
-            timings["features_seconds"] = attach_features(task, bilm, list(task.splits), self.progress)
+            self.log(f"backbone: {identity} ({num_layers} layers x {dim})")
+            timings["features_seconds"] = attach_features(task, bilm, list(task.splits), self.progress,
+                                                          self.feature_cache, identity)
         torch.manual_seed(self.seed)
         rng = random.Random(self.seed)
         model = task.build_model(num_layers, dim)
@@ -168,6 +222,10 @@ class Trainer:
                    if task.uses_elmo() else None, "train_seconds_total": round(total_seconds, 1),
                    "seconds_per_epoch": round(sum(r["train_seconds"] for r in state["history"]) / max(len(state["history"]), 1), 2),
                    **timings}
+        mix = getattr(model, "mix", None)
+        if mix is not None:
+            results["mix"] = {"mode": mix.mode, "s": [round(float(w), 5) for w in mix.normalized_weights().detach()],
+                              "gamma": round(float(mix.gamma.detach()), 5)}
         for name in ("dev", "test"):
             if name in task.splits:
                 predictions = task.predict(model, task.splits[name])

@@ -36,7 +36,7 @@ def ner_setup(tmp_path):
     overrides = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
                  "backbone.name": None, "backbone.options": str(options), "backbone.weights": str(weights),
                  "train.epochs": 3, "train.patience": 5, "train.threads": 1, "model.hidden": 16,
-                 "model.words.min_count": 1}
+                 "model.words.min_count": 1, "backbone.store": str(tmp_path / "store")}
     return tmp_path, overrides
 
 
@@ -56,6 +56,9 @@ def test_training_writes_a_complete_run_directory(ner_setup):
     assert len(history[0]["mix_weights"]) == 3 and abs(sum(history[0]["mix_weights"]) - 1) < 1e-4
     assert 0 <= results["test"]["f1"] <= 100 and set(results["test"]["per_type"]) <= {"PER", "LOC", "ORG", "MISC"}
     assert results["best_epoch"] == max(history, key=lambda r: r["dev_f1"])["epoch"]
+    from elmo_core.store import FeatureStore
+
+    assert len(FeatureStore(tmp_path / "store")) == 6  # the six distinct sentences, stored once
 
 
 def test_same_seed_gives_identical_results(ner_setup):

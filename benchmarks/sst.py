@@ -1,0 +1,143 @@
+"""SST sentiment benchmark: ELMo + pooled BiLSTM classifier against the same classifier without ELMo.
+
+Train on train.txt (root sentences; phrases off unless --set data.phrases=true), select the epoch
+on dev, report test accuracy (and macro-F1) over N seeds. Each run is an ordinary
+`elmo-tasks train` run directory, so an interrupted benchmark resumes and finished runs are not
+repeated. The frozen backbone's features of a split are computed once per invocation and reused
+by every seed of that task. Results go to docs/benchmarks.md.
+
+    python benchmarks/sst.py --seeds 5                      # SST-5, both variants
+    python benchmarks/sst.py --tasks sst5,sst2 --variants elmo
+    python benchmarks/sst.py --limit 200 --seeds 1 --set backbone.name=null \\
+        --set backbone.options=tiny/options.json --set backbone.weights=tiny/weights.hdf5   # smoke
+    python benchmarks/sst.py --report-only                  # aggregate what has finished
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DOCS, REPO, command_line, git_revision, machine, mean_std, write_section  # noqa: E402
+
+PUBLISHED = ("Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
+             "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7.")
+VARIANTS = {
+    "elmo": ["model.elmo.enabled=true"],
+    # Without ELMo the classifier needs its own token inputs: learned word vectors + char CNN.
+    "baseline": ["model.elmo.enabled=false", "model.words.dim=100", "model.chars.filters=30"],
+}
+LABELS = {"elmo": "ELMo + BiLSTM pooled classifier", "baseline": "BiLSTM pooled classifier (no ELMo)"}
+
+
+# The frozen backbone and the features of a split are the same for every seed of a task: one
+# computation per invocation, shared through the trainer's caches.
+FEATURE_CACHE: dict = {}
+BACKBONE_CACHE: dict = {}
+
+
+def run_one(task: str, config: Path, variant: str, seed: int, out_root: Path, extra: list[str]) -> dict:
+    from tasks.cli import parse_overrides
+    from tasks.config import load_config
+    from tasks.trainer import Trainer
+
+    out = out_root / f"{task}-{variant}-seed{seed}"
+    if (out / "results.json").is_file():
+        return json.loads((out / "results.json").read_text())
+    overrides = parse_overrides(VARIANTS[variant] + [f"train.seed={seed}"] + extra)
+    print(f"== {task} {variant} seed {seed} -> {out}", flush=True)
+    return Trainer(load_config(config, overrides), out, progress=False, feature_cache=FEATURE_CACHE,
+                   backbone_cache=BACKBONE_CACHE).run()
+
+
+def collect(out_root: Path) -> dict[tuple[str, str], list[dict]]:
+    found: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(out_root.glob("*-seed*/results.json")):
+        task, variant = path.parent.name.rsplit("-seed", 1)[0].split("-", 1)
+        found.setdefault((task, variant), []).append(json.loads(path.read_text()))
+    return found
+
+
+def report(out_root: Path, wall: float | None) -> str:
+    found = collect(out_root)
+    lines = ["| task | classifier | backbone | seeds | dev acc | test acc | test macro-F1 | s / epoch | epochs | "
+             "ELMo features (s) | train time / run |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (task, variant), runs in sorted(found.items()):
+        features = [sum(r["features_seconds"].values()) for r in runs if "features_seconds" in r]
+        lines.append(
+            f"| {task.upper()} | {LABELS.get(variant, variant)} | {runs[0].get('backbone') or 'none (word emb. + char CNN)'} | "
+            f"{len(runs)} | {mean_std([r['dev']['accuracy'] for r in runs])} | {mean_std([r['test']['accuracy'] for r in runs])} | "
+            f"{mean_std([r['test']['macro_f1'] for r in runs])} | {mean_std([r['seconds_per_epoch'] for r in runs])} | "
+            f"{mean_std([r['epochs_run'] for r in runs])} | {f'{max(features):.1f}' if features else '–'} | "
+            f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min |")
+    gains = []
+    for task in sorted({t for t, _ in found}):
+        if (task, "elmo") in found and (task, "baseline") in found:
+            gain = (sum(r["test"]["accuracy"] for r in found[(task, "elmo")]) / len(found[(task, "elmo")])
+                    - sum(r["test"]["accuracy"] for r in found[(task, "baseline")]) / len(found[(task, "baseline")]))
+            gains.append(f"**ELMo gain on {task.upper()} test: {gain:+.2f} accuracy** (mean over seeds).")
+    confusion = ""
+    best = max(((t, r) for (t, v), runs in found.items() if v == "elmo" for r in runs),
+               key=lambda tr: tr[1]["dev"]["accuracy"], default=None)
+    if best:
+        task, result = best
+        names, counts = result["test"]["confusion"]["labels"], result["test"]["confusion"]["counts"]
+        confusion = (f"\n\nTest confusion matrix of the {task.upper()} ELMo run with the best dev accuracy "
+                     f"(rows gold, columns predicted):\n\n| gold / predicted | " + " | ".join(names) + " |\n|---|"
+                     + "---:|" * len(names) + "\n" + "\n".join(f"| {n} | " + " | ".join(map(str, row)) + " |"
+                                                          for n, row in zip(names, counts)))
+    return (f"## SST sentiment (`benchmarks/sst.py`)\n\n"
+            f"Command: {commands(out_root)}; git {git_revision()}.\n"
+            f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+            f"Train on the root sentences of train.txt, model selection on dev, reported on test (mean ± std over seeds). "
+            f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "
+            f"computation).\n\n" + "\n".join(lines) + ("\n\n" + "\n".join(gains) if gains else "") + confusion
+            + f"\n\n{PUBLISHED}\n")
+
+
+def commands(out_root: Path) -> str:
+    """The command(s) that made the runs under ``out_root`` (recorded by each invocation), else this one."""
+    recorded = out_root / "commands.txt"
+    lines = recorded.read_text().splitlines() if recorded.is_file() else []
+    return " then ".join(f"`{line}`" for line in dict.fromkeys(lines)) or f"`{command_line()}`"
+
+
+def record_command(out_root: Path) -> None:
+    out_root.mkdir(parents=True, exist_ok=True)
+    with (out_root / "commands.txt").open("a") as handle:
+        handle.write(command_line() + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="sst5", help="comma-separated: sst5, sst2 (configs/<task>.yaml)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--variants", default="elmo,baseline")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-sst")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    parser.add_argument("--limit", type=int, help="first N sentences of every split (smoke runs)")
+    parser.add_argument("--report-only", action="store_true", help="only aggregate the finished runs under --out")
+    parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
+    args = parser.parse_args()
+    extra = args.set + ([f"data.limit={args.limit}"] if args.limit else [])
+    started = time.perf_counter()
+    if not args.report_only:
+        record_command(args.out)
+        for task in args.tasks.split(","):
+            for variant in args.variants.split(","):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    result = run_one(task, REPO / "configs" / f"{task}.yaml", variant, seed, args.out, extra)
+                    print(f"{task} {variant} seed {seed}: dev acc {result['dev']['accuracy']:.2f}, "
+                          f"test acc {result['test']['accuracy']:.2f}", flush=True)
+    text = report(args.out, None if args.report_only else time.perf_counter() - started)
+    print(text)
+    write_section(args.doc, "sst", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

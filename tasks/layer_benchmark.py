@@ -1,0 +1,168 @@
+"""`elmo-tasks benchmark layers`: every task x every layer weighting x seeds, on one backbone.
+
+The ELMo paper's analysis as one command: does mixing all layers beat the top layer, and which
+layer holds syntax (POS, chunking) and which semantics (WSD)? Features are computed once per
+dataset and shared by all cells (only the heads train), model selection uses dev, test is reported.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+from .config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MIXES: dict[str, dict] = {
+    "layer0": {"mode": "single", "layer": 0},
+    "layer1": {"mode": "single", "layer": 1},
+    "layer2": {"mode": "single", "layer": 2},
+    "top": {"mode": "top"},
+    "average": {"mode": "average"},
+    "learned λ=1": {"mode": "learned", "l2": 1.0},
+    "learned λ=0.001": {"mode": "learned", "l2": 0.001},
+    "concat": {"mode": "concat"},
+}
+TASK_CONFIGS = {"ner": "ner_conll2003.yaml", "pos": "probe_pos.yaml", "chunk": "probe_chunk.yaml",
+                "sst5": "sst5.yaml", "sst2": "sst2.yaml", "wsd": "wsd.yaml"}
+# The quick grid: documented in docs/layer_weighting.md; sized for ~30 minutes on 2 CPU cores.
+REDUCED = {
+    "ner": {"data.max_train_sentences": 2000, "data.max_dev_sentences": 1000, "train.epochs": 3, "model.hidden": 64},
+    "pos": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
+    "chunk": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
+    "sst5": {"train.epochs": 3},
+    "sst2": {"train.epochs": 3},
+    "wsd": {},
+}
+METRIC_NAMES = {"ner": "F1", "pos": "accuracy", "chunk": "chunk F1", "sst5": "accuracy", "sst2": "accuracy", "wsd": "F1"}
+
+
+def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict) -> dict:
+    overrides = {"train.seed": seed, "model.elmo.enabled": True, "model.elmo.mix": dict(mix), "backbone": backbone}
+    if reduced:
+        overrides.update(REDUCED.get(task, {}))
+    overrides.update(extra)
+    return load_config(REPO / "configs" / TASK_CONFIGS[task], overrides)
+
+
+def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: bool = False,
+             mixes: list[str] | None = None, extra: dict | None = None, log=print) -> list[dict]:
+    from .trainer import Trainer
+
+    mixes = mixes or list(MIXES)
+    cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
+    feature_cache: dict = {}
+    backbone_cache: dict = {}
+    rows, started = [], time.perf_counter()
+    for number, (task, mix, seed) in enumerate(cells, start=1):
+        run_dir = out / "runs" / task / mix.replace(" ", "_").replace("λ=", "l") / f"seed{seed}"
+        elapsed = time.perf_counter() - started
+        done = number - 1
+        eta = f", about {elapsed / done * (len(cells) - done) / 60:.0f} min left" if done else ""
+        log(f"[{number}/{len(cells)}] {task} | {mix} | seed {seed}{eta}")
+        if (run_dir / "results.json").is_file():
+            result = json.loads((run_dir / "results.json").read_text())
+        else:
+            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra or {})
+            result = Trainer(config, run_dir, progress=False, log=lambda *_: None,
+                             feature_cache=feature_cache, backbone_cache=backbone_cache).run()
+        rows.append({"task": task, "mix": mix, "seed": seed, "dev": _metric(task, result["dev"]),
+                     "test": _metric(task, result.get("test", {})), "mix_s": result.get("mix", {}).get("s"),
+                     "gamma": result.get("mix", {}).get("gamma")})
+    write_outputs(rows, out, time.perf_counter() - started, reduced)
+    return rows
+
+
+def _metric(task: str, scores: dict) -> float | None:
+    if not scores:
+        return None
+    key = {"pos": "accuracy", "sst5": "accuracy", "sst2": "accuracy"}.get(task, "f1")
+    return scores.get(key)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    return f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
+def write_outputs(rows: list[dict], out: Path, seconds: float, reduced: bool) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "cells.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["task", "mix", "seed", "dev", "test", "mix_s", "gamma"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    mixes = list(dict.fromkeys(r["mix"] for r in rows))
+    header = "| mix | " + " | ".join(f"{t} dev {METRIC_NAMES[t]} | {t} test {METRIC_NAMES[t]}" for t in tasks) + " |"
+    lines = [header, "|---|" + "---:|---:|" * len(tasks)]
+    summary_rows = []
+    for mix in mixes:
+        cells = []
+        for task in tasks:
+            sel = [r for r in rows if r["task"] == task and r["mix"] == mix]
+            cells += [_mean_std([r["dev"] for r in sel]), _mean_std([r["test"] for r in sel])]
+            summary_rows.append({"task": task, "mix": mix, "dev_mean": statistics.mean([r["dev"] for r in sel]) if sel else None,
+                                 "test": _mean_std([r["test"] for r in sel]), "dev": _mean_std([r["dev"] for r in sel])})
+        lines.append(f"| {mix} | " + " | ".join(cells) + " |")
+    weights = ["| task | mix | s_j (after softmax, mean over seeds) | γ |", "|---|---|---|---:|"]
+    for task in tasks:
+        for mix in mixes:
+            sel = [r for r in rows if r["task"] == task and r["mix"] == mix and r["mix_s"] and mix.startswith("learned")]
+            if sel:
+                s = [statistics.mean(col) for col in zip(*[r["mix_s"] for r in sel])]
+                weights.append(f"| {task} | {mix} | {', '.join(f'{v:.3f}' for v in s)} | {statistics.mean(r['gamma'] for r in sel):.3f} |")
+    table = "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
+    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} cells in {seconds / 60:.1f} min.\n\n" + table)
+    with (out / "summary.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["task", "mix", "dev", "test", "dev_mean"])
+        writer.writeheader()
+        writer.writerows(summary_rows)
+    plot(rows, out, tasks, mixes)
+    (out / "timing.json").write_text(json.dumps({"cells": len(rows), "seconds": round(seconds, 1), "reduced": reduced}) + "\n")
+    return table
+
+
+def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        means = []
+        for mix in mixes:
+            values = [r["dev"] for r in rows if r["task"] == task and r["mix"] == mix and r["dev"] is not None]
+            means.append(statistics.mean(values) if values else 0.0)
+        ax.bar(range(len(mixes)), means, color="tab:blue")
+        ax.set_xticks(range(len(mixes)), mixes, rotation=70, fontsize=7)
+        low = min(means) if means else 0
+        ax.set_ylim(max(0, low - 5), max(means) + 1 if means else 1)
+        ax.set_title(f"{task}: dev {METRIC_NAMES[task]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "score_by_mix.png", dpi=120)
+    plt.close(fig)
+
+    learned = [m for m in mixes if m.startswith("learned")]
+    if not learned:
+        return
+    fig, axes = plt.subplots(1, len(learned), figsize=(4.2 * len(learned), 3.2), squeeze=False)
+    for ax, mix in zip(axes[0], learned):
+        width = 0.8 / max(len(tasks), 1)
+        for k, task in enumerate(tasks):
+            sel = [r["mix_s"] for r in rows if r["task"] == task and r["mix"] == mix and r["mix_s"]]
+            if not sel:
+                continue
+            s = [statistics.mean(col) for col in zip(*sel)]
+            ax.bar([j + k * width for j in range(len(s))], s, width, label=task)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(3)], ["layer 0", "layer 1", "layer 2"])
+        ax.set_ylabel("s_j (softmax)")
+        ax.set_title(f"learned layer weights, {mix}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learned_weights.png", dpi=120)
+    plt.close(fig)
