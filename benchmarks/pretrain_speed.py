@@ -1,0 +1,127 @@
+"""Pretraining throughput: our biLM LM against the same model built on torch's nn.LSTM(proj_size=...).
+
+Both train the same architecture (char-CNN + highway + projection, forward and backward 2-layer
+LSTMs with projection and skip connections, shared adaptive softmax) on the same batches of the
+pretraining corpus, side by side in one process. nn.LSTM has no cell/projection clipping, so the
+baseline model skips it (slightly less work). Training tokens/s, forward + backward + Adam step.
+
+    python benchmarks/pretrain_speed.py [--config configs/bilm_default.yaml] [--batches 12] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DOCS, REPO, command_line, git_revision, machine, write_section  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from elmo_core.bilm import add_sentence_boundaries  # noqa: E402
+from elmo_core.char_ids import batch_to_ids  # noqa: E402
+from elmo_core.corpus import batches_of, iter_sentences  # noqa: E402
+from elmo_core.options import options_from_dict  # noqa: E402
+from elmo_core.pretrain import BiLmLanguageModel, load_pretrain_config, word_id_batch  # noqa: E402
+from elmo_core.vocab import Vocabulary  # noqa: E402
+
+
+class TorchLstmLanguageModel(BiLmLanguageModel):
+    """The same LM with each direction's layers as ``nn.LSTM(proj_size=...)`` (packed sequences)."""
+
+    def __init__(self, options, vocab_size, cutoffs, dropout):
+        super().__init__(options, vocab_size, cutoffs, dropout)
+        lo = options.lstm
+        self.torch_forward = nn.ModuleList(nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
+                                           for _ in range(lo.n_layers))
+        self.torch_backward = nn.ModuleList(nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
+                                            for _ in range(lo.n_layers))
+        del self.bilm.forward_layers, self.bilm.backward_layers
+
+    def top_layer(self, char_ids):
+        lengths = (char_ids[:, :, 0] > 0).sum(dim=1)
+        with_bounds = add_sentence_boundaries(char_ids, lengths, self.bilm.options.char_cnn.max_chars)
+        tokens = self.bilm.token_embeddings(with_bounds)
+        lengths2 = (lengths + 2).cpu()
+        reversed_tokens = reverse_padded(tokens, lengths2)
+        fwd, bwd = tokens, reversed_tokens
+        for k, (lf, lb) in enumerate(zip(self.torch_forward, self.torch_backward)):
+            f_out = run_packed(lf, fwd, lengths2)
+            b_out = run_packed(lb, bwd, lengths2)
+            if k > 0:
+                f_out, b_out = f_out + fwd, b_out + bwd
+            fwd, bwd = f_out, b_out
+        return torch.cat([fwd, reverse_padded(bwd, lengths2)], dim=-1), lengths
+
+
+def run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``length`` steps (padding stays at the end)."""
+    time_steps = x.shape[1]
+    index = torch.arange(time_steps).unsqueeze(0).expand(x.shape[0], -1)
+    rev = (lengths.unsqueeze(1) - 1 - index).clamp(min=0)
+    rev = torch.where(index < lengths.unsqueeze(1), rev, index)
+    return x.gather(1, rev.unsqueeze(-1).expand_as(x))
+
+
+def time_training(model, batches, vocab) -> float:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    tokens, started = 0, None
+    for number, batch in enumerate(batches):
+        if number == 1:  # the first step warms allocators and caches
+            started, tokens = time.perf_counter(), 0
+        out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
+        loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        tokens += sum(len(s) for s in batch)
+    return tokens / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "bilm_default.yaml")
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "corpus" / "heldout.txt.xz")
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_pretrain_config(args.config)
+    sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), 4000)]
+    vocab = Vocabulary.build(sentences, min_count=1, max_size=config.max_vocab)
+    batches = batches_of(sentences, config.batch_tokens, random.Random(0))[: args.batches + 1]
+    options = options_from_dict(config.model)
+    results = {}
+    for name, cls in (("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
+                      ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel)):
+        torch.manual_seed(0)
+        results[name] = time_training(cls(options, len(vocab), config.cutoffs, config.dropout), batches, vocab)
+    ours, theirs = results.values()
+    lines = ["| implementation | training tokens/s | ratio |", "|---|---:|---:|"]
+    lines += [f"| {name} | {value:.0f} | {value / theirs:.2f}x |" for name, value in results.items()]
+    text = (f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
+            f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
+            f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch.\n\n"
+            + "\n".join(lines) + "\n")
+    print(text)
+    if not args.no_write:
+        write_section(DOCS / "benchmarks.md", "pretrain-speed", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
