@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DOCS, REPO, command_line, git_revision, machine, write_section  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from elmo_core import ElmoBiLm, batch_to_ids, load_bilm, save_weights  # noqa: E402
+from elmo_core import ElmoBiLm, load_bilm, save_weights  # noqa: E402
 from elmo_core.embed import embed_sentences, in_order_batches, length_sorted_batches  # noqa: E402
 from elmo_core.lstm import compile_cells  # noqa: E402
 from elmo_core.options import options_from_dict  # noqa: E402

@@ -56,3 +56,16 @@ def write_section(doc: Path, name: str, body: str) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def commands(out_root: Path) -> str:
+    """The command(s) that made the runs under ``out_root`` (recorded by each invocation), else this one."""
+    recorded = out_root / "commands.txt"
+    lines = recorded.read_text().splitlines() if recorded.is_file() else []
+    return " then ".join(f"`{line}`" for line in dict.fromkeys(lines)) or f"`{command_line()}`"
+
+
+def record_command(out_root: Path) -> None:
+    out_root.mkdir(parents=True, exist_ok=True)
+    with (out_root / "commands.txt").open("a") as handle:
+        handle.write(command_line() + "\n")

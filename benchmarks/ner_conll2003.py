@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, mean_std, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
 
 PUBLISHED = "Published (test F1): ELMo paper 92.22 ± 0.10 with baseline 90.15 (Peters et al. 2018, original 5.5B-token ELMo + GloVe); TagLM 91.93 (Peters et al. 2017)."
 VARIANTS = {"elmo": ["model.elmo.enabled=true"], "baseline": ["model.elmo.enabled=false"]}
@@ -70,7 +70,7 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
     if elmo_runs and "features_seconds" in elmo_runs[0]:
         features = f"\n\nELMo feature extraction (once per run, all splits): {mean_std([sum(r['features_seconds'].values()) for r in elmo_runs])} s."
     return (f"## CoNLL-2003 NER (`benchmarks/ner_conll2003.py`)\n\n"
-            f"Command: `{command_line()}` (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
+            f"Command: {commands(out_root)} (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
             f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
             f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
             f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
@@ -89,6 +89,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
+        record_command(args.out)
         for variant in args.variants.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 result = run_one(args.config, variant, seed, args.out, args.set)

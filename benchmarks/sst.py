@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, mean_std, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
 
 PUBLISHED = ("Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
              "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7.")
@@ -96,19 +96,6 @@ def report(out_root: Path, wall: float | None) -> str:
             f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "
             f"computation).\n\n" + "\n".join(lines) + ("\n\n" + "\n".join(gains) if gains else "") + confusion
             + f"\n\n{PUBLISHED}\n")
-
-
-def commands(out_root: Path) -> str:
-    """The command(s) that made the runs under ``out_root`` (recorded by each invocation), else this one."""
-    recorded = out_root / "commands.txt"
-    lines = recorded.read_text().splitlines() if recorded.is_file() else []
-    return " then ".join(f"`{line}`" for line in dict.fromkeys(lines)) or f"`{command_line()}`"
-
-
-def record_command(out_root: Path) -> None:
-    out_root.mkdir(parents=True, exist_ok=True)
-    with (out_root / "commands.txt").open("a") as handle:
-        handle.write(command_line() + "\n")
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, mean_std, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
 
 PUBLISHED = ("Published (ALL F1): ELMo paper (Peters et al. 2018, Table 5; original ELMo, nearest sense centroid on "
              "SemCor) 69.0 with the second biLM layer, 67.4 with the first; WordNet first sense 65.2 (Raganato et al. "
@@ -123,19 +123,6 @@ def report(out_root: Path, wall: float | None) -> str:
             f"Raganato et al. (2017) and on ALL (their concatenation, semeval2007 included, as the framework "
             f"defines it). The classifier row is mean ± std over seeds; the other systems are deterministic.\n\n"
             + "\n".join(lines) + ("\n\n" + "\n\n".join(notes) if notes else "") + f"\n\n{PUBLISHED}\n")
-
-
-def commands(out_root: Path) -> str:
-    """The command(s) that made the runs under ``out_root`` (recorded by each invocation), else this one."""
-    recorded = out_root / "commands.txt"
-    lines = recorded.read_text().splitlines() if recorded.is_file() else []
-    return " then ".join(f"`{line}`" for line in dict.fromkeys(lines)) or f"`{command_line()}`"
-
-
-def record_command(out_root: Path) -> None:
-    out_root.mkdir(parents=True, exist_ok=True)
-    with (out_root / "commands.txt").open("a") as handle:
-        handle.write(command_line() + "\n")
 
 
 def main() -> int:

@@ -176,8 +176,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from data.conll import write_conll_predictions
-
     from .run_dir import attach_live_features, load_run
 
     task, model, bilm = load_run(args.run_dir)

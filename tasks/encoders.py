@@ -103,3 +103,17 @@ class TokenEncoder(nn.Module):
         if self.chars is not None:
             parts.append(self.chars(char_ids))
         return torch.cat(parts, dim=-1) if parts else None
+
+
+def token_encoder_from_config(config: dict, words: Vocab, chars: Vocab, default_word_dim: int,
+                              default_char_filters: int) -> TokenEncoder:
+    """The ``model.words`` / ``model.chars`` sections of a task config as a :class:`TokenEncoder`."""
+    from .config import get_dotted
+
+    word_dim = int(get_dotted(config, "model.words.dim", default_word_dim))
+    glove = get_dotted(config, "model.words.glove")
+    pretrained = read_glove(glove, words, word_dim)[0] if glove and word_dim else None
+    return TokenEncoder(words if word_dim > 0 else None, word_dim, chars,
+                        int(get_dotted(config, "model.chars.dim", 16)),
+                        int(get_dotted(config, "model.chars.filters", default_char_filters)),
+                        int(get_dotted(config, "model.chars.width", 3)), pretrained)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from elmo_core.bilm import ElmoBiLm
 from elmo_core.embed import embed_sentences, length_sorted_batches

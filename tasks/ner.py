@@ -14,7 +14,8 @@ from data.tags import convert, normalize_scheme
 from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
-from .encoders import TokenEncoder, Vocab, normalise_word, read_glove
+from .batching import length_sorted_batches, padded_token_ids
+from .encoders import Vocab, normalise_word, token_encoder_from_config
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
 
@@ -140,13 +141,8 @@ class NerTask:
             mix_cfg = m.get("elmo", {}).get("mix", {})
             mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
                             do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        word_dim = int(get_dotted(self.config, "model.words.dim", 50))
-        glove = get_dotted(self.config, "model.words.glove")
-        pretrained = read_glove(glove, self.words, word_dim)[0] if glove else None
-        tokens = TokenEncoder(self.words if word_dim > 0 else None, word_dim, self.chars,
-                              int(get_dotted(self.config, "model.chars.dim", 16)),
-                              int(get_dotted(self.config, "model.chars.filters", 30)),
-                              int(get_dotted(self.config, "model.chars.width", 3)), pretrained)
+        tokens = token_encoder_from_config(self.config, self.words, self.chars, default_word_dim=50,
+                                           default_char_filters=30)
         return CrfTagger(self.labels, self.train_scheme, mix, elmo_dim or 0, tokens,
                          hidden=int(m.get("hidden", 200)), lstm_layers=int(m.get("lstm_layers", 1)),
                          dropout=float(m.get("dropout", 0.5)),
@@ -155,26 +151,13 @@ class NerTask:
     # -- batches -------------------------------------------------------------------------------
     def batches(self, split: SplitData, batch_size: int, rng: random.Random | None) -> list[list[int]]:
         """Length-sorted batches (little padding); shuffled batch order when ``rng`` is given."""
-        order = sorted(range(len(split)), key=lambda i: (len(split.tokens[i]), rng.random() if rng else i))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if rng is not None:
-            rng.shuffle(chunks)
-        return chunks
+        return length_sorted_batches([len(t) for t in split.tokens], batch_size, rng)
 
     def make_batch(self, split: SplitData, indices: list[int]) -> Batch:
-        longest = max(len(split.tokens[i]) for i in indices)
-        longest_word = max(len(w) for i in indices for w in split.char_ids[i])
-        word_ids = torch.zeros(len(indices), longest, dtype=torch.long)
-        char_ids = torch.zeros(len(indices), longest, longest_word, dtype=torch.long)
-        tags = torch.zeros(len(indices), longest, dtype=torch.long)
-        mask = torch.zeros(len(indices), longest, dtype=torch.bool)
+        word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
+        tags = torch.zeros_like(word_ids)
         for row, i in enumerate(indices):
-            n = len(split.tokens[i])
-            word_ids[row, :n] = torch.tensor(split.word_ids[i])
-            tags[row, :n] = torch.tensor(split.tag_ids[i])
-            mask[row, :n] = True
-            for col, chars in enumerate(split.char_ids[i]):
-                char_ids[row, col, : len(chars)] = torch.tensor(chars)
+            tags[row, : len(split.tag_ids[i])] = torch.tensor(split.tag_ids[i])
         layers = None
         if split.features is not None:
             layers, feature_mask = split.features.batch(indices)

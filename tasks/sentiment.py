@@ -28,7 +28,8 @@ from data.tsv import read_tsv
 from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
-from .encoders import TokenEncoder, Vocab, normalise_word, read_glove
+from .batching import length_sorted_batches, padded_token_ids
+from .encoders import Vocab, normalise_word, token_encoder_from_config
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
 from .ner import resolve_data_path
@@ -249,13 +250,8 @@ class SentimentTask:
             mix_cfg = get_dotted(self.config, "model.elmo.mix", {}) or {}
             mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
                             do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        word_dim = int(get_dotted(self.config, "model.words.dim", 0))
-        glove = get_dotted(self.config, "model.words.glove")
-        pretrained = read_glove(glove, self.words, word_dim)[0] if glove and word_dim else None
-        tokens = TokenEncoder(self.words if word_dim > 0 else None, word_dim, self.chars,
-                              int(get_dotted(self.config, "model.chars.dim", 16)),
-                              int(get_dotted(self.config, "model.chars.filters", 0)),
-                              int(get_dotted(self.config, "model.chars.width", 3)), pretrained)
+        tokens = token_encoder_from_config(self.config, self.words, self.chars, default_word_dim=0,
+                                           default_char_filters=0)
         return PooledClassifier(len(self.labels), mix, elmo_dim or 0, tokens,
                                 encoder=m.get("encoder", "lstm"), hidden=int(m.get("hidden", 128)),
                                 lstm_layers=int(m.get("lstm_layers", 1)), pooling=m.get("pooling", ["mean", "max"]),
@@ -265,24 +261,10 @@ class SentimentTask:
     # -- batches -------------------------------------------------------------------------------
     def batches(self, split: SentimentSplit, batch_size: int, rng: random.Random | None) -> list[list[int]]:
         """Length-sorted batches (little padding); shuffled batch order when ``rng`` is given."""
-        order = sorted(range(len(split)), key=lambda i: (len(split.tokens[i]), rng.random() if rng else i))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if rng is not None:
-            rng.shuffle(chunks)
-        return chunks
+        return length_sorted_batches([len(t) for t in split.tokens], batch_size, rng)
 
     def make_batch(self, split: SentimentSplit, indices: list[int]) -> Batch:
-        longest = max(len(split.tokens[i]) for i in indices)
-        longest_word = max(len(w) for i in indices for w in split.char_ids[i])
-        word_ids = torch.zeros(len(indices), longest, dtype=torch.long)
-        char_ids = torch.zeros(len(indices), longest, longest_word, dtype=torch.long)
-        mask = torch.zeros(len(indices), longest, dtype=torch.bool)
-        for row, i in enumerate(indices):
-            n = len(split.tokens[i])
-            word_ids[row, :n] = torch.tensor(split.word_ids[i])
-            mask[row, :n] = True
-            for col, chars in enumerate(split.char_ids[i]):
-                char_ids[row, col, : len(chars)] = torch.tensor(chars)
+        word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
         labels = torch.tensor([split.label_ids[i] for i in indices] if split.label_ids else [0] * len(indices))
         layers = None
         if split.features is not None:

@@ -6,7 +6,6 @@ import torch
 
 from conftest import TINY_OPTIONS, write_random_model
 from elmo_core import ElmoBiLm, batch_to_ids, load_bilm, load_weights
-from elmo_core.options import options_from_dict
 from elmo_core.reference import ReferenceLayers
 
 SENTENCES = [

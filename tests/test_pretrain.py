@@ -1,5 +1,4 @@
 """biLM pretraining: export round trip, resume after kill -9, bad input."""
-import json
 import os
 import signal
 import subprocess
