@@ -19,7 +19,7 @@ from tqdm import tqdm
 from data.errors import DataFormatError
 
 from .config import get_dotted
-from .features import CachedFeatures
+from .features import CachedFeatures, LiveFeatures
 
 
 def build_task(config: dict):
@@ -79,7 +79,9 @@ def attach_features(task, bilm, splits: list[str], progress: bool, cache: dict |
         started = time.perf_counter()
         key = (backbone_key, hash(tuple(tuple(s) for s in split.tokens)))
         store_dir = get_dotted(task.config, "backbone.store")
-        if cache is not None and key in cache:
+        if get_dotted(task.config, "backbone.cache", True) is False:
+            split.features = LiveFeatures(bilm, split.tokens)  # the backbone runs on every batch
+        elif cache is not None and key in cache:
             split.features = cache[key]
         elif store_dir:
             split.features = features_from_store(task.config, bilm, split.tokens, Path(store_dir), progress)
