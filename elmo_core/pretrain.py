@@ -214,9 +214,32 @@ class Pretrainer:
                                 f"(differs in: {', '.join(differing)}); use another --out directory. Nothing was overwritten.")
         return state
 
+    def _load_model_state(self, model: nn.Module, state: dict) -> None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+            raise ElmoFileError(f"{self.checkpoint_path}: the checkpoint does not fit this model (written by another "
+                                f"version of elmo-tasks or another vocabulary): {first[:300]}") from None
+
     def _heldout(self) -> list[list[str]]:
         cfg = self.config
         return [t for _, (_, t) in zip(range(cfg.heldout_sentences), iter_sentences(self.heldout_path, cfg.max_sentence_tokens))]
+
+    def evaluate_full_heldout(self) -> dict:
+        """Perplexity of the checkpoint on every heldout sentence (of at most max_sentence_tokens)."""
+        state = self._check_resumable()
+        if state is None:
+            raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
+        torch.set_num_threads(self.config.threads)
+        vocab = Vocabulary.load(self.out_dir / "vocab.txt")
+        model = BiLmLanguageModel(options_from_dict(self.config.model), len(vocab), self.config.cutoffs, self.config.dropout)
+        self._load_model_state(model, state)
+        stats: dict = {}
+        sentences = [t for _, t in iter_sentences(self.heldout_path, self.config.max_sentence_tokens, stats=stats)]
+        result = evaluate_perplexity(model, sentences, vocab, self.config.batch_tokens)
+        return {**result, "sentences": len(sentences), "tokens": sum(len(s) for s in sentences),
+                "skipped_too_long": stats.get("too_long", 0)}
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -233,7 +256,7 @@ class Pretrainer:
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
-            model.load_state_dict(state["model"])
+            self._load_model_state(model, state)
             optimizer.load_state_dict(state["optimizer"])
             position = Position(**state["position"])
             torch.set_rng_state(state["torch_rng"])

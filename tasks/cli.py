@@ -95,7 +95,13 @@ def command_pretrain(args: argparse.Namespace) -> int:
 
     overrides = parse_overrides(args.set)
     config = load_pretrain_config(args.config, overrides)
-    result = Pretrainer(config, args.train, args.heldout, args.out, progress=not args.quiet).run()
+    trainer = Pretrainer(config, args.train, args.heldout, args.out, progress=not args.quiet)
+    if args.evaluate_only:
+        import json
+
+        print(json.dumps(trainer.evaluate_full_heldout()))
+        return 0
+    result = trainer.run()
     print(f"heldout perplexity: forward {result['forward_ppl']:.2f}, backward {result['backward_ppl']:.2f}, "
           f"mean {result['mean_ppl']:.2f} after {result['tokens_seen']:,} tokens ({result['seconds'] / 60:.1f} min)")
     print(f"exported {args.out / 'options.json'} and {args.out / 'weights.hdf5'}")
@@ -308,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log, exported model)")
     pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
+    pretrain.add_argument("--evaluate-only", action="store_true",
+                          help="print the checkpoint's perplexity on the whole heldout file (JSON) and stop")
     pretrain.set_defaults(run=command_pretrain)
     return parser
 
