@@ -57,7 +57,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     backbone_cache: dict = {}
     rows, started = [], time.perf_counter()
     for number, (task, mix, seed) in enumerate(cells, start=1):
-        run_dir = out / "runs" / task / mix.replace(" ", "_").replace("λ=", "l") / f"seed{seed}"
+        run_dir = out / "runs" / task / mix_dirname(mix) / f"seed{seed}"
         elapsed = time.perf_counter() - started
         done = number - 1
         eta = f", about {elapsed / done * (len(cells) - done) / 60:.0f} min left" if done else ""
@@ -68,10 +68,35 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
             config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra or {})
             result = Trainer(config, run_dir, progress=False, log=lambda *_: None,
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
-        rows.append({"task": task, "mix": mix, "seed": seed, "dev": _metric(task, result["dev"]),
-                     "test": _metric(task, result.get("test", {})), "mix_s": result.get("mix", {}).get("s"),
-                     "gamma": result.get("mix", {}).get("gamma")})
-    write_outputs(rows, out, time.perf_counter() - started, reduced)
+        rows.append(cell_row(task, mix, seed, result))
+    seconds = time.perf_counter() - started
+    timing_path = out / "timings.jsonl"
+    with timing_path.open("a") as handle:
+        handle.write(json.dumps({"tasks": tasks, "cells": len(cells), "seconds": round(seconds, 1), "reduced": reduced}) + "\n")
+    all_rows = collect_rows(out)
+    write_outputs(all_rows, out, reduced)
+    return all_rows
+
+
+def mix_dirname(mix: str) -> str:
+    return mix.replace(" ", "_").replace("λ=", "l")
+
+
+def cell_row(task: str, mix: str, seed: int, result: dict) -> dict:
+    return {"task": task, "mix": mix, "seed": seed, "dev": _metric(task, result["dev"]),
+            "test": _metric(task, result.get("test", {})), "mix_s": result.get("mix", {}).get("s"),
+            "gamma": result.get("mix", {}).get("gamma")}
+
+
+def collect_rows(out: Path) -> list[dict]:
+    """Every finished cell under ``out`` (from any invocation), in task and mix order."""
+    names = {mix_dirname(m): m for m in MIXES}
+    rows = []
+    for task in TASK_CONFIGS:
+        for mix in MIXES:
+            for path in sorted((out / "runs" / task / mix_dirname(mix)).glob("seed*/results.json")):
+                seed = int(path.parent.name.removeprefix("seed"))
+                rows.append(cell_row(task, names[mix_dirname(mix)], seed, json.loads(path.read_text())))
     return rows
 
 
@@ -89,7 +114,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
 
 
-def write_outputs(rows: list[dict], out: Path, seconds: float, reduced: bool) -> str:
+def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "cells.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, ["task", "mix", "seed", "dev", "test", "mix_s", "gamma"])
@@ -116,13 +141,14 @@ def write_outputs(rows: list[dict], out: Path, seconds: float, reduced: bool) ->
                 s = [statistics.mean(col) for col in zip(*[r["mix_s"] for r in sel])]
                 weights.append(f"| {task} | {mix} | {', '.join(f'{v:.3f}' for v in s)} | {statistics.mean(r['gamma'] for r in sel):.3f} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
-    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} cells in {seconds / 60:.1f} min.\n\n" + table)
+    timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()] if (out / "timings.jsonl").is_file() else []
+    spent = ", ".join(f"{'+'.join(t['tasks'])}: {t['cells']} cells in {t['seconds'] / 60:.1f} min" for t in timings)
+    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. Invocations: {spent}.\n\n" + table)
     with (out / "summary.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, ["task", "mix", "dev", "test", "dev_mean"])
         writer.writeheader()
         writer.writerows(summary_rows)
     plot(rows, out, tasks, mixes)
-    (out / "timing.json").write_text(json.dumps({"cells": len(rows), "seconds": round(seconds, 1), "reduced": reduced}) + "\n")
     return table
 
 
