@@ -38,6 +38,26 @@ def run_one(config: Path, variant: str, seed: int, out_root: Path, extra: list[s
     return Trainer(config_tree, out, progress=False).run()
 
 
+def int8_cost(run_dir: Path) -> dict:
+    """Test scores of a trained ELMo run when the backbone runs int8 (same head, features recomputed)."""
+    cached = run_dir / "int8_test.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from tasks.ner import resolve_data_path
+    from tasks.run_dir import attach_live_features, load_run
+
+    task, model, bilm = load_run(run_dir, precision="int8")
+    split = task.read_split(resolve_data_path(task.config, "test"))
+    task.tensorise(split)
+    attach_live_features(split, bilm)
+    started = time.perf_counter()
+    scores = task.score(split, task.predict(model, split))
+    scores.pop("report")
+    result = {"f1": scores["f1"], "seconds": round(time.perf_counter() - started, 1)}
+    cached.write_text(json.dumps(result) + "\n")
+    return result
+
+
 def collect(out_root: Path) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for path in sorted(out_root.glob("*-seed*/results.json")):
@@ -65,6 +85,13 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
     if best:
         per_type = "\n\nPer-type test scores of the run with the best dev F1:\n\n| type | precision | recall | F1 | gold |\n|---|---:|---:|---:|---:|\n" + "\n".join(
             f"| {t} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['gold']} |" for t, s in best["test"]["per_type"].items())
+    int8_lines = ""
+    int8_files = sorted(out_root.glob("elmo-seed*/int8_test.json"))
+    if int8_files:
+        pairs = [(json.loads(f.read_text())["f1"], json.loads((f.parent / "results.json").read_text())["test"]["f1"]) for f in int8_files]
+        int8_lines = (f"\n\nint8 backbone (`--precision int8`, dynamic quantisation of the linear layers; heads trained on fp32 "
+                      f"features): test F1 {mean_std([a for a, _ in pairs])} vs fp32 {mean_std([b for _, b in pairs])}, "
+                      f"cost {statistics.mean(b - a for a, b in pairs):+.2f} F1 (mean over {len(pairs)} seeds).")
     features = ""
     elmo_runs = found.get("elmo", [])
     if elmo_runs and "features_seconds" in elmo_runs[0]:
@@ -74,7 +101,7 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
             f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
             f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
             f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
-            f"(mean ± std over seeds).\n\n" + "\n".join(lines) + per_type + features + f"\n\n{PUBLISHED}\n")
+            f"(mean ± std over seeds).\n\n" + "\n".join(lines) + per_type + features + int8_lines + f"\n\n{PUBLISHED}\n")
 
 
 def main() -> int:
@@ -86,6 +113,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-ner")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--int8", action="store_true", help="also score every ELMo run's test set with an int8 backbone")
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
@@ -94,6 +122,10 @@ def main() -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 result = run_one(args.config, variant, seed, args.out, args.set)
                 print(f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}", flush=True)
+    if args.int8:
+        for run_dir in sorted(args.out.glob("elmo-seed*")):
+            if (run_dir / "results.json").is_file():
+                print(f"int8 {run_dir.name}: test F1 {int8_cost(run_dir)['f1']:.2f}", flush=True)
     text = report(args.out, args.config, args.set, None if args.report_only else time.perf_counter() - started)
     print(text)
     write_section(DOCS / "benchmarks.md", "ner-conll2003", text)

@@ -168,7 +168,7 @@ def read_input_split(task, path: Path, input_format: str):
 def command_evaluate(args: argparse.Namespace) -> int:
     from .run_dir import attach_live_features, load_run
 
-    task, model, bilm = load_run(args.run_dir)
+    task, model, bilm = load_run(args.run_dir, precision=args.precision)
     split, _ = read_input_split(task, args.data, "conll")
     attach_live_features(split, bilm)
     predictions = task.predict(model, split)
@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--data", type=Path, required=True, help="labelled file in the task's format")
     evaluate.add_argument("--output", type=Path, help="also write 'token gold pred' lines (conlleval input)")
+    evaluate.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16", "fp16"],
+                          help="backbone numerics for this evaluation (e.g. int8 to measure its F1 cost)")
     evaluate.set_defaults(run=command_evaluate)
 
     predict = verbs.add_parser("predict", help="tag a file with a trained run",

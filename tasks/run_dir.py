@@ -13,8 +13,9 @@ from .features import LiveFeatures
 from .trainer import build_task, load_backbone
 
 
-def load_run(run_dir: str | Path):
-    """(task, model, bilm or None) rebuilt from ``run_dir``."""
+def load_run(run_dir: str | Path, precision: str = "fp32"):
+    """(task, model, bilm or None) rebuilt from ``run_dir``; ``precision`` picks the backbone's
+    numerics at prediction time (the head was trained on fp32 features)."""
     run_dir = Path(run_dir)
     for name in ("config.yaml", "vocab.json", "best.pt"):
         if not (run_dir / name).is_file():
@@ -22,7 +23,7 @@ def load_run(run_dir: str | Path):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     task = build_task(config)
     task.restore_vocab(json.loads((run_dir / "vocab.json").read_text()))
-    bilm = load_backbone(config) if task.uses_elmo() else None
+    bilm = load_backbone(config, precision=precision) if task.uses_elmo() else None
     model = task.build_model(bilm.num_layers if bilm else None, bilm.output_dim if bilm else None)
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"])
     model.eval()

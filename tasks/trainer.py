@@ -43,12 +43,12 @@ def build_task(config: dict):
     raise DataFormatError("<config>", None, f"unknown task {name!r} (expected: ner, sst5, sst2, sentiment, wsd)")
 
 
-def load_backbone(config: dict, device: str = "cpu"):
+def load_backbone(config: dict, device: str = "cpu", precision: str = "fp32"):
     from elmo_core import load_bilm
 
     backbone = config.get("backbone", {}) or {}
     return load_bilm(name=backbone.get("name"), options=backbone.get("options"), weights=backbone.get("weights"),
-                     device=device)
+                     device=device, precision=precision)
 
 
 def backbone_files(config: dict) -> tuple[str, str]:
