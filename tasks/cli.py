@@ -1,9 +1,13 @@
-"""The ``elmo-tasks`` command line: one verb per job.
+"""elmo-tasks: task models (NER, sentiment, WSD) on a frozen ELMo backbone. One verb per job:
 
-    elmo-tasks embed     sentences -> HDF5 of all biLM layers (bilm-tf dump format), or a feature store
-    elmo-tasks train     train a task model from a YAML config
-    elmo-tasks evaluate  score a trained run on a data file
-    elmo-tasks predict   tag / classify a file with a trained run
+    elmo-tasks embed      sentences -> all biLM layers (bilm-tf HDF5 dump, or an on-disk feature store)
+    elmo-tasks train      train a task head from a YAML config (configs/*.yaml); re-running resumes
+    elmo-tasks evaluate   score a trained run on a labelled file (conlleval-identical for NER)
+    elmo-tasks predict    tag / classify new text with a trained run
+    elmo-tasks pretrain   train your own biLM on a tokenised corpus and export the official files
+    elmo-tasks benchmark  layers: every task x layer weighting x seed on one backbone
+
+Run `elmo-tasks VERB --help` for each verb's options and an example.
 """
 from __future__ import annotations
 
