@@ -86,7 +86,7 @@ def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[li
             bar.update(sum(len(sentences[i]) for i in batch))
 
 
-def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, batch_size: int = 64,
+def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, batch_size: int = 256,
                stateful: bool = False, device: str | torch.device = "cpu", progress: bool = True) -> int:
     """Write the HDF5 file; returns the number of sentences. Stateful mode keeps the file's order
     (rows of consecutive lines form a batch) because carried state depends on it."""

@@ -52,7 +52,8 @@ def command_embed(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return embed_usage_error("several processes (torchrun) can only write a --store, not an HDF5 --output")
     bilm = backbone_from_args(args, stateful=args.stateful)
-    n = embed_file(bilm, args.input, args.output, batch_size=args.batch_size, stateful=args.stateful,
+    batch_size = args.batch_size or (64 if args.stateful else 256)
+    n = embed_file(bilm, args.input, args.output, batch_size=batch_size, stateful=args.stateful,
                    device=args.device, progress=not args.quiet)
     print(f"wrote {n} sentences x {bilm.num_layers} layers x {bilm.output_dim} dims to {args.output}")
     return 0
@@ -85,7 +86,7 @@ def embed_into_store(args: argparse.Namespace) -> int:
     if precision != "fp32":  # other numerics give other vectors: they must not share keys with fp32
         model_id = f"{model_id}+{precision}"
     report = build_store_distributed(args.store, bilm, model_id, sentences,
-                                     dtype=args.store_dtype, max_batch=args.batch_size, device=args.device,
+                                     dtype=args.store_dtype, max_batch=args.batch_size or 256, device=args.device,
                                      progress=not args.quiet and rank == 0)
     if rank == 0:
         print(f"store {args.store}: {report.sentences} distinct sentences x {bilm.num_layers} layers x "
@@ -246,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "--no-python elmo-tasks embed ...). See docs/store.md")
     embed.add_argument("--store-dtype", choices=("float16", "float32"), default="float16",
                        help="precision of the --store vectors (default float16)")
-    embed.add_argument("--batch-size", type=int, default=64,
-                       help="sentences per batch (default 64); stateful mode batches the file's lines in order")
+    embed.add_argument("--batch-size", type=int, default=None,
+                       help="sentences per batch: default 256 (length-sorted, at most 4000 tokens a batch); "
+                            "stateful mode batches the file's lines in order, default 64")
     embed.add_argument("--stateful", action="store_true",
                        help="carry LSTM state from batch to batch like bilm-tf (default: every sentence starts from zero)")
     embed.add_argument("--device", default="cpu", help="cpu or cuda")
