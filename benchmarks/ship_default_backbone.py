@@ -36,7 +36,7 @@ def plot_curve(rows: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("default backbone: heldout perplexity (first 1,000 heldout sentences)")
+    ax.set_title("default backbone: heldout perplexity\n(first 1,000 heldout sentences)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -57,6 +57,8 @@ def main() -> int:
         shutil.copyfile(args.run / name, TARGET / name)
     plot_curve(rows, DOCS / "pretraining_curve.png")
     size_mb = (TARGET / "weights.hdf5").stat().st_size / 1e6
+    import torch
+
     from elmo_core import load_bilm
 
     bilm = load_bilm("default")
@@ -79,7 +81,7 @@ for strong results.
 | vocabulary (softmax only) | {config['max_vocab']:,} words max, min count {config['min_count']}, counted on the first {config['vocab_sample_sentences']:,} sentences; adaptive softmax cut-offs {config['cutoffs']} |
 | training text | {args.corpus_note} |
 | training | {result['tokens_seen']:,} tokens seen in {result['seconds'] / 60:.1f} min ({result['step']:,} steps), sentence batches of ≤ {config['batch_tokens']} padded tokens, Adam lr {config['lr']}, dropout {config['dropout']}, clip {config['clip_norm']}; {speeds[-1]:.0f} tokens/s at the end (median {sorted(speeds)[len(speeds) // 2]:.0f}) |
-| hardware | {machine()} (`threads: {config['threads']}`; other jobs shared the machine) |
+| hardware | {machine().split(', torch')[0]}, torch {torch.__version__}; trained with `threads: {config['threads']}` while other jobs shared the machine |
 | heldout perplexity | first 1,000 heldout sentences: forward {result['forward_ppl']:.1f}, backward {result['backward_ppl']:.1f}, mean {result['mean_ppl']:.1f}{(f"; full heldout ({full.get('tokens', 0):,} tokens): forward {full['forward_ppl']:.1f}, backward {full['backward_ppl']:.1f}, mean {full['mean_ppl']:.1f}") if full else ''} (vocabulary of {config['max_vocab']:,}: out-of-vocabulary words are `<UNK>`, which lowers perplexity; compare only runs with the same vocabulary) |
 | command | `{args.train_command}` |
 
