@@ -29,12 +29,12 @@ TASK_CONFIGS = {"ner": "ner_conll2003.yaml", "pos": "probe_pos.yaml", "chunk": "
                 "sst5": "sst5.yaml", "sst2": "sst2.yaml", "wsd": "wsd.yaml"}
 # The quick grid: documented in docs/layer_weighting.md; sized for ~30 minutes on 2 CPU cores.
 REDUCED = {
-    "ner": {"data.max_train_sentences": 2000, "data.max_dev_sentences": 1000, "train.epochs": 3, "model.hidden": 64},
+    "ner": {"data.max_train_sentences": 5000, "data.max_dev_sentences": 1000, "train.epochs": 4, "model.hidden": 128},
     "pos": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
     "chunk": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
     "sst5": {"train.epochs": 3},
     "sst2": {"train.epochs": 3},
-    "wsd": {},
+    "wsd": {"train.epochs": 2},
 }
 METRIC_NAMES = {"ner": "F1", "pos": "accuracy", "chunk": "chunk F1", "sst5": "accuracy", "sst2": "accuracy", "wsd": "F1"}
 
