@@ -105,6 +105,16 @@ class TokenEncoder(nn.Module):
         return torch.cat(parts, dim=-1) if parts else None
 
 
+def token_vocabularies(config: dict, sentences: list[list[str]]) -> tuple[Vocab, Vocab]:
+    """Word and character vocabularies of the training sentences (``model.words`` settings)."""
+    from .config import get_dotted
+
+    lowercase = bool(get_dotted(config, "model.words.lowercase", True))
+    word_counts = Counter(normalise_word(w, lowercase) for s in sentences for w in s)
+    words = Vocab.from_counts(word_counts, int(get_dotted(config, "model.words.min_count", 2)))
+    return words, Vocab.from_counts(Counter(ch for s in sentences for w in s for ch in w))
+
+
 def token_encoder_from_config(config: dict, words: Vocab, chars: Vocab, default_word_dim: int,
                               default_char_filters: int) -> TokenEncoder:
     """The ``model.words`` / ``model.chars`` sections of a task config as a :class:`TokenEncoder`."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
 from .batching import length_sorted_batches, padded_token_ids
-from .encoders import Vocab, normalise_word, token_encoder_from_config
+from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
 
@@ -107,10 +106,7 @@ class NerTask:
 
     def build_vocabularies(self) -> None:
         train = self.splits["train"]
-        lowercase = bool(get_dotted(self.config, "model.words.lowercase", True))
-        word_counts = Counter(normalise_word(w, lowercase) for s in train.tokens for w in s)
-        self.words = Vocab.from_counts(word_counts, int(get_dotted(self.config, "model.words.min_count", 2)))
-        self.chars = Vocab.from_counts(Counter(ch for s in train.tokens for w in s for ch in w))
+        self.words, self.chars = token_vocabularies(self.config, train.tokens)
         tags = {t for s in train.tags for t in convert(s, self.file_scheme, self.train_scheme)}
         self.labels = sorted(tags, key=lambda t: (t == "O", t[2:], t))
 

@@ -29,7 +29,7 @@ from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
 from .batching import length_sorted_batches, padded_token_ids
-from .encoders import Vocab, normalise_word, token_encoder_from_config
+from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
 from .ner import resolve_data_path
@@ -200,10 +200,7 @@ class SentimentTask:
 
     def build_vocabularies(self) -> None:
         train = self.splits["train"]
-        lowercase = bool(get_dotted(self.config, "model.words.lowercase", True))
-        word_counts = Counter(normalise_word(w, lowercase) for s in train.tokens for w in s)
-        self.words = Vocab.from_counts(word_counts, int(get_dotted(self.config, "model.words.min_count", 2)))
-        self.chars = Vocab.from_counts(Counter(ch for s in train.tokens for w in s for ch in w))
+        self.words, self.chars = token_vocabularies(self.config, train.tokens)
         self.labels = sorted(set(train.labels or []), key=label_sort_key)
         if self.format == "sst":
             # SST has a fixed label set: keep every class even if a tiny subset lacks one.
