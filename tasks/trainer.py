@@ -40,7 +40,7 @@ def build_task(config: dict):
         from .wsd import WsdTask
 
         return WsdTask(config)
-    raise DataFormatError("<config>", None, f"unknown task {name!r} (expected: ner, sst5, sst2, sentiment, wsd)")
+    raise DataFormatError("<config>", None, f"unknown task {name!r} (expected: ner, pos, chunk, sst5, sst2, sentiment or wsd)")
 
 
 def load_backbone(config: dict, device: str = "cpu", precision: str = "fp32"):
