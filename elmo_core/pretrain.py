@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import batch_to_ids
+from .checkpoint import atomic_torch_save, python_rng_state
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
 from .options import ElmoOptions, options_from_dict
@@ -150,12 +151,6 @@ def evaluate_perplexity(model: BiLmLanguageModel, sentences: list[list[str]], vo
     fwd = math.exp(totals["forward_nll"] / totals["targets"])
     bwd = math.exp(totals["backward_nll"] / totals["targets"])
     return {"forward_ppl": fwd, "backward_ppl": bwd, "mean_ppl": (fwd + bwd) / 2}
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    partial = path.with_name(path.name + ".part")
-    torch.save(obj, partial)
-    os.replace(partial, path)
 
 
 @dataclass
@@ -333,7 +328,7 @@ class Pretrainer:
                 if not buffer:
                     break
                 rng = random.Random()
-                rng.setstate(_as_rng_state(position.buffer_rng_state))
+                rng.setstate(python_rng_state(position.buffer_rng_state))
                 batches = batches_of(buffer, cfg.batch_tokens, rng)
                 for batch in batches[position.batches_done_in_buffer:]:
                     yield batch
@@ -347,9 +342,3 @@ class Pretrainer:
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "position": asdict(position), "torch_rng": torch.get_rng_state(),
                            "config": self.config.fingerprint()}, self.checkpoint_path)
-
-
-def _as_rng_state(state) -> tuple:
-    """``random`` states survive torch.save as nested lists/tuples; ``setstate`` needs tuples."""
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)

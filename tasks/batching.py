@@ -34,3 +34,13 @@ def padded_token_ids(word_ids: list[list[int]], char_ids: list[list[list[int]]],
         for col, word_chars in enumerate(char_ids[i]):
             chars[row, col, : len(word_chars)] = torch.tensor(word_chars, dtype=torch.long)
     return words, chars, mask
+
+
+def batch_layers(features, indices: list[int], mask: torch.Tensor) -> torch.Tensor | None:
+    """The split's ELMo layers ``(num_layers, batch, time, dim)`` for ``indices`` (``None`` without
+    ELMo), checked to line up with the token ``mask`` built from the same sentences."""
+    if features is None:
+        return None
+    layers, feature_mask = features.batch(indices)
+    assert torch.equal(feature_mask, mask), "ELMo features are out of step with the tokens"
+    return layers

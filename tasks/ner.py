@@ -13,7 +13,7 @@ from data.tags import convert, normalize_scheme
 from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
-from .batching import length_sorted_batches, padded_token_ids
+from .batching import batch_layers, length_sorted_batches, padded_token_ids
 from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
@@ -154,10 +154,7 @@ class NerTask:
         tags = torch.zeros_like(word_ids)
         for row, i in enumerate(indices):
             tags[row, : len(split.tag_ids[i])] = torch.tensor(split.tag_ids[i])
-        layers = None
-        if split.features is not None:
-            layers, feature_mask = split.features.batch(indices)
-            assert torch.equal(feature_mask, mask), "ELMo features are out of step with the tokens"
+        layers = batch_layers(split.features, indices, mask)
         return Batch(indices, layers, mask, word_ids, char_ids, tags)
 
     def loss(self, model: CrfTagger, batch: Batch) -> torch.Tensor:

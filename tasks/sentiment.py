@@ -28,7 +28,7 @@ from data.tsv import read_tsv
 from elmo_core.scalar_mix import ScalarMix
 
 from .config import get_dotted
-from .batching import length_sorted_batches, padded_token_ids
+from .batching import batch_layers, length_sorted_batches, padded_token_ids
 from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
@@ -263,10 +263,7 @@ class SentimentTask:
     def make_batch(self, split: SentimentSplit, indices: list[int]) -> Batch:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
         labels = torch.tensor([split.label_ids[i] for i in indices] if split.label_ids else [0] * len(indices))
-        layers = None
-        if split.features is not None:
-            layers, feature_mask = split.features.batch(indices)
-            assert torch.equal(feature_mask, mask), "ELMo features are out of step with the tokens"
+        layers = batch_layers(split.features, indices, mask)
         return Batch(indices, layers, mask, word_ids, char_ids, labels)
 
     def loss(self, model: PooledClassifier, batch: Batch) -> torch.Tensor:

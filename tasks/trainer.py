@@ -17,6 +17,7 @@ import yaml
 from tqdm import tqdm
 
 from data.errors import DataFormatError
+from elmo_core.checkpoint import atomic_torch_save, python_rng_state
 
 from .config import get_dotted
 from .features import CachedFeatures, LiveFeatures
@@ -104,12 +105,6 @@ def features_from_store(config: dict, bilm, sentences: list[list[str]], store_di
     return CachedFeatures.from_store(store, sentences)
 
 
-def atomic_save(obj, path: Path) -> None:
-    partial = path.with_name(path.name + ".part")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
-
 def write_json(path: Path, value) -> None:
     partial = path.with_name(path.name + ".part")
     partial.write_text(json.dumps(value, indent=2) + "\n")
@@ -178,7 +173,7 @@ class Trainer:
             optimizer.load_state_dict(saved["optimizer"])
             state = json.loads(saved["trainer_state"])
             torch.set_rng_state(saved["torch_rng"])
-            rng.setstate(_tuple_state(json.loads(saved["python_rng"])))
+            rng.setstate(python_rng_state(json.loads(saved["python_rng"])))
             self.log(f"resuming after epoch {state['epoch']} (best dev {task.metric} {state['best_metric']:.2f})")
         train, dev = task.splits["train"], task.splits["dev"]
         started = time.perf_counter()
@@ -209,10 +204,10 @@ class Trainer:
             state["epoch"] = epoch
             if improved:
                 state.update(best_metric=metric, best_epoch=epoch, bad_epochs=0)
-                atomic_save({"model": model.state_dict()}, self.run_dir / "best.pt")
+                atomic_torch_save({"model": model.state_dict()}, self.run_dir / "best.pt")
             else:
                 state["bad_epochs"] += 1
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "trainer_state": json.dumps(state), "torch_rng": torch.get_rng_state(),
                          "python_rng": json.dumps(rng.getstate())}, self.run_dir / "last.pt")
             self._write_metrics(state["history"])
@@ -246,8 +241,3 @@ class Trainer:
             writer.writeheader()
             writer.writerows(history)
         os.replace(self.run_dir / "metrics.csv.part", self.run_dir / "metrics.csv")
-
-
-def _tuple_state(state) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
