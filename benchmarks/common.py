@@ -41,10 +41,15 @@ def mean_std(values: list[float]) -> str:
 
 
 def git_revision() -> str:
+    """HEAD's short hash, marked when tracked source files differ from it (docs/ excluded: the
+    benchmarks write there)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
+                                 cwd=REPO, capture_output=True, text=True).stdout.strip()
     except OSError:
         return "unknown"
+    return f"{head} + uncommitted changes" if changed else head
 
 
 def write_section(doc: Path, name: str, body: str) -> None:

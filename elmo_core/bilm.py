@@ -8,6 +8,7 @@ from torch import nn
 
 from .char_ids import boundary_char_ids
 from .char_cnn import CharCnnEncoder
+from .directions import run_side_by_side
 from .lstm import ProjectedLstmLayer
 from .options import ElmoOptions
 from .type_cache import TypeCache
@@ -57,6 +58,8 @@ class ElmoBiLm(nn.Module):
             ProjectedLstmLayer(lo.projection_dim, lo.dim, lo.projection_dim, lo.cell_clip, lo.proj_clip, False)
             for _ in range(lo.n_layers))
         self.stateful = stateful
+        # CPU inference runs each layer's two directions concurrently (see directions.py).
+        self.directions_side_by_side = True
         self._states: list[State] | None = None  # per (direction, layer), only when stateful
         self.type_cache = TypeCache(type_cache_size)
         self.autocast_dtype: torch.dtype | None = None  # bf16/fp16 inference (see load_bilm)
@@ -124,8 +127,11 @@ class ElmoBiLm(nn.Module):
         outputs, finals = [], []
         fwd_in = bwd_in = tokens
         for k in range(n_layers):
-            fwd_out, fwd_final = self.forward_layers[k](fwd_in, lengths, states[k])
-            bwd_out, bwd_final = self.backward_layers[k](bwd_in, lengths, states[n_layers + k])
+            forward_layer, backward_layer = self.forward_layers[k], self.backward_layers[k]
+            (fwd_out, fwd_final), (bwd_out, bwd_final) = run_side_by_side(
+                lambda: forward_layer(fwd_in, lengths, states[k]),
+                lambda: backward_layer(bwd_in, lengths, states[n_layers + k]),
+                tokens.device.type if self.directions_side_by_side else "serial")
             if self.options.lstm.use_skip_connections and k > 0:
                 fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in
             outputs.append(torch.cat([fwd_out, bwd_out], dim=-1))

@@ -56,9 +56,12 @@ class ReferenceLayers:
             self._saved.append((layer, layer.forward))
             layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(_layer, x, lengths, state)
         self.bilm.token_embeddings = lambda ids: reference_token_embeddings(self.bilm, ids)
+        self._side_by_side = self.bilm.directions_side_by_side
+        self.bilm.directions_side_by_side = False  # AllenNLP's order: one direction after the other
         return self.bilm
 
     def __exit__(self, *exc) -> None:
         for layer, forward in self._saved:
             layer.forward = forward
         del self.bilm.token_embeddings  # back to the class's method
+        self.bilm.directions_side_by_side = self._side_by_side

@@ -1,0 +1,109 @@
+"""The inference step loop (in place, packed input GEMM) and the side-by-side directions give the
+same vectors as the autograd path and as running one direction after the other."""
+import threading
+
+import pytest
+import torch
+
+from conftest import write_random_model
+from elmo_core import batch_to_ids, load_bilm
+from elmo_core.directions import run_side_by_side
+from elmo_core.lstm import ProjectedLstmLayer
+
+SENTENCES = [
+    "The dog let out a sharp bark".split(),
+    "Bark".split(),
+    "The bark of the ancient oak was rough and grey".split(),
+    "Short one".split(),
+]
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("go_forward", [True, False])
+def test_in_place_step_equals_autograd_step_and_leaves_the_initial_state_alone(go_forward):
+    torch.manual_seed(0)
+    layer = ProjectedLstmLayer(6, 10, 5, cell_clip=0.5, proj_clip=0.4, go_forward=go_forward)
+    inputs = torch.randn(5, 7, 6) * 3  # large enough for both clips to bite
+    lengths = torch.tensor([3, 7, 1, 5, 7])
+    state = (torch.randn(5, 5), torch.randn(5, 10))
+    saved = tuple(s.clone() for s in state)
+    with_grad, (h_grad, c_grad) = layer(inputs, lengths, state)
+    with torch.no_grad():
+        in_place, (h_inf, c_inf) = layer(inputs, lengths, state)
+    assert not with_grad.grad_fn is None and in_place.grad_fn is None
+    assert torch.allclose(with_grad, in_place, atol=1e-6)
+    assert torch.allclose(h_grad, h_inf, atol=1e-6) and torch.allclose(c_grad, c_inf, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(state, saved))
+    for row, length in enumerate(lengths.tolist()):  # nothing written past a row's end
+        assert in_place[row, length:].abs().sum() == 0
+    assert in_place.abs().max() <= 0.4 + 1e-7
+
+
+def test_padding_costs_no_input_gemm_rows():
+    torch.manual_seed(0)
+    layer = ProjectedLstmLayer(6, 10, 5, None, None, True)
+    rows = []
+    layer.input_linear.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        layer(torch.randn(3, 9, 6), torch.tensor([9, 2, 4]))
+    assert rows == [15]
+
+
+def test_directions_side_by_side_equal_one_after_the_other(tiny_model, restore_threads):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        serial = bilm(ids).layers
+        torch.set_num_threads(2)
+        side_by_side = bilm(ids).layers
+        assert torch.get_num_threads() == 2
+    assert torch.allclose(serial, side_by_side, atol=1e-6)
+
+
+def test_worker_inherits_inference_mode_and_autocast(restore_threads):
+    torch.set_num_threads(2)
+    seen = {}
+
+    def backward():
+        seen["grad"] = torch.is_grad_enabled()
+        seen["inference"] = torch.is_inference_mode_enabled()
+        seen["autocast"] = torch.is_autocast_enabled("cpu")
+        seen["thread"] = threading.current_thread().name
+        return torch.mm(torch.randn(2, 3), torch.randn(3, 2)).dtype
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        forward_dtype, backward_dtype = run_side_by_side(
+            lambda: torch.mm(torch.randn(2, 3), torch.randn(3, 2)).dtype, backward, "cpu")
+    assert seen == {"grad": False, "inference": True, "autocast": True, "thread": seen["thread"]}
+    assert seen["thread"] != threading.current_thread().name
+    assert forward_dtype == backward_dtype == torch.bfloat16
+
+
+def test_a_failing_direction_raises_and_restores_the_thread_count(restore_threads):
+    torch.set_num_threads(2)
+
+    def backward():
+        raise RuntimeError("backward direction failed")
+
+    with torch.no_grad(), pytest.raises(RuntimeError, match="backward direction failed"):
+        run_side_by_side(lambda: 1, backward, "cpu")
+    assert torch.get_num_threads() == 2
+
+
+def test_bf16_autocast_runs_side_by_side_close_to_fp32(tmp_path, restore_threads):
+    options, weights = write_random_model(tmp_path)
+    fp32 = load_bilm(options=options, weights=weights)
+    bf16 = load_bilm(options=options, weights=weights, precision="bf16")
+    ids = batch_to_ids(SENTENCES)
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        exact, approximate = fp32(ids).layers, bf16(ids).layers
+    assert approximate.dtype == torch.float32
+    assert (exact - approximate).abs().max() < 0.1 * exact.abs().max()
