@@ -9,6 +9,7 @@ caller's thread count is restored afterwards.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
@@ -28,6 +29,15 @@ def _worker_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="elmo-backward")
         return _pool
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child has none of the parent's threads: make it start its own worker when needed.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def can_run_side_by_side(device_type: str) -> bool:

@@ -219,7 +219,10 @@ def command_benchmark_layers(args: argparse.Namespace) -> int:
     if mixes and any(m not in MIXES for m in mixes):
         raise ValueError(f"unknown mix in {mixes}; choose from {', '.join(MIXES)}")
     out = args.out or Path("runs") / ("layers-reduced" if args.reduced else "layers")
-    run_grid(tasks, args.seeds, backbone, out, reduced=args.reduced, mixes=mixes, extra=parse_overrides(args.set))
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    run_grid(tasks, args.seeds, backbone, out, reduced=args.reduced, mixes=mixes, extra=parse_overrides(args.set),
+             jobs=args.jobs)
     print((out / "table.md").read_text())
     print(f"tables, CSV and plots in {out}")
     return 0
@@ -306,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--reduced", action="store_true", help="the quick grid (subsets, fewer epochs; see docs/layer_weighting.md)")
     layers.add_argument("--out", type=Path, help="output directory (default runs/layers[-reduced])")
     layers.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every cell")
+    layers.add_argument("--jobs", type=int, default=1,
+                        help="cells trained at once, in worker processes of one thread each (e.g. 2 on a "
+                             "2-core machine); features are still computed once. Default 1")
     add_backbone_arguments(layers)
     layers.set_defaults(run=command_benchmark_layers)
 

@@ -7,10 +7,16 @@ dataset and shared by all cells (only the heads train), model selection uses dev
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+import torch
 
 from .config import load_config
 
@@ -47,35 +53,118 @@ def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, 
     return load_config(REPO / "configs" / TASK_CONFIGS[task], overrides)
 
 
+# Rough relative cost of one cell, to start the longest cells first when cells run in parallel.
+CELL_COST = {"ner": 10, "sst5": 4, "sst2": 4, "wsd": 3, "pos": 1, "chunk": 1}
+_inherited: dict = {}  # the feature and backbone caches forked workers inherit (see run_grid)
+
+
 def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: bool = False,
-             mixes: list[str] | None = None, extra: dict | None = None, log=print) -> list[dict]:
-    from .trainer import Trainer
+             mixes: list[str] | None = None, extra: dict | None = None, log=print, jobs: int = 1) -> list[dict]:
+    """Train and score every (task, mix, seed) cell into ``out/runs``; cells already finished
+    there (by any earlier invocation) are kept, a cell cut off mid-training resumes from its last
+    epoch. ``jobs > 1`` trains that many cells at once in forked worker processes with one thread
+    each; the features are computed first, once, in this process, and the workers inherit them.
+    Returns the rows of every finished cell under ``out``."""
+    from .trainer import Trainer, warm_feature_cache
 
     mixes = mixes or list(MIXES)
+    extra = dict(extra or {})
+    if jobs > 1:
+        extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
+    todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
+    progress = GridProgress(len(cells), len(cells) - len(todo), log)
+    clock = InvocationClock(out, tasks, len(cells), reduced, jobs)
     feature_cache: dict = {}
     backbone_cache: dict = {}
-    rows, started = [], time.perf_counter()
-    for number, (task, mix, seed) in enumerate(cells, start=1):
-        run_dir = out / "runs" / task / mix_dirname(mix) / f"seed{seed}"
-        elapsed = time.perf_counter() - started
-        done = number - 1
-        eta = f", about {elapsed / done * (len(cells) - done) / 60:.0f} min left" if done else ""
-        log(f"[{number}/{len(cells)}] {task} | {mix} | seed {seed}{eta}")
-        if (run_dir / "results.json").is_file():
-            result = json.loads((run_dir / "results.json").read_text())
-        else:
-            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra or {})
-            result = Trainer(config, run_dir, progress=False, log=lambda *_: None,
+    if jobs <= 1:
+        for task, mix, seed in todo:
+            progress.starting(task, mix, seed)
+            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra)
+            result = Trainer(config, cell_dir(out, task, mix, seed), progress=False, log=lambda *_: None,
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
-        rows.append(cell_row(task, mix, seed, result))
-    seconds = time.perf_counter() - started
-    timing_path = out / "timings.jsonl"
-    with timing_path.open("a") as handle:
-        handle.write(json.dumps({"tasks": tasks, "cells": len(cells), "seconds": round(seconds, 1), "reduced": reduced}) + "\n")
+            progress.finished(task, mix, seed, result)
+            clock.tick(progress.done)
+    elif todo:
+        for task in dict.fromkeys(t for t, _, _ in todo):
+            log(f"features for {task} (once, shared by its cells)")
+            first_mix = next(m for t, m, _ in todo if t == task)
+            warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra), feature_cache, backbone_cache)
+        todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
+        _inherited.update(features=feature_cache, backbones=backbone_cache)
+        log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra),
+                                   cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
+            for future in as_completed(pending):
+                task, mix, seed = pending[future]
+                progress.finished(task, mix, seed, future.result())
+                clock.tick(progress.done)
+        _inherited.clear()
+    clock.tick(progress.done, finished=True)
     all_rows = collect_rows(out)
     write_outputs(all_rows, out, reduced)
     return all_rows
+
+
+def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> dict:
+    from .trainer import Trainer
+
+    print(f"  started {label} (worker {os.getpid()})", flush=True)
+    return Trainer(config, run_dir, progress=False, log=lambda *_: None,
+                   feature_cache=_inherited.get("features"), backbone_cache=_inherited.get("backbones")).run()
+
+
+def cell_dir(out: Path, task: str, mix: str, seed: int) -> Path:
+    return out / "runs" / task / mix_dirname(mix) / f"seed{seed}"
+
+
+class GridProgress:
+    """One line per cell: which cell starts (serial) or finished, its scores, and the time left."""
+
+    def __init__(self, total: int, already_done: int, log):
+        self.total, self.done, self.log = total, already_done, log
+        self.started, self.finished_here = time.perf_counter(), 0
+        if already_done:
+            log(f"{already_done} of {total} cells already finished in this output directory: kept")
+
+    def _eta(self) -> str:
+        if not self.finished_here:
+            return ""
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.finished_here * (self.total - self.done)
+        return f"; about {left / 60:.0f} min left"
+
+    def starting(self, task: str, mix: str, seed: int) -> None:
+        self.log(f"[{self.done + 1}/{self.total}] {task} | {mix} | seed {seed}{self._eta()}")
+
+    def finished(self, task: str, mix: str, seed: int, result: dict) -> None:
+        self.done += 1
+        self.finished_here += 1
+        dev, test = _metric(task, result.get("dev", {})), _metric(task, result.get("test", {}))
+        scores = f"dev {dev:.2f}, test {test:.2f}" if dev is not None and test is not None else "no scores"
+        self.log(f"[{self.done}/{self.total} done] {task} | {mix} | seed {seed}: {scores}{self._eta()}")
+
+
+class InvocationClock:
+    """Wall time of this invocation in ``out/timings.jsonl``, rewritten after every cell, so an
+    invocation that is killed still leaves its time, and a grid finished over several
+    invocations (each resuming the last) has a measured total."""
+
+    def __init__(self, out: Path, tasks: list[str], cells: int, reduced: bool, jobs: int):
+        out.mkdir(parents=True, exist_ok=True)
+        self.path, self.started = out / "timings.jsonl", time.perf_counter()
+        self.previous = self.path.read_text().splitlines() if self.path.is_file() else []
+        self.entry = {"tasks": tasks, "cells": cells, "reduced": reduced, "jobs": jobs,
+                      "started": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    def tick(self, cells_done: int, finished: bool = False) -> None:
+        entry = dict(self.entry, seconds=round(time.perf_counter() - self.started, 1), cells_done=cells_done,
+                     finished=finished)
+        partial = self.path.with_name(self.path.name + ".part")
+        partial.write_text("\n".join(self.previous + [json.dumps(entry)]) + "\n")
+        os.replace(partial, self.path)
 
 
 def mix_dirname(mix: str) -> str:
@@ -142,14 +231,28 @@ def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
                 weights.append(f"| {task} | {mix} | {', '.join(f'{v:.3f}' for v in s)} | {statistics.mean(r['gamma'] for r in sel):.3f} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
     timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()] if (out / "timings.jsonl").is_file() else []
-    spent = ", ".join(f"{'+'.join(t['tasks'])}: {t['cells']} cells in {t['seconds'] / 60:.1f} min" for t in timings)
-    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. Invocations: {spent}.\n\n" + table)
+    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. "
+                                  f"{describe_invocations(timings)}\n\n" + table)
     with (out / "summary.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, ["task", "mix", "dev", "test", "dev_mean"])
         writer.writeheader()
         writer.writerows(summary_rows)
     plot(rows, out, tasks, mixes)
     return table
+
+
+def describe_invocations(timings: list[dict]) -> str:
+    """'Invocations: ...; total wall time X min.' from the entries of ``timings.jsonl``."""
+    if not timings:
+        return ""
+    parts = []
+    for t in timings:
+        done = t.get("cells_done", t["cells"])
+        state = "" if t.get("finished", True) else ", cut off"
+        parts.append(f"{'+'.join(t['tasks'])}: {done}/{t['cells']} cells done after {t['seconds'] / 60:.1f} min "
+                     f"({t.get('jobs', 1)} job{'s' if t.get('jobs', 1) > 1 else ''}{state})")
+    total = sum(t["seconds"] for t in timings) / 60
+    return f"Invocations: {'; '.join(parts)}. Total wall time: {total:.1f} min."
 
 
 def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> None:

@@ -86,12 +86,27 @@ def attach_features(task, bilm, splits: list[str], progress: bool, cache: dict |
             split.features = cache[key]
         elif store_dir:
             split.features = features_from_store(task.config, bilm, split.tokens, Path(store_dir), progress)
+            if cache is not None:
+                cache[key] = split.features
         else:
             split.features = CachedFeatures.compute(bilm, split.tokens, progress=progress, desc=f"ELMo {name}")
             if cache is not None:
                 cache[key] = split.features
         seconds[name] = round(time.perf_counter() - started, 1)
     return seconds
+
+
+def warm_feature_cache(config: dict, feature_cache: dict, backbone_cache: dict, progress: bool = False) -> dict[str, float]:
+    """Embed (or read from the store) every split of the task ``config`` describes into
+    ``feature_cache``, so that later ``Trainer`` runs given the same dicts, in this process or in
+    processes forked from it, train without running the backbone. Returns seconds per split."""
+    task = build_task(config)
+    for _ in task.load():
+        pass
+    identity = backbone_identity(config)
+    if identity not in backbone_cache:
+        backbone_cache[identity] = load_backbone(config)
+    return attach_features(task, backbone_cache[identity], list(task.splits), progress, feature_cache, identity)
 
 
 def features_from_store(config: dict, bilm, sentences: list[list[str]], store_dir: Path, progress: bool) -> CachedFeatures:

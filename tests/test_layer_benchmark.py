@@ -32,3 +32,53 @@ def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
 
 def test_all_eight_mixes_of_the_issue_are_defined():
     assert list(MIXES) == ["layer0", "layer1", "layer2", "top", "average", "learned λ=1", "learned λ=0.001", "concat"]
+
+
+def _tiny_grid_inputs(tmp_path):
+    write_conll(tmp_path / "train.txt", SENTENCES * 3)
+    write_conll(tmp_path / "dev.txt", SENTENCES[:3])
+    write_conll(tmp_path / "test.txt", SENTENCES[3:])
+    options, weights = write_random_model(tmp_path / "model")
+    backbone = {"name": None, "options": str(options), "weights": str(weights)}
+    extra = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
+             "train.epochs": 2, "train.threads": 1, "model.hidden": 8, "model.words.min_count": 1}
+    return backbone, extra
+
+
+def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cells(tmp_path, capfd):
+    import json
+    import os
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)
+    mixes = ["layer1", "learned λ=0.001"]
+    serial = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "serial", mixes=mixes, extra=extra, log=lambda *_: None)
+    lines = []
+    parallel = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra,
+                        log=lines.append, jobs=2)
+    assert len(serial) == len(parallel) == 8
+    assert [(r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in serial] == \
+           [(r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in parallel]
+    assert sum("done]" in line for line in lines) == 8 and "8 cells on 2 worker processes" in "\n".join(lines)
+    workers = {line.rsplit("worker ", 1)[1] for line in capfd.readouterr().out.splitlines() if "started" in line}
+    assert len(workers) >= 1 and str(os.getpid()) + ")" not in workers  # cells ran in child processes
+    timings = [json.loads(line) for line in (tmp_path / "parallel" / "timings.jsonl").read_text().splitlines()]
+    assert len(timings) == 1 and timings[0]["jobs"] == 2 and timings[0]["cells_done"] == 8 and timings[0]["finished"]
+
+    results = tmp_path / "parallel" / "runs" / "pos" / "layer1" / "seed1" / "results.json"
+    before = results.stat().st_mtime_ns
+    lines.clear()
+    again = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra,
+                     log=lines.append, jobs=2)
+    assert results.stat().st_mtime_ns == before and len(again) == 8
+    assert lines[0] == "8 of 8 cells already finished in this output directory: kept"
+    assert "Total wall time" in (tmp_path / "parallel" / "table.md").read_text()
+
+
+def test_a_cut_off_invocation_is_reported_as_such():
+    from tasks.layer_benchmark import describe_invocations
+
+    text = describe_invocations([
+        {"tasks": ["ner"], "cells": 24, "seconds": 600.0, "jobs": 2, "cells_done": 5, "finished": False},
+        {"tasks": ["ner"], "cells": 24, "seconds": 1200.0, "jobs": 2, "cells_done": 24, "finished": True}])
+    assert text == ("Invocations: ner: 5/24 cells done after 10.0 min (2 jobs, cut off); "
+                    "ner: 24/24 cells done after 20.0 min (2 jobs). Total wall time: 30.0 min.")
