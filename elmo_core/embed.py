@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .bilm import ElmoBiLm
 from .char_ids import batch_to_ids
 from .errors import ElmoFileError
+from .progress import bar_disabled
 
 
 class SentenceFileError(ElmoFileError):
@@ -78,7 +79,7 @@ def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.devi
 def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[list[int]],
                     device: str | torch.device = "cpu", progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch."""
-    with tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=not progress, desc="embedding") as bar:
+    with tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=bar_disabled(progress), desc="embedding") as bar:
         for batch in batches:
             layers = embed_batch(bilm, [sentences[i] for i in batch], device)
             for row, index in enumerate(batch):

@@ -36,6 +36,7 @@ from .checkpoint import atomic_torch_save, python_rng_state
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
 from .options import ElmoOptions, options_from_dict
+from .progress import bar_disabled
 from .vocab import Vocabulary
 from .weights import save_weights
 
@@ -266,7 +267,7 @@ class Pretrainer:
                              "forward_ppl", "backward_ppl", "mean_ppl"])
         model.train()
         bar = tqdm(total=cfg.max_tokens_seen, initial=position.tokens_seen, unit="tok", unit_scale=True,
-                   disable=not self.progress, desc="pretraining")
+                   disable=bar_disabled(self.progress), desc="pretraining")
         started = time.perf_counter() - position.seconds
         window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
         result: dict = {}

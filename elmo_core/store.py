@@ -55,6 +55,7 @@ from tqdm import tqdm
 from .bilm import BiLmOutput, ElmoBiLm
 from .embed import embed_batch, length_sorted_batches
 from .errors import ElmoFileError
+from .progress import bar_disabled
 
 FORMAT_VERSION = 1
 DTYPES = ("float16", "float32")
@@ -495,7 +496,7 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
     writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens)
     try:
         with _type_cache_off(bilm), tqdm(total=sum(len(unique[i]) for b in todo for i in b), unit="tok",
-                                         disable=not progress, desc=f"store shard {rank}/{world}") as bar:
+                                         disable=bar_disabled(progress), desc=f"store shard {rank}/{world}") as bar:
             for batch in todo:
                 layers = embed_batch(bilm, [unique[i] for i in batch], device)
                 new = [(keys[i], layers[:, row, : len(unique[i])])

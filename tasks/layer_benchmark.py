@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -93,6 +94,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
+        sys.stdout.flush()  # else the forked workers inherit, and print again, what is still buffered
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
             pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra),
@@ -111,7 +113,8 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
 def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> dict:
     from .trainer import Trainer
 
-    print(f"  started {label} (worker {os.getpid()})", flush=True)
+    sys.stdout.write(f"  started {label} (worker {os.getpid()})\n")  # one write: workers share the stream
+    sys.stdout.flush()
     return Trainer(config, run_dir, progress=False, log=lambda *_: None,
                    feature_cache=_inherited.get("features"), backbone_cache=_inherited.get("backbones")).run()
 

@@ -21,6 +21,8 @@ def load_run(run_dir: str | Path, precision: str = "fp32"):
         if not (run_dir / name).is_file():
             raise DataFormatError(run_dir / name, None, "missing: is this a run directory written by 'elmo-tasks train'?")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # data.limit cut the training run's splits (smoke runs); a file given to evaluate/predict is read whole.
+    (config.get("data") or {}).pop("limit", None)
     task = build_task(config)
     task.restore_vocab(json.loads((run_dir / "vocab.json").read_text()))
     bilm = load_backbone(config, precision=precision) if task.uses_elmo() else None

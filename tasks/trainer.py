@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from data.errors import DataFormatError
 from elmo_core.checkpoint import atomic_torch_save, python_rng_state
+from elmo_core.progress import bar_disabled
 
 from .config import get_dotted
 from .features import CachedFeatures, LiveFeatures
@@ -198,7 +199,7 @@ class Trainer:
             model.train()
             total, count = 0.0, 0
             batches = task.batches(train, self.batch_size, rng)
-            for indices in tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress, leave=False):
+            for indices in tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", disable=bar_disabled(self.progress), leave=False):
                 batch = task.make_batch(train, indices)
                 loss = task.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)

@@ -191,3 +191,12 @@ def test_real_sst_splits_load_with_the_published_counts():
     assert [len(binary.splits[s]) for s in ("train", "dev", "test")] == [6920, 872, 1821]
     tokens = {t for s in task.splits["train"].tokens for t in s}
     assert "(" in tokens and "-LRB-" not in tokens
+
+
+def test_a_training_limit_does_not_cut_the_file_given_to_predict(sst_dir, tmp_path):
+    from tasks.run_dir import load_run
+
+    Trainer(sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1, "data.limit": 2}), tmp_path / "run",
+            progress=False, log=quiet).run()
+    task, _, _ = load_run(tmp_path / "run")
+    assert len(task.read_split(sst_dir / "test.txt").lines) == len((sst_dir / "test.txt").read_text().splitlines())
