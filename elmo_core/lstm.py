@@ -157,11 +157,12 @@ class ProjectedLstmLayer(nn.Module):
         multi-megabyte tensors every step would each be new pages from the OS, zeroed by the
         kernel: that alone cost a third of the time on the "original" shapes."""
         batch = h.shape[0]
-        # Under autocast the GEMMs return the autocast dtype; keep the state buffers in it.
+        # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
+        # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
         dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else gate_steps[0].dtype
-        h, c = h.to(dtype).contiguous(), c.to(dtype).contiguous()
+        h, c = h.to(dtype).contiguous(), c.contiguous()
         outputs = h.new_zeros(batch, total_steps, self.projection_dim)
-        pre_projection = c.new_empty(batch, self.cell_dim)
+        pre_projection = h.new_empty(batch, self.cell_dim)
         recurrent = self.state_linear.weight.to(dtype).t()
         projection = self.projection.weight.to(dtype).t()
         cell = self.cell_dim

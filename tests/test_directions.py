@@ -107,3 +107,17 @@ def test_bf16_autocast_runs_side_by_side_close_to_fp32(tmp_path, restore_threads
         exact, approximate = fp32(ids).layers, bf16(ids).layers
     assert approximate.dtype == torch.float32
     assert (exact - approximate).abs().max() < 0.1 * exact.abs().max()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
+def test_in_place_step_under_autocast_keeps_the_cell_state_in_float32(dtype, tolerance):
+    torch.manual_seed(0)
+    layer = ProjectedLstmLayer(6, 10, 5, 3.0, 3.0, True)
+    inputs, lengths = torch.randn(4, 7, 6) * 2, torch.tensor([7, 3, 5, 1])
+    with torch.autocast("cpu", dtype=dtype):
+        with_grad, (_, c_grad) = layer(inputs, lengths)
+        with torch.no_grad():
+            in_place, (_, c_inf) = layer(inputs, lengths)
+    assert in_place.dtype == with_grad.dtype == dtype
+    assert c_inf.dtype == c_grad.dtype == torch.float32
+    assert (in_place.float() - with_grad.float()).abs().max() < tolerance
