@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -24,16 +25,17 @@ def padded_token_ids(word_ids: list[list[int]], char_ids: list[list[list[int]]],
     for the sentences ``indices``; 0 is padding everywhere."""
     longest = max(len(word_ids[i]) for i in indices)
     longest_word = max((len(w) for i in indices for w in char_ids[i]), default=1)
-    words = torch.zeros(len(indices), longest, dtype=torch.long)
-    chars = torch.zeros(len(indices), longest, max(longest_word, 1), dtype=torch.long)
-    mask = torch.zeros(len(indices), longest, dtype=torch.bool)
+    # Filled as numpy arrays: a torch.tensor per word would cost more than the batch's training step.
+    words = np.zeros((len(indices), longest), dtype=np.int64)
+    chars = np.zeros((len(indices), longest, max(longest_word, 1)), dtype=np.int64)
+    mask = np.zeros((len(indices), longest), dtype=bool)
     for row, i in enumerate(indices):
         n = len(word_ids[i])
-        words[row, :n] = torch.tensor(word_ids[i], dtype=torch.long)
+        words[row, :n] = word_ids[i]
         mask[row, :n] = True
         for col, word_chars in enumerate(char_ids[i]):
-            chars[row, col, : len(word_chars)] = torch.tensor(word_chars, dtype=torch.long)
-    return words, chars, mask
+            chars[row, col, : len(word_chars)] = word_chars
+    return torch.from_numpy(words), torch.from_numpy(chars), torch.from_numpy(mask)
 
 
 def batch_layers(features, indices: list[int], mask: torch.Tensor) -> torch.Tensor | None:

@@ -70,6 +70,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
 
     mixes = mixes or list(MIXES)
     extra = dict(extra or {})
+    log = _flushing(log)
     if jobs > 1:
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
@@ -94,7 +95,6 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
-        sys.stdout.flush()  # else the forked workers inherit, and print again, what is still buffered
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
             pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra),
@@ -108,6 +108,15 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     all_rows = collect_rows(out)
     write_outputs(all_rows, out, reduced)
     return all_rows
+
+
+def _flushing(log):
+    """``log``, then flush stdout: lines reach a log file whole and in order beside the workers'
+    lines, and forked workers never inherit (and print again) buffered text."""
+    def log_and_flush(line: str) -> None:
+        log(line)
+        sys.stdout.flush()
+    return log_and_flush
 
 
 def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> dict:

@@ -5,6 +5,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from data.conll import ConllDataset, read_conll, write_conll_predictions
@@ -151,9 +152,10 @@ class NerTask:
 
     def make_batch(self, split: SplitData, indices: list[int]) -> Batch:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
-        tags = torch.zeros_like(word_ids)
+        tags = np.zeros(tuple(word_ids.shape), dtype=np.int64)
         for row, i in enumerate(indices):
-            tags[row, : len(split.tag_ids[i])] = torch.tensor(split.tag_ids[i])
+            tags[row, : len(split.tag_ids[i])] = split.tag_ids[i]
+        tags = torch.from_numpy(tags)
         layers = batch_layers(split.features, indices, mask)
         return Batch(indices, layers, mask, word_ids, char_ids, tags)
 
