@@ -275,14 +275,16 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        means = []
+        means, stds = [], []
         for mix in mixes:
             values = [r["dev"] for r in rows if r["task"] == task and r["mix"] == mix and r["dev"] is not None]
             means.append(statistics.mean(values) if values else 0.0)
-        ax.bar(range(len(mixes)), means, color="tab:blue")
+            stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        # error bars: std over seeds (none with one seed)
+        ax.bar(range(len(mixes)), means, yerr=stds if any(stds) else None, capsize=2, color="tab:blue")
         ax.set_xticks(range(len(mixes)), mixes, rotation=70, fontsize=7)
         low = min(means) if means else 0
-        ax.set_ylim(max(0, low - 5), max(means) + 1 if means else 1)
+        ax.set_ylim(max(0, low - 5), max(m + e for m, e in zip(means, stds)) + 1 if means else 1)
         ax.set_title(f"{task}: dev {METRIC_NAMES[task]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "score_by_mix.png", dpi=120)
@@ -291,7 +293,7 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
     learned = [m for m in mixes if m.startswith("learned")]
     if not learned:
         return
-    fig, axes = plt.subplots(1, len(learned), figsize=(4.2 * len(learned), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(learned), figsize=(4.6 * len(learned), 3.6), squeeze=False)
     for ax, mix in zip(axes[0], learned):
         width = 0.8 / max(len(tasks), 1)
         for k, task in enumerate(tasks):
@@ -303,7 +305,7 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
         ax.set_xticks([j + 0.4 - width / 2 for j in range(3)], ["layer 0", "layer 1", "layer 2"])
         ax.set_ylabel("s_j (softmax)")
         ax.set_title(f"learned layer weights, {mix}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=len(tasks), loc="lower center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(out / "learned_weights.png", dpi=120)
     plt.close(fig)
