@@ -6,7 +6,7 @@ from tasks.layer_benchmark import MIXES, run_grid
 from test_ner_pipeline import SENTENCES, write_conll
 
 
-def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
+def _tiny_grid_inputs(tmp_path):
     write_conll(tmp_path / "train.txt", SENTENCES * 3)
     write_conll(tmp_path / "dev.txt", SENTENCES[:3])
     write_conll(tmp_path / "test.txt", SENTENCES[3:])
@@ -14,6 +14,11 @@ def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
     backbone = {"name": None, "options": str(options), "weights": str(weights)}
     extra = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
              "train.epochs": 2, "train.threads": 1, "model.hidden": 8, "model.words.min_count": 1}
+    return backbone, extra
+
+
+def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
+    backbone, extra = _tiny_grid_inputs(tmp_path)
     out = tmp_path / "grid"
     run_grid(["pos", "chunk"], 1, backbone, out, mixes=["layer1", "learned λ=0.001"], extra=extra, log=lambda *_: None)
     rows = run_grid(["ner"], 1, backbone, out, mixes=["concat"], extra=extra, log=lambda *_: None)
@@ -32,17 +37,6 @@ def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
 
 def test_all_eight_mixes_of_the_issue_are_defined():
     assert list(MIXES) == ["layer0", "layer1", "layer2", "top", "average", "learned λ=1", "learned λ=0.001", "concat"]
-
-
-def _tiny_grid_inputs(tmp_path):
-    write_conll(tmp_path / "train.txt", SENTENCES * 3)
-    write_conll(tmp_path / "dev.txt", SENTENCES[:3])
-    write_conll(tmp_path / "test.txt", SENTENCES[3:])
-    options, weights = write_random_model(tmp_path / "model")
-    backbone = {"name": None, "options": str(options), "weights": str(weights)}
-    extra = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
-             "train.epochs": 2, "train.threads": 1, "model.hidden": 8, "model.words.min_count": 1}
-    return backbone, extra
 
 
 def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cells(tmp_path, capfd):
