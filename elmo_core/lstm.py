@@ -10,9 +10,8 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
   * rows are sorted by length so the rows still running form a prefix that shrinks (forward) or
     grows (backward) over time: no work is spent on padding;
   * without autograd (inference) the step runs in place: the recurrent GEMM accumulates onto the
-    input gates (``addmm``), the pointwise math overwrites the fresh gate buffer, and ``h``/``c``
-    live in preallocated buffers whose running prefix is updated, so a step allocates one
-    ``(n, 4*cell)`` and one ``(n, cell)`` tensor and copies nothing else.
+    step's input gates (``addmm_``), the pointwise math overwrites them, and ``h``/``c`` and the
+    pre-projection live in buffers made once per call, whose running prefix each step updates.
 """
 from __future__ import annotations
 
@@ -153,9 +152,7 @@ class ProjectedLstmLayer(nn.Module):
         padded outputs ``(batch, total_steps, proj)`` and the final ``h``, ``c``.
 
         Nothing is allocated per step: the recurrent GEMM accumulates into the step's slice of
-        the input gates (no longer needed after it), the rest into buffers made once. Fresh
-        multi-megabyte tensors every step would each be new pages from the OS, zeroed by the
-        kernel: that alone cost a third of the time on the "original" shapes."""
+        the input gates (no longer needed after it), the rest goes into buffers made once."""
         batch = h.shape[0]
         # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
         # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
