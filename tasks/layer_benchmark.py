@@ -75,17 +75,18 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
     todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
-    progress = GridProgress(len(cells), len(cells) - len(todo), log)
+    progress = GridProgress(todo, len(cells), log, jobs)
     clock = InvocationClock(out, tasks, len(cells), reduced, jobs)
     feature_cache: dict = {}
     backbone_cache: dict = {}
     if jobs <= 1:
         for task, mix, seed in todo:
             progress.starting(task, mix, seed)
+            started = time.perf_counter()
             config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra)
             result = Trainer(config, cell_dir(out, task, mix, seed), progress=False, log=lambda *_: None,
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
-            progress.finished(task, mix, seed, result)
+            progress.finished(task, mix, seed, result, time.perf_counter() - started)
             clock.tick(progress.done)
     elif todo:
         for task in dict.fromkeys(t for t, _, _ in todo):
@@ -101,7 +102,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
                                    cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
             for future in as_completed(pending):
                 task, mix, seed = pending[future]
-                progress.finished(task, mix, seed, future.result())
+                progress.finished(task, mix, seed, *future.result())
                 clock.tick(progress.done)
         _inherited.clear()
     clock.tick(progress.done, finished=True)
@@ -119,13 +120,16 @@ def _flushing(log):
     return log_and_flush
 
 
-def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> dict:
+def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> tuple[dict, float]:
+    """(results, wall seconds) of one cell, in a worker process."""
     from .trainer import Trainer
 
     sys.stdout.write(f"  started {label} (worker {os.getpid()})\n")  # one write: workers share the stream
     sys.stdout.flush()
-    return Trainer(config, run_dir, progress=False, log=lambda *_: None,
-                   feature_cache=_inherited.get("features"), backbone_cache=_inherited.get("backbones")).run()
+    started = time.perf_counter()
+    result = Trainer(config, run_dir, progress=False, log=lambda *_: None,
+                     feature_cache=_inherited.get("features"), backbone_cache=_inherited.get("backbones")).run()
+    return result, time.perf_counter() - started
 
 
 def cell_dir(out: Path, task: str, mix: str, seed: int) -> Path:
@@ -133,30 +137,41 @@ def cell_dir(out: Path, task: str, mix: str, seed: int) -> Path:
 
 
 class GridProgress:
-    """One line per cell: which cell starts (serial) or finished, its scores, and the time left."""
+    """One line per cell: which cell starts (serial) or finished, its scores, and the time left.
 
-    def __init__(self, total: int, already_done: int, log):
-        self.total, self.done, self.log = total, already_done, log
-        self.started, self.finished_here = time.perf_counter(), 0
-        if already_done:
-            log(f"{already_done} of {total} cells already finished in this output directory: kept")
+    The time left is estimated per task (cells of one task cost alike, cells of different tasks
+    do not): the mean measured time of the task's finished cells, or for a task with none yet,
+    ``CELL_COST`` scaled by what the finished cells took; divided by the number of workers."""
+
+    def __init__(self, todo: list[tuple[str, str, int]], total: int, log, jobs: int = 1):
+        self.remaining = [task for task, _, _ in todo]
+        self.total, self.done, self.log, self.jobs = total, total - len(todo), log, jobs
+        self.seconds: dict[str, list[float]] = {}
+        if self.done:
+            log(f"{self.done} of {total} cells already finished in this output directory: kept")
+
+    def seconds_left(self) -> float | None:
+        if not self.seconds:
+            return None
+        per_cost = statistics.mean(t / CELL_COST.get(task, 1) for task, times in self.seconds.items() for t in times)
+        estimate = {task: statistics.mean(times) for task, times in self.seconds.items()}
+        return sum(estimate.get(task, CELL_COST.get(task, 1) * per_cost) for task in self.remaining) / self.jobs
 
     def _eta(self) -> str:
-        if not self.finished_here:
-            return ""
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / self.finished_here * (self.total - self.done)
-        return f"; about {left / 60:.0f} min left"
+        left = self.seconds_left()
+        return "" if left is None else f"; about {left / 60:.0f} min left"
 
     def starting(self, task: str, mix: str, seed: int) -> None:
         self.log(f"[{self.done + 1}/{self.total}] {task} | {mix} | seed {seed}{self._eta()}")
 
-    def finished(self, task: str, mix: str, seed: int, result: dict) -> None:
+    def finished(self, task: str, mix: str, seed: int, result: dict, seconds: float) -> None:
         self.done += 1
-        self.finished_here += 1
+        self.remaining.remove(task)
+        self.seconds.setdefault(task, []).append(seconds)
         dev, test = _metric(task, result.get("dev", {})), _metric(task, result.get("test", {}))
         scores = f"dev {dev:.2f}, test {test:.2f}" if dev is not None and test is not None else "no scores"
-        self.log(f"[{self.done}/{self.total} done] {task} | {mix} | seed {seed}: {scores}{self._eta()}")
+        self.log(f"[{self.done}/{self.total} done] {task} | {mix} | seed {seed}: {scores} ({seconds / 60:.1f} min)"
+                 f"{self._eta()}")
 
 
 class InvocationClock:

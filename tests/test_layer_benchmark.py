@@ -76,3 +76,20 @@ def test_a_cut_off_invocation_is_reported_as_such():
         {"tasks": ["ner"], "cells": 24, "seconds": 1200.0, "jobs": 2, "cells_done": 24, "finished": True}])
     assert text == ("Invocations: ner: 5/24 cells done after 10.0 min (2 jobs, cut off); "
                     "ner: 24/24 cells done after 20.0 min (2 jobs). Total wall time: 30.0 min.")
+
+
+def test_time_left_is_estimated_per_task_and_shared_by_the_workers():
+    from tasks.layer_benchmark import CELL_COST, GridProgress
+
+    todo = [("ner", "layer0", 1), ("ner", "layer1", 1), ("pos", "layer0", 1), ("pos", "layer1", 1)]
+    lines = []
+    progress = GridProgress(todo, total=6, log=lines.append, jobs=2)
+    assert lines == ["2 of 6 cells already finished in this output directory: kept"]
+    assert progress.seconds_left() is None
+    progress.finished("ner", "layer0", 1, {"dev": {"f1": 80.0}, "test": {"f1": 75.0}}, seconds=300.0)
+    # left: one ner cell (300 s measured) + two pos cells (not measured: CELL_COST-scaled), over 2 workers
+    per_cost = 300.0 / CELL_COST["ner"]
+    assert progress.seconds_left() == (300.0 + 2 * CELL_COST["pos"] * per_cost) / 2
+    progress.finished("pos", "layer0", 1, {"dev": {"accuracy": 90.0}, "test": {"accuracy": 91.0}}, seconds=12.0)
+    assert progress.seconds_left() == (300.0 + 12.0) / 2
+    assert lines[-1] == "[4/6 done] pos | layer0 | seed 1: dev 90.00, test 91.00 (0.2 min); about 3 min left"
