@@ -45,6 +45,7 @@ def load_bilm(name: str | None = None, options: str | Path | None = None, weight
         raise ValueError("pass both options and weights, or neither (then a model name)")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_device(device)
     if options is None:
         options, weights = resolve(name or "default")
     bilm = load_bilm_from_files(options, weights, stateful=stateful, type_cache_size=type_cache_size)
@@ -54,6 +55,21 @@ def load_bilm(name: str | None = None, options: str | Path | None = None, weight
         bilm = quantize_int8(bilm)
     bilm.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return bilm.to(device)
+
+
+def check_device(device: str | torch.device) -> None:
+    """A clear error, before any model is read, for a device this PyTorch cannot use."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind == "cuda" and not torch.cuda.is_available():
+        reason = ("this PyTorch is a CPU-only build" if torch.version.cuda is None
+                  else "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)")
+        raise ValueError(f"device {str(device)!r}: {reason} (torch {torch.__version__}); "
+                         f"use --device cpu, or install a CUDA build of PyTorch")
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r}: expected cpu, cuda or cuda:N")
 
 
 def model_identity(options: str | Path, weights: str | Path) -> str:

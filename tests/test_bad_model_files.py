@@ -4,6 +4,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from elmo_core import ElmoFileError, load_bilm
 from tasks.cli import main
@@ -123,3 +124,18 @@ def test_embed_default_mode_output_matches_api(tiny_model, tmp_path):
             with torch.no_grad():
                 expected = bilm(batch_to_ids([line.split()])).layers[:, 0].numpy()
             assert np.abs(handle[str(i)][...] - expected).max() <= 1e-6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_one_clear_error_before_reading_the_model(tmp_path):
+    from elmo_core.loading import load_bilm
+
+    with pytest.raises(ValueError, match=r"device 'cuda'.*(CPU-only build|no CUDA GPU).*--device cpu"):
+        load_bilm(options=tmp_path / "absent.json", weights=tmp_path / "absent.hdf5", device="cuda")
+
+
+def test_an_unknown_device_is_named(tmp_path):
+    from elmo_core.loading import load_bilm
+
+    with pytest.raises(ValueError, match="device 'tpu': expected cpu, cuda or cuda:N"):
+        load_bilm(options=tmp_path / "absent.json", weights=tmp_path / "absent.hdf5", device="tpu")
