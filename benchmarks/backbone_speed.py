@@ -10,8 +10,8 @@ loaded through the normal loader. Input: CoNLL-2003 dev sentences (../shared/dat
         and <= 4000 tokens, input projections for all real positions in one GEMM, shrinking active
         batch, in-place steps, the two directions of a layer side by side on one core each,
         char-CNN once per word);
-  (ii+) the same with the cell's pointwise math fused by torch.compile (opt-in; compile time excluded
-        and reported separately);
+  (ii+) the same with the cell's pointwise math fused by torch.compile or TorchScript (opt-in,
+        `fuse_cells`; compile time excluded and reported separately);
   (iii) int8: the fast path with dynamically quantised linear layers.
 
 Max abs differences are taken against (i) over every token of every layer. GFLOP/s counts the
@@ -39,7 +39,7 @@ from common import DOCS, REPO, command_line, git_revision, machine, write_sectio
 sys.path.insert(0, str(REPO))
 from elmo_core import ElmoBiLm, load_bilm, save_weights  # noqa: E402
 from elmo_core.embed import embed_sentences, in_order_batches, length_sorted_batches  # noqa: E402
-from elmo_core.lstm import compile_cells  # noqa: E402
+from elmo_core.lstm import fuse_cells  # noqa: E402
 from elmo_core.options import options_from_dict  # noqa: E402
 from elmo_core.reference import ReferenceLayers  # noqa: E402
 
@@ -144,15 +144,16 @@ def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Pa
     rows.append({"model": name, "path": "(ii) fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
                  "diff": max_diff(fast, reference), "cache_hits": bilm.type_cache.hits, "cache_misses": bilm.type_cache.misses})
     if with_compile:
-        bilm = load_bilm(options=opts, weights=weights)
-        compile_cells(bilm)
-        started = time.perf_counter()
-        run(bilm, sentences[:8], length_sorted_batches(sentences[:8], max_batch=64))  # compiles
-        compile_seconds = time.perf_counter() - started
-        bilm.type_cache.clear()
-        fused, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
-        rows.append({"model": name, "path": f"(ii+) fast path, torch.compile cell (+{compile_seconds:.0f} s compile)",
-                     "seconds": seconds, "lstm_seconds": lstm_seconds, "diff": max_diff(fused, reference)})
+        for method, label in (("compile", "torch.compile"), ("script", "TorchScript")):
+            bilm = load_bilm(options=opts, weights=weights)
+            fuse_cells(bilm, method)
+            started = time.perf_counter()
+            run(bilm, sentences[:8], length_sorted_batches(sentences[:8], max_batch=64))  # compiles
+            compile_seconds = time.perf_counter() - started
+            bilm.type_cache.clear()
+            fused, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
+            rows.append({"model": name, "path": f"(ii+) fast path, {label} cell (+{compile_seconds:.0f} s compile)",
+                         "seconds": seconds, "lstm_seconds": lstm_seconds, "diff": max_diff(fused, reference)})
     bilm = load_bilm(options=opts, weights=weights, precision="int8")
     quantised, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
     rows.append({"model": name, "path": "(iii) int8 fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
@@ -167,7 +168,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sentences-small", type=int, default=400)
     parser.add_argument("--sentences-original", type=int, default=200)
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile and TorchScript rows")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -15,6 +15,8 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -28,19 +30,27 @@ def cell_elementwise(gates: torch.Tensor, c: torch.Tensor, cell_clip: float | No
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
-_compiled_elementwise = None
+_fused_elementwise: dict[str, object] = {}
+FUSE_METHODS = ("compile", "script")
 
 
-def compile_cells(module: nn.Module) -> int:
-    """Fuse the pointwise cell math of every LSTM layer in ``module`` with ``torch.compile``
-    (one compiled kernel, dynamic batch size). Returns the number of layers changed. Opt-in:
-    compilation costs tens of seconds and only pays off on long inputs (see docs/benchmarks.md)."""
-    global _compiled_elementwise
-    if _compiled_elementwise is None:
-        _compiled_elementwise = torch.compile(cell_elementwise, dynamic=True)
+def fuse_cells(module: nn.Module, method: str = "compile") -> int:
+    """Fuse the pointwise cell math of every LSTM layer in ``module``: ``"compile"`` with
+    ``torch.compile`` (dynamic batch size), ``"script"`` with TorchScript. Returns the number of
+    layers changed. Opt-in: neither beats the default in-place step on this project's CPU
+    (docs/benchmarks.md), and compilation costs seconds to tens of seconds."""
+    if method not in FUSE_METHODS:
+        raise ValueError(f"fuse method must be one of {', '.join(FUSE_METHODS)}, got {method!r}")
+    if method not in _fused_elementwise:
+        if method == "compile":
+            _fused_elementwise[method] = torch.compile(cell_elementwise, dynamic=True)
+        else:
+            with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x; it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _fused_elementwise[method] = torch.jit.script(cell_elementwise)
     layers = [m for m in module.modules() if isinstance(m, ProjectedLstmLayer)]
     for layer in layers:
-        layer.elementwise = _compiled_elementwise
+        layer.elementwise = _fused_elementwise[method]
     return len(layers)
 
 

@@ -121,3 +121,22 @@ def test_in_place_step_under_autocast_keeps_the_cell_state_in_float32(dtype, tol
     assert in_place.dtype == with_grad.dtype == dtype
     assert c_inf.dtype == c_grad.dtype == torch.float32
     assert (in_place.float() - with_grad.float()).abs().max() < tolerance
+
+
+@pytest.mark.parametrize("method", ["script", "compile"])
+def test_fused_cells_give_the_same_vectors(tiny_model, method):
+    from elmo_core.lstm import fuse_cells
+
+    plain = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    fused = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    assert fuse_cells(fused, method) == 4  # 2 layers x 2 directions
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).layers, fused(ids).layers, atol=1e-6)
+
+
+def test_an_unknown_fuse_method_is_named(tiny_model):
+    from elmo_core.lstm import fuse_cells
+
+    with pytest.raises(ValueError, match="fuse method must be one of compile, script, got 'jit'"):
+        fuse_cells(load_bilm(options=tiny_model[0], weights=tiny_model[1]), "jit")
