@@ -14,7 +14,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -84,7 +84,8 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
             progress.starting(task, mix, seed)
             started = time.perf_counter()
             config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra)
-            result = Trainer(config, cell_dir(out, task, mix, seed), progress=False, log=lambda *_: None,
+            result = Trainer(config, cell_dir(out, task, mix, seed), progress=False,
+                             log=lambda *_: clock.tick(progress.done),  # the trainer logs once per epoch
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
             progress.finished(task, mix, seed, result, time.perf_counter() - started)
             clock.tick(progress.done)
@@ -100,9 +101,13 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
             pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra),
                                    cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
-            for future in as_completed(pending):
-                task, mix, seed = pending[future]
-                progress.finished(task, mix, seed, *future.result())
+            running = set(pending)
+            while running:
+                # wake at least every minute, so the clock of a killed invocation is at most a minute short
+                finished, running = wait(running, timeout=60, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task, mix, seed = pending[future]
+                    progress.finished(task, mix, seed, *future.result())
                 clock.tick(progress.done)
         _inherited.clear()
     clock.tick(progress.done, finished=True)
@@ -175,9 +180,9 @@ class GridProgress:
 
 
 class InvocationClock:
-    """Wall time of this invocation in ``out/timings.jsonl``, rewritten after every cell, so an
-    invocation that is killed still leaves its time, and a grid finished over several
-    invocations (each resuming the last) has a measured total."""
+    """Wall time of this invocation in ``out/timings.jsonl``, rewritten after every epoch (one
+    worker) or every minute (several), so an invocation that is killed still leaves its time, and
+    a grid finished over several invocations (each resuming the last) has a measured total."""
 
     def __init__(self, out: Path, tasks: list[str], cells: int, reduced: bool, jobs: int):
         out.mkdir(parents=True, exist_ok=True)
