@@ -75,7 +75,12 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
     todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
-    progress = GridProgress(todo, len(cells), log, jobs)
+    same = equal_mixes(mixes, backbone)
+    copies = [c for c in todo if c[1] in same]
+    todo = [c for c in todo if c[1] not in same]
+    for mix, source in same.items():
+        log(f"'{mix}' is '{source}' on this backbone: its cells are copied from '{source}', not trained again")
+    progress = GridProgress(todo, len(cells) - len(copies), log, jobs)
     clock = InvocationClock(out, tasks, len(cells), reduced, jobs)
     feature_cache: dict = {}
     backbone_cache: dict = {}
@@ -110,10 +115,34 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
                     progress.finished(task, mix, seed, *future.result())
                 clock.tick(progress.done)
         _inherited.clear()
-    clock.tick(progress.done, finished=True)
+    for task, mix, seed in copies:
+        copy_equal_cell(out, task, mix, same[mix], seed)
+    clock.tick(progress.done + len(copies), finished=True)
     all_rows = collect_rows(out)
     write_outputs(all_rows, out, reduced)
     return all_rows
+
+
+def equal_mixes(mixes: list[str], backbone: dict) -> dict[str, str]:
+    """``{mix: the grid's mix it equals on this backbone}``: "top" is "layerL" of an L-layer biLM.
+    Such cells would train the same model on the same features, so they are copied instead."""
+    from .trainer import backbone_files
+
+    if "top" not in mixes:
+        return {}
+    options = json.loads(Path(backbone_files({"backbone": backbone})[0]).read_text())
+    top = f"layer{options['lstm']['n_layers']}"
+    return {"top": top} if top in mixes else {}
+
+
+def copy_equal_cell(out: Path, task: str, mix: str, source_mix: str, seed: int) -> None:
+    source = cell_dir(out, task, source_mix, seed) / "results.json"
+    result = dict(json.loads(source.read_text()), same_as=source_mix)
+    target = cell_dir(out, task, mix, seed)
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / "results.json.part"
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(partial, target / "results.json")
 
 
 def _flushing(log):

@@ -93,3 +93,22 @@ def test_time_left_is_estimated_per_task_and_shared_by_the_workers():
     progress.finished("pos", "layer0", 1, {"dev": {"accuracy": 90.0}, "test": {"accuracy": 91.0}}, seconds=12.0)
     assert progress.seconds_left() == (300.0 + 12.0) / 2
     assert lines[-1] == "[4/6 done] pos | layer0 | seed 1: dev 90.00, test 91.00 (0.2 min); about 3 min left"
+
+
+def test_top_is_copied_from_the_top_layer_not_trained_again(tmp_path):
+    import json
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)  # a 2-layer biLM: "top" is "layer2"
+    lines = []
+    rows = run_grid(["pos"], 2, backbone, tmp_path / "grid", mixes=["layer2", "top"], extra=extra, log=lines.append)
+    assert "'top' is 'layer2' on this backbone: its cells are copied from 'layer2', not trained again" in lines
+    assert sum("done]" in line for line in lines) == 2  # only the layer2 cells trained
+    by_mix = {(r["mix"], r["seed"]): r for r in rows}
+    for seed in (1, 2):
+        assert by_mix[("top", seed)]["dev"] == by_mix[("layer2", seed)]["dev"]
+        assert by_mix[("top", seed)]["test"] == by_mix[("layer2", seed)]["test"]
+        top_dir = tmp_path / "grid" / "runs" / "pos" / "top" / f"seed{seed}"
+        assert json.loads((top_dir / "results.json").read_text())["same_as"] == "layer2"
+        assert not (top_dir / "best.pt").exists()
+    only_top = run_grid(["chunk"], 1, backbone, tmp_path / "alone", mixes=["top"], extra=extra, log=lambda *_: None)
+    assert (tmp_path / "alone" / "runs" / "chunk" / "top" / "seed1" / "best.pt").is_file() and len(only_top) == 1
