@@ -298,13 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarks = benchmark.add_subparsers(dest="benchmark", required=True, metavar="WHICH")
     layers = benchmarks.add_parser(
         "layers", help="every task x layer weighting x seed",
-        description="Train and evaluate each task's head with each layer weighting (layer 0, 1, 2 only, top, "
-                    "equal average, learned ScalarMix with lambda=1 and 0.001, concatenation), reusing ELMo "
-                    "features across cells. Writes cells.csv, summary.csv, table.md, score_by_mix.png and "
-                    "learned_weights.png; finished cells are not run again.",
-        epilog="example: elmo-tasks benchmark layers --tasks ner,pos,chunk --seeds 3 --reduced")
+        description="Train and evaluate each task's head with each layer weighting (layer 0, 1, 2 only,\n"
+                    "top, equal average, learned ScalarMix with lambda=1 and 0.001, concatenation), reusing\n"
+                    "ELMo features across cells. Model selection uses dev; test is reported. Writes cells.csv,\n"
+                    "summary.csv, table.md, score_by_mix.png and learned_weights.png to --out.\n\n"
+                    "Finished cells are not run again, so a killed grid resumes where it stopped.\n"
+                    "Cost on 2 CPU cores: the reduced grid ~24 min (1 seed) or ~35 min (3 seeds, --jobs 2);\n"
+                    "the full grid takes hours (docs/layer_weighting.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  elmo-tasks benchmark layers --seeds 3 --reduced --jobs 2          # the quick grid, 5 tasks\n"
+               "  elmo-tasks benchmark layers --tasks ner,pos --mixes layer1,concat  # a slice of the full grid\n"
+               "  elmo-tasks benchmark layers --options O.json --weights W.hdf5      # your own backbone")
     layers.add_argument("--tasks", default="ner,pos,chunk,sst5,wsd", help="comma-separated: ner,pos,chunk,sst5,sst2,wsd")
-    layers.add_argument("--seeds", type=int, default=3)
+    layers.add_argument("--seeds", type=int, default=3, help="seeds 1..N per cell (mean ± std in the tables). Default 3")
     layers.add_argument("--mixes", help="comma-separated subset of the mixes (default: all eight)")
     layers.add_argument("--reduced", action="store_true", help="the quick grid (subsets, fewer epochs; see docs/layer_weighting.md)")
     layers.add_argument("--out", type=Path, help="output directory (default runs/layers[-reduced])")
