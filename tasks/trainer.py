@@ -85,12 +85,9 @@ def attach_features(task, bilm, splits: list[str], progress: bool, cache: dict |
             split.features = LiveFeatures(bilm, split.tokens)  # the backbone runs on every batch
         elif cache is not None and key in cache:
             split.features = cache[key]
-        elif store_dir:
-            split.features = features_from_store(task.config, bilm, split.tokens, Path(store_dir), progress)
-            if cache is not None:
-                cache[key] = split.features
         else:
-            split.features = CachedFeatures.compute(bilm, split.tokens, progress=progress, desc=f"ELMo {name}")
+            split.features = (features_from_store(task.config, bilm, split.tokens, Path(store_dir), progress) if store_dir
+                              else CachedFeatures.compute(bilm, split.tokens, progress=progress, desc=f"ELMo {name}"))
             if cache is not None:
                 cache[key] = split.features
         seconds[name] = round(time.perf_counter() - started, 1)
