@@ -136,13 +136,12 @@ def equal_mixes(mixes: list[str], backbone: dict) -> dict[str, str]:
 
 
 def copy_equal_cell(out: Path, task: str, mix: str, source_mix: str, seed: int) -> None:
+    from .trainer import write_json
+
     source = cell_dir(out, task, source_mix, seed) / "results.json"
-    result = dict(json.loads(source.read_text()), same_as=source_mix)
     target = cell_dir(out, task, mix, seed)
     target.mkdir(parents=True, exist_ok=True)
-    partial = target / "results.json.part"
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, target / "results.json")
+    write_json(target / "results.json", dict(json.loads(source.read_text()), same_as=source_mix))
 
 
 def _flushing(log):
