@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "ELMo features across cells. Model selection uses dev; test is reported. Writes cells.csv,\n"
                     "summary.csv, table.md, score_by_mix.png and learned_weights.png to --out.\n\n"
                     "Finished cells are not run again, so a killed grid resumes where it stopped.\n"
-                    "Cost on 2 CPU cores: the reduced grid ~24 min (1 seed) or ~35 min (3 seeds, --jobs 2);\n"
-                    "the full grid takes hours (docs/layer_weighting.md).",
+                    "Measured on 2 CPU cores with --jobs 2: the reduced grid 13 min (1 seed) or 35 min\n"
+                    "(3 seeds); the full grid with 3 seeds about 2.4 hours (docs/layer_weighting.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  elmo-tasks benchmark layers --seeds 3 --reduced --jobs 2          # the quick grid, 5 tasks\n"
