@@ -221,8 +221,9 @@ def command_benchmark_layers(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / ("layers-reduced" if args.reduced else "layers")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    store = None if args.no_store else (args.store or out / "features")
     run_grid(tasks, args.seeds, backbone, out, reduced=args.reduced, mixes=mixes, extra=parse_overrides(args.set),
-             jobs=args.jobs)
+             jobs=args.jobs, store=store)
     print((out / "table.md").read_text())
     print(f"tables, CSV and plots in {out}")
     return 0
@@ -319,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--jobs", type=int, default=1,
                         help="cells trained at once, in worker processes of one thread each (e.g. 2 on a "
                              "2-core machine); features are still computed once. Default 1")
+    stored = layers.add_mutually_exclusive_group()
+    stored.add_argument("--store", type=Path, metavar="DIR",
+                        help="feature store the cells read; the first invocation fills it, later ones (and "
+                             "resumed grids) skip the backbone. Default OUT/features")
+    stored.add_argument("--no-store", action="store_true",
+                        help="keep the features in memory only (computed again by every invocation)")
     add_backbone_arguments(layers)
     layers.set_defaults(run=command_benchmark_layers)
 

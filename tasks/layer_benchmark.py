@@ -46,7 +46,11 @@ REDUCED = {
 METRIC_NAMES = {"ner": "F1", "pos": "accuracy", "chunk": "chunk F1", "sst5": "accuracy", "sst2": "accuracy", "wsd": "F1"}
 
 
-def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict) -> dict:
+def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict,
+                store: Path | None = None) -> dict:
+    """The task's config for one cell. ``store``: the on-disk feature store every cell reads (and
+    the first one fills); ``None`` keeps the features in memory only."""
+    backbone = {**backbone, "store": str(store) if store is not None else None}
     overrides = {"train.seed": seed, "model.elmo.enabled": True, "model.elmo.mix": dict(mix), "backbone": backbone}
     if reduced:
         overrides.update(REDUCED.get(task, {}))
@@ -60,16 +64,20 @@ _inherited: dict = {}  # the feature and backbone caches forked workers inherit 
 
 
 def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: bool = False,
-             mixes: list[str] | None = None, extra: dict | None = None, log=print, jobs: int = 1) -> list[dict]:
+             mixes: list[str] | None = None, extra: dict | None = None, log=print, jobs: int = 1,
+             store: Path | None | str = "default") -> list[dict]:
     """Train and score every (task, mix, seed) cell into ``out/runs``; cells already finished
     there (by any earlier invocation) are kept, a cell cut off mid-training resumes from its last
     epoch. ``jobs > 1`` trains that many cells at once in forked worker processes with one thread
     each; the features are computed first, once, in this process, and the workers inherit them.
+    ``store``: the feature store the cells read, ``out/features`` by default, so the backbone runs
+    once per sentence over all invocations; ``None``: in memory, once per invocation.
     Returns the rows of every finished cell under ``out``."""
     from .trainer import Trainer, warm_feature_cache
 
     mixes = mixes or list(MIXES)
     extra = dict(extra or {})
+    store = out / "features" if store == "default" else store
     log = _flushing(log)
     if jobs > 1:
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
@@ -88,7 +96,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         for task, mix, seed in todo:
             progress.starting(task, mix, seed)
             started = time.perf_counter()
-            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra)
+            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra, store)
             result = Trainer(config, cell_dir(out, task, mix, seed), progress=False,
                              log=lambda *_: clock.tick(progress.done),  # the trainer logs once per epoch
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
@@ -98,13 +106,13 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         for task in dict.fromkeys(t for t, _, _ in todo):
             log(f"features for {task} (once, shared by its cells)")
             first_mix = next(m for t, m, _ in todo if t == task)
-            warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra), feature_cache, backbone_cache)
+            warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra, store), feature_cache, backbone_cache)
         todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra),
+            pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra, store),
                                    cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
             running = set(pending)
             while running:

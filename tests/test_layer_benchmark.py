@@ -112,3 +112,26 @@ def test_top_is_copied_from_the_top_layer_not_trained_again(tmp_path):
         assert not (top_dir / "best.pt").exists()
     only_top = run_grid(["chunk"], 1, backbone, tmp_path / "alone", mixes=["top"], extra=extra, log=lambda *_: None)
     assert (tmp_path / "alone" / "runs" / "chunk" / "top" / "seed1" / "best.pt").is_file() and len(only_top) == 1
+
+
+def test_cells_read_the_feature_store_so_a_later_invocation_skips_the_backbone(tmp_path, monkeypatch):
+    from elmo_core.bilm import ElmoBiLm
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)
+    out = tmp_path / "grid"
+    first = run_grid(["pos"], 1, backbone, out, mixes=["layer1"], extra=extra, log=lambda *_: None)
+    assert (out / "features" / "store.json").is_file()
+
+    def no_backbone(*_args, **_kwargs):
+        raise AssertionError("the backbone ran although every sentence is in the store")
+
+    monkeypatch.setattr(ElmoBiLm, "forward", no_backbone)
+    rows = run_grid(["pos"], 1, backbone, out, mixes=["layer1", "layer2"], extra=extra, log=lambda *_: None)
+    assert {r["mix"] for r in rows} == {"layer1", "layer2"}
+    assert [r for r in rows if r["mix"] == "layer1"] == first
+    with_memory_only = tmp_path / "in-memory"
+    monkeypatch.undo()
+    in_memory = run_grid(["pos"], 1, backbone, with_memory_only, mixes=["layer1"], extra=extra, log=lambda *_: None,
+                         store=None)
+    assert not (with_memory_only / "features").exists()
+    assert [(r["dev"], r["test"]) for r in in_memory] == [(r["dev"], r["test"]) for r in first]
