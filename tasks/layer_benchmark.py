@@ -104,9 +104,11 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
             clock.tick(progress.done)
     elif todo:
         for task in dict.fromkeys(t for t, _, _ in todo):
-            log(f"features for {task} (once, shared by its cells)")
             first_mix = next(m for t, m, _ in todo if t == task)
-            warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra, store), feature_cache, backbone_cache)
+            seconds = warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra, store),
+                                         feature_cache, backbone_cache)
+            source = f"from the store {store}" if store is not None else "in memory"
+            log(f"features for {task} {source}, once, shared by its cells: {sum(seconds.values()):.1f} s")
         todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
