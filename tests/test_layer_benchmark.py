@@ -134,3 +134,21 @@ def test_cells_read_the_feature_store_so_a_later_invocation_skips_the_backbone(t
     in_memory = run_grid(["pos"], 1, backbone, with_memory_only, mixes=["layer1"], extra=extra, log=lambda *_: None,
                          store=None)
     assert not (with_memory_only / "features").exists() and len(in_memory) == 1
+
+
+def test_command_line_puts_the_store_where_asked_and_none_with_no_store(tmp_path, capsys):
+    import pytest
+
+    from tasks.cli import main
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)
+    common = ["benchmark", "layers", "--tasks", "pos", "--seeds", "1", "--mixes", "layer1",
+              "--options", backbone["options"], "--weights", backbone["weights"]]
+    common += [arg for key, value in extra.items() for arg in ("--set", f"{key}={value}")]
+    assert main(common + ["--out", str(tmp_path / "a"), "--store", str(tmp_path / "shared-store")]) == 0
+    assert (tmp_path / "shared-store" / "store.json").is_file() and not (tmp_path / "a" / "features").exists()
+    assert main(common + ["--out", str(tmp_path / "b"), "--no-store"]) == 0
+    assert (tmp_path / "b" / "cells.csv").is_file() and not (tmp_path / "b" / "features").exists()
+    with pytest.raises(SystemExit):
+        main(common + ["--out", str(tmp_path / "c"), "--store", str(tmp_path / "s"), "--no-store"])
+    assert "not allowed with argument" in capsys.readouterr().err
