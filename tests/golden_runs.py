@@ -1,0 +1,132 @@
+"""Small end-to-end runs whose results must not change when the code is refactored.
+
+``python tests/golden_runs.py`` records them under tests/golden/ (done once, before a refactor);
+tests/test_golden.py runs them again and compares exactly, timings removed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The key that cuts every split to its first N examples (sentences, trees or WSD sentences).
+NER_LIMITS = {"data.max_train_sentences": 600, "data.max_dev_sentences": 100, "data.max_test_sentences": 100}
+COMMON = {"backbone.store": None, "train.threads": 1, "train.epochs": 2}
+RUNS = {
+    "ner": ("ner_conll2003.yaml", {**NER_LIMITS, "model.hidden": 32, "train.epochs": 4, "train.batch_size": 16}),
+    "pos": ("probe_pos.yaml", dict(NER_LIMITS)),
+    "sst5": ("sst5.yaml", {"data.limit": 200}),
+    "wsd": ("wsd.yaml", {"data.limit": 200}),
+}
+GRID = {"tasks": ["ner", "pos"], "mixes": ["layer1", "learned λ=0.001", "concat"],
+        "extra": {**NER_LIMITS, "model.hidden": 32, "train.epochs": 3, "train.batch_size": 16, "train.threads": 1}}
+
+
+def without_timings(value):
+    """The value with every key that holds a duration removed (recursively)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def run_task(name: str, out: Path, keep: Path | None = None) -> dict:
+    from tasks.config import load_config
+    from tasks.trainer import Trainer
+
+    config_name, overrides = RUNS[name]
+    config = load_config(REPO / "configs" / config_name, {**COMMON, **overrides})
+    Trainer(config, out, progress=False, log=lambda *_: None).run()
+    if keep is not None:  # a run directory in the format of its day, to prove later code still loads it
+        import shutil
+
+        keep.mkdir(parents=True, exist_ok=True)
+        for file in ("config.yaml", "vocab.json", "best.pt", "dev.predictions.txt"):
+            shutil.copy(out / file, keep / file)
+    return {"results": without_timings(json.loads((out / "results.json").read_text())),
+            "metrics": without_timings(json.loads((out / "metrics.json").read_text()))}
+
+
+def run_grid_golden(out: Path) -> dict:
+    from tasks.layer_benchmark import run_grid
+
+    rows = run_grid(GRID["tasks"], 1, {"name": "default"}, out, mixes=GRID["mixes"], extra=GRID["extra"],
+                    log=lambda *_: None, store=None)
+    cells = {}
+    for path in sorted((out / "runs").glob("*/*/seed*/results.json")):
+        cells[str(path.relative_to(out / "runs").parent)] = without_timings(json.loads(path.read_text()))
+    return {"rows": rows, "cells": cells}
+
+
+def main() -> None:
+    import tempfile
+
+    GOLDEN.mkdir(exist_ok=True)
+    names = sys.argv[1:] or [*RUNS, "grid"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            result = run_grid_golden(Path(tmp) / name) if name == "grid" else run_task(name, Path(tmp) / name, GOLDEN / "runs" / name)
+            (GOLDEN / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+            print(f"recorded {name}")
+
+
+
+def record_old_runs() -> None:
+    """Run directories written by the code of the day on made-up data (ours, so they may live in the
+    repository): config.yaml, vocab.json, best.pt, the data file and the predictions on it."""
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_ner_pipeline import SENTENCES, write_conll
+    from test_sentiment_task import NEGATIVE, NEUTRAL, POSITIVE, write_trees
+    from test_wsd_task import MONEY, MULTIWORD, PLANT, RIVER, write_wsd
+
+    from tasks.config import load_config
+    from tasks.trainer import Trainer
+
+    target = GOLDEN / "old_runs"
+    shutil.rmtree(target, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_conll(tmp / "ner.txt", SENTENCES * 3)
+        rows = [(w, 4) for w in POSITIVE] + [(w, 0) for w in NEGATIVE] + [(w, 2) for w in NEUTRAL]
+        write_trees(tmp / "sst.txt", rows * 2)
+        write_wsd(tmp, "semcor", [MONEY, RIVER, MULTIWORD, MONEY, RIVER, PLANT])
+        tiny = {"backbone.store": None, "train.threads": 1, "train.epochs": 2, "train.patience": 5}
+        runs = {
+            "ner": ("ner_conll2003.yaml", "ner.txt", {"model.hidden": 8, "model.words.min_count": 1}),
+            "pos": ("probe_pos.yaml", "ner.txt", {}),
+            "sst5": ("sst5.yaml", "sst.txt", {"model.hidden": 8, "model.mlp": [8], "train.batch_size": 4}),
+            "wsd": ("wsd.yaml", "semcor", {"train.batch_size": 4}),
+        }
+        for name, (config_name, data, overrides) in runs.items():
+            config = load_config(REPO / "configs" / config_name,
+                                 {**tiny, **overrides, "data.dir": str(tmp), "data.train": data, "data.dev": data,
+                                  "data.test": None})
+            run = tmp / f"run-{name}"
+            Trainer(config, run, progress=False, log=lambda *_: None).run()
+            keep = target / name
+            keep.mkdir(parents=True)
+            for file in ("config.yaml", "vocab.json", "best.pt", "dev.predictions.txt"):
+                shutil.copy(run / file, keep / file)
+            source = tmp / data
+            if source.is_dir():
+                shutil.copytree(source, keep / "data" / data)
+            else:
+                (keep / "data").mkdir()
+                shutil.copy(source, keep / "data" / data)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["old-runs"]:
+    record_old_runs()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
