@@ -25,7 +25,6 @@ exceed 100 %.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,15 +32,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, write_section  # noqa: E402
-
-sys.path.insert(0, str(REPO))
-from elmo_core import ElmoBiLm, load_bilm, save_weights  # noqa: E402
-from elmo_core.embed import embed_sentences, in_order_batches, length_sorted_batches  # noqa: E402
-from elmo_core.lstm import fuse_cells  # noqa: E402
-from elmo_core.options import options_from_dict  # noqa: E402
-from elmo_core.reference import ReferenceLayers  # noqa: E402
+from common import DOCS, REPO, command_line, git_revision, machine, write_section  # benchmarks/common.py
+from elmo_core import load_bilm
+from elmo_core.embed import embed_sentences, in_order_batches, plan_embedding_batches
+from elmo_core.lstm import fuse_cells
+from elmo_core.random_model import write_random_model
+from elmo_core.reference import ReferenceLayers
 
 FILTERS_2048 = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 SHAPES = {
@@ -67,20 +63,6 @@ def conll_dev_sentences(limit: int) -> list[list[str]]:
         else:
             current.append(line.split()[0])
     return sentences[:limit]
-
-
-def write_random_official(folder: Path, options: dict, seed: int = 0) -> tuple[Path, Path]:
-    torch.manual_seed(seed)
-    bilm = ElmoBiLm(options_from_dict(options))
-    with torch.no_grad():
-        for name, param in bilm.named_parameters():
-            # ~unit-variance activations, like trained ELMo (whose layers reach magnitudes of ~1-10)
-            param.normal_(0, 1.5 / max(param.shape[-1], 1) ** 0.5)
-        bilm.char_cnn.char_embedding.weight[0].zero_()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "options.json").write_text(json.dumps(options))
-    save_weights(bilm, folder / "weights.hdf5")
-    return folder / "options.json", folder / "weights.hdf5"
 
 
 def gemm_peak_gflops(size: int = 2048, repeats: int = 6) -> float:
@@ -129,7 +111,8 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Path, with_compile: bool) -> list[dict]:
-    opts, weights = write_random_official(folder / name, options)
+    # ~unit-variance activations, like trained ELMo (whose layers reach magnitudes of ~1-10)
+    opts, weights = write_random_model(folder / name, options, init="scaled-normal")
     tokens = sum(len(s) for s in sentences)
     flops = lstm_flops(options, sentences)
     rows = []
@@ -140,7 +123,7 @@ def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Pa
                  "magnitude": max(float(a.abs().max()) for a in reference.values())})
     bilm = load_bilm(options=opts, weights=weights)
     # exactly what `elmo-tasks embed` does by default: length-sorted batches of <= 256 sentences / 4000 tokens
-    fast, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
+    fast, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
     rows.append({"model": name, "path": "(ii) fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
                  "diff": max_diff(fast, reference), "cache_hits": bilm.type_cache.hits, "cache_misses": bilm.type_cache.misses})
     if with_compile:
@@ -148,14 +131,14 @@ def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Pa
             bilm = load_bilm(options=opts, weights=weights)
             fuse_cells(bilm, method)
             started = time.perf_counter()
-            run(bilm, sentences[:8], length_sorted_batches(sentences[:8], max_batch=64))  # compiles
+            run(bilm, sentences[:8], plan_embedding_batches(sentences[:8], max_batch=64))  # compiles
             compile_seconds = time.perf_counter() - started
             bilm.type_cache.clear()
-            fused, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
+            fused, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
             rows.append({"model": name, "path": f"(ii+) fast path, {label} cell (+{compile_seconds:.0f} s compile)",
                          "seconds": seconds, "lstm_seconds": lstm_seconds, "diff": max_diff(fused, reference)})
     bilm = load_bilm(options=opts, weights=weights, precision="int8")
-    quantised, seconds, lstm_seconds = run(bilm, sentences, length_sorted_batches(sentences))
+    quantised, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
     rows.append({"model": name, "path": "(iii) int8 fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
                  "diff": max_diff(quantised, reference)})
     for row in rows:

@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
 PUBLISHED = "Published (test F1): ELMo paper 92.22 ± 0.10 with baseline 90.15 (Peters et al. 2018, original 5.5B-token ELMo + GloVe); TagLM 91.93 (Peters et al. 2017)."
 VARIANTS = {"elmo": ["model.elmo.enabled=true"], "baseline": ["model.elmo.enabled=false"]}

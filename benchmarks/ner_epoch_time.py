@@ -13,10 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, write_section  # noqa: E402
-
-sys.path.insert(0, str(REPO))
+from common import DOCS, REPO, command_line, git_revision, machine, write_section
 
 
 def main() -> int:

@@ -19,16 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, git_revision, machine, write_section  # noqa: E402
-
-sys.path.insert(0, str(REPO))
-from elmo_core.bilm import add_sentence_boundaries  # noqa: E402
-from elmo_core.char_ids import batch_to_ids  # noqa: E402
-from elmo_core.corpus import batches_of, iter_sentences  # noqa: E402
-from elmo_core.options import options_from_dict  # noqa: E402
-from elmo_core.pretrain import BiLmLanguageModel, load_pretrain_config, word_id_batch  # noqa: E402
-from elmo_core.vocab import Vocabulary  # noqa: E402
+from common import DOCS, REPO, command_line, git_revision, machine, write_section
+from elmo_core.bilm import add_sentence_boundaries
+from elmo_core.char_ids import batch_to_ids
+from elmo_core.corpus import batches_of, iter_sentences
+from elmo_core.options import options_from_dict
+from elmo_core.pretrain import BiLmLanguageModel, load_pretrain_config, word_id_batch
+from elmo_core.vocab import Vocabulary
 
 
 class TorchLstmLanguageModel(BiLmLanguageModel):

@@ -15,8 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, machine  # noqa: E402
+from common import DOCS, REPO, machine
 
 TARGET = REPO / "elmo_core" / "pretrained" / "default"
 

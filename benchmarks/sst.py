@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
 PUBLISHED = ("Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
              "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7.")

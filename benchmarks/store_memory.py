@@ -32,14 +32,11 @@ from pathlib import Path
 
 import torch
 
+from elmo_core import load_bilm
+from elmo_core.random_model import TINY_OPTIONS, write_random_model
+from elmo_core.store import FeatureStore, build_store, layers_for_batch
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-from conftest import TINY_OPTIONS, write_random_model  # noqa: E402  (the test helper writes the official layout)
-from elmo_core import load_bilm  # noqa: E402
-from elmo_core.store import FeatureStore, build_store, layers_for_batch  # noqa: E402
-
 CONLL = REPO.parent / "shared" / "data" / "conll2003" / "eng.train"
 MODELS = {
     "tiny": TINY_OPTIONS,  # the test model: 48-dim features

@@ -25,8 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section  # noqa: E402
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
 PUBLISHED = ("Published (ALL F1): ELMo paper (Peters et al. 2018, Table 5; original ELMo, nearest sense centroid on "
              "SemCor) 69.0 with the second biLM layer, 67.4 with the first; WordNet first sense 65.2 (Raganato et al. "

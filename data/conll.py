@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import DataFormatError
+from data.errors import DataFormatError, DataUsageError
 from data.tags import (
     TagSchemeError,
     check_tags_in_scheme,
@@ -25,12 +25,12 @@ from data.tags import (
     extract_spans,
     normalize_scheme,
 )
+from data.text import read_lines
 
 CONLL2003_COLUMNS: tuple[str, ...] = ("token", "pos", "chunk", "ner")
 DOCSTART = "-DOCSTART-"
 TOKEN_COLUMN = "token"
 
-_UTF8_BOM = b"\xef\xbb\xbf"
 _SPACES = re.compile(r"[ \t]+")
 # What a line is stripped of at both ends in the automatic separator mode; deliberately
 # ASCII only, so that a no-break space inside a token stays part of it.
@@ -117,8 +117,8 @@ def read_conll(
     """
     path = Path(path)
     names = _column_names(columns, tag_column)
-    text = _decode_utf8(path)
-    sentences, documents = _parse_sentences(path, text, names, sep, labels, tag_column)
+    lines = _read_lines(path)
+    sentences, documents = _parse_sentences(path, lines, names, sep, labels, tag_column)
     if not sentences:
         raise DataFormatError(
             path, None, "no sentences found (expected token lines separated by blank lines)"
@@ -142,42 +142,24 @@ def read_conll(
 def _column_names(columns: Sequence[str] | int, tag_column: str) -> tuple[str, ...]:
     if isinstance(columns, int):
         if columns < 2:
-            raise ValueError(f"a CoNLL file needs at least 2 columns (token, tag), got {columns}")
+            raise DataUsageError(f"a CoNLL file needs at least 2 columns (token, tag), got {columns}")
         return (TOKEN_COLUMN, *(f"col{i}" for i in range(1, columns - 1)), tag_column)
     names = tuple(columns)
     if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError(f"expected at least 2 distinct column names, got {names}")
+        raise DataUsageError(f"expected at least 2 distinct column names, got {names}")
     if tag_column not in names:
-        raise ValueError(f"tag_column {tag_column!r} is not one of the columns {names}")
+        raise DataUsageError(f"tag_column {tag_column!r} is not one of the columns {names}")
     return names
 
 
-def _decode_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    if not data:
+def _read_lines(path: Path) -> list[str]:
+    # data.text.read_lines: strict UTF-8 (errors name FILE:LINE and the column), BOM dropped,
+    # lines split at "\n" only (str.splitlines() also breaks on \x1c, \x85, \u2028... which can
+    # occur inside tokens and would shift every line number after them), "\r\n" accepted.
+    lines = [line for _, line in read_lines(path)]
+    if not lines:
         raise DataFormatError(path, None, "file is empty (expected CoNLL token lines)")
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        line_start = data.rfind(b"\n", 0, error.start) + 1
-        raise DataFormatError(
-            path,
-            line,
-            f"byte 0x{data[error.start]:02x} at column {error.start - line_start + 1} "
-            "is not valid UTF-8 (expected a UTF-8 encoded file)",
-        ) from None
-
-
-def _physical_lines(text: str) -> list[str]:
-    # Not str.splitlines(): it also breaks on \x1c, \x85, \u2028... which can occur inside
-    # tokens, and would shift every line number after them.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline does not open another line
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
 
 
 def _is_docstart(line: str) -> bool:
@@ -205,7 +187,7 @@ def _describe_sep(sep: str | None) -> str:
 
 def _parse_sentences(
     path: Path,
-    text: str,
+    lines: list[str],
     names: tuple[str, ...],
     sep: str | None,
     labels: Collection[str] | None,
@@ -226,7 +208,7 @@ def _parse_sentences(
             sentences.append(_make_sentence(rows, names, first_line, doc_id))
             rows = []
 
-    for number, line in enumerate(_physical_lines(text), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip(_ASCII_BLANKS):
             close_sentence()
             continue
@@ -334,13 +316,13 @@ def _check_parallel(
     tokens: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 ) -> None:
     if not len(tokens) == len(gold) == len(pred):
-        raise ValueError(
+        raise DataUsageError(
             f"expected as many sentences of gold and predicted tags as of tokens, got "
             f"{len(tokens)} / {len(gold)} / {len(pred)}"
         )
     for index, (words, gold_tags, pred_tags) in enumerate(zip(tokens, gold, pred)):
         if not len(words) == len(gold_tags) == len(pred_tags):
-            raise ValueError(
+            raise DataUsageError(
                 f"sentence {index}: {len(words)} tokens but {len(gold_tags)} gold and "
                 f"{len(pred_tags)} predicted tags"
             )
@@ -349,6 +331,6 @@ def _check_parallel(
 def _check_single_field(value: str, what: str, sentence_index: int) -> None:
     # conlleval splits lines on spaces: a blank inside a field would shift the columns.
     if not value or value.split() != [value]:
-        raise ValueError(
+        raise DataUsageError(
             f"sentence {sentence_index}: {what} {value!r} is empty or contains whitespace"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from data.errors import DataFormatError
+from data.text import read_lines
 
 NUM_CLASSES = 5
 NEUTRAL = 2
@@ -185,12 +186,9 @@ def _phrase_spans(tree: Tree) -> list[tuple[Tree, int, int]]:
 
 
 def read_trees(path: str | Path) -> list[tuple[int, Tree]]:
-    """(line number, tree) for every line; a blank line is an error, not a separator."""
-    trees = []
-    with open(path, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            trees.append((number, parse_tree(text.rstrip("\r\n"), path=path, line=number)))
-    return trees
+    """(line number, tree) for every line; a blank line is an error, not a separator. Lines are
+    read by :func:`data.text.read_lines` (strict UTF-8, errors name FILE:LINE)."""
+    return [(number, parse_tree(text.rstrip("\r\n"), path=path, line=number)) for number, text in read_lines(path)]
 
 
 def read_sst(path: str | Path, phrases: bool = False, binary: bool = False) -> list[SstExample]:

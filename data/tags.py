@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+from data.errors import DataError, DataUsageError
+
 SCHEMES: tuple[str, ...] = ("IOB1", "IOB2", "BIOES", "IO")
 
 # Other spellings people use for the same schemes.
@@ -45,7 +47,7 @@ class Span(NamedTuple):
     end: int
 
 
-class TagSchemeError(ValueError):
+class TagSchemeError(DataError):
     """A tag does not belong to a scheme; ``index`` is its position in the sequence."""
 
     def __init__(self, index: int, tag: str, scheme: str, reason: str):
@@ -61,7 +63,7 @@ def normalize_scheme(scheme: str) -> str:
     name = scheme.upper()
     name = _SCHEME_ALIASES.get(name, name)
     if name not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+        raise DataUsageError(f"unknown tag scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     return name
 
 
@@ -336,4 +338,4 @@ def _check_labels(labels: Sequence[str], scheme: str) -> None:
     try:
         check_tags_in_scheme(labels, scheme)
     except TagSchemeError as error:
-        raise ValueError(f"label set is not {error.scheme}: {error}") from error
+        raise DataUsageError(f"label set is not {error.scheme}: {error}") from error

@@ -15,9 +15,11 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from data.errors import DataFormatError
+from data.errors import DataFormatError, DataUsageError
+from data.text import read_lines
 
-_UTF8_BOM = b"\xef\xbb\xbf"
+# What bytes.strip() strips: a file of nothing else is empty.
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c"
 
 
 class TextExample(NamedTuple):
@@ -42,7 +44,7 @@ def read_tsv(
     labels repeat. Column names need a header.
     """
     if header not in (True, False, "auto"):
-        raise ValueError(f"header must be True, False or 'auto', not {header!r}")
+        raise DataUsageError(f"header must be True, False or 'auto', not {header!r}")
     path = Path(path)
     text = _decode_utf8(path)
     rows = _read_rows(path, text, sep)
@@ -67,20 +69,12 @@ def read_tsv(
 
 
 def _decode_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
-    if not data.strip():
+    """The file's text, lines joined by "\n" ("\r\n" read as "\n", no final newline), read by
+    :func:`data.text.read_lines` (strict UTF-8, errors name FILE:LINE, BOM dropped)."""
+    text = "\n".join(line for _, line in read_lines(path))
+    if not text.strip(_ASCII_WHITESPACE):
         raise DataFormatError(path, None, "file is empty (expected lines of text and label)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DataFormatError(
-            path, line, f"byte 0x{data[error.start]:02x} is not valid UTF-8 (expected UTF-8 text)"
-        ) from None
-    text = text.replace("\r\n", "\n")
-    return text[:-1] if text.endswith("\n") else text
+    return text
 
 
 def _read_rows(path: Path, text: str, sep: str) -> pd.DataFrame:

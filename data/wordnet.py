@@ -26,6 +26,8 @@ import io
 import warnings
 from pathlib import Path
 
+from data.errors import DataError, DataUsageError
+
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 INSTALL_HINT = "apt-get install -y wordnet-base wordnet-sense-index"
 
@@ -56,7 +58,7 @@ _SYNTACTIC_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 UNIVERSAL_TO_WORDNET_POS = {"NOUN": "n", "VERB": "v", "ADJ": "a", "ADV": "r"}
 
 
-class WordNetNotFoundError(RuntimeError):
+class WordNetNotFoundError(DataError):
     """WordNet 3.0 is not installed where we look for it."""
 
 
@@ -175,6 +177,6 @@ def _wordnet_pos(pos: str) -> str:
     try:
         return UNIVERSAL_TO_WORDNET_POS[pos]
     except KeyError:
-        raise ValueError(
+        raise DataUsageError(
             f"POS {pos!r} has no WordNet senses (expected one of {sorted(UNIVERSAL_TO_WORDNET_POS)})"
         ) from None

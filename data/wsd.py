@@ -18,6 +18,7 @@ from typing import NamedTuple
 from xml.parsers import expat
 
 from data.errors import DataFormatError
+from data.text import check_readable_file, read_lines
 
 TOKEN_TAGS = ("wf", "instance")
 CONTAINER_TAGS = ("corpus", "text")
@@ -89,20 +90,19 @@ def read_gold_keys(key_path: str | Path) -> tuple[dict[str, list[str]], dict[str
     """``{instance_id: [keys]}`` and ``{instance_id: line}`` from a key file."""
     gold: dict[str, list[str]] = {}
     lines: dict[str, int] = {}
-    with open(key_path, encoding="utf-8") as key_file:
-        for number, text in enumerate(key_file, start=1):
-            fields = text.split()
-            if len(fields) < 2:
-                raise DataFormatError(
-                    key_path, number, f"expected 'instance_id key [key ...]', got {text.rstrip()!r}"
-                )
-            instance_id, keys = fields[0], fields[1:]
-            if instance_id in gold:
-                raise DataFormatError(
-                    key_path, number, f"instance {instance_id} already has keys on line {lines[instance_id]}"
-                )
-            gold[instance_id] = keys
-            lines[instance_id] = number
+    for number, text in read_lines(key_path):
+        fields = text.split()
+        if len(fields) < 2:
+            raise DataFormatError(
+                key_path, number, f"expected 'instance_id key [key ...]', got {text.rstrip()!r}"
+            )
+        instance_id, keys = fields[0], fields[1:]
+        if instance_id in gold:
+            raise DataFormatError(
+                key_path, number, f"instance {instance_id} already has keys on line {lines[instance_id]}"
+            )
+        gold[instance_id] = keys
+        lines[instance_id] = number
     return gold, lines
 
 
@@ -141,6 +141,7 @@ class _SentenceCollector:
         self.token_text: list[str] = []
 
     def parse(self) -> tuple[list[WsdSentence], dict[str, int]]:
+        check_readable_file(self.path)  # a missing file is a DataFormatError, as in every reader
         with open(self.path, "rb") as stream:
             try:
                 self.parser.ParseFile(stream)

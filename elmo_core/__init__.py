@@ -8,14 +8,14 @@
 from .bilm import BiLmOutput, ElmoBiLm
 from .char_ids import batch_to_ids, word_to_char_ids
 from .elmo import Elmo
-from .errors import ElmoFileError, ModelNotAvailableError
+from .errors import BackboneError, BackboneUsageError, ElmoFileError, ModelNotAvailableError
 from .loading import load_bilm
 from .options import ElmoOptions, load_options
 from .scalar_mix import ScalarMix
 from .weights import load_weights, save_weights
 
 __all__ = [
-    "BiLmOutput", "Elmo", "ElmoBiLm", "ElmoFileError", "ElmoOptions", "ModelNotAvailableError",
-    "ScalarMix", "batch_to_ids", "load_bilm", "load_options", "load_weights", "save_weights",
-    "word_to_char_ids",
+    "BackboneError", "BackboneUsageError", "BiLmOutput", "Elmo", "ElmoBiLm", "ElmoFileError", "ElmoOptions",
+    "ModelNotAvailableError", "ScalarMix", "batch_to_ids", "load_bilm", "load_options", "load_weights",
+    "save_weights", "word_to_char_ids",
 ]

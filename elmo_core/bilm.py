@@ -9,6 +9,7 @@ from torch import nn
 from .char_ids import boundary_char_ids
 from .char_cnn import CharCnnEncoder
 from .directions import run_side_by_side
+from .errors import BackboneUsageError
 from .lstm import ProjectedLstmLayer
 from .options import ElmoOptions
 from .type_cache import TypeCache
@@ -154,7 +155,7 @@ class ElmoBiLm(nn.Module):
         mask = char_ids[:, :, 0] > 0
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
-            raise ValueError("a sentence in the batch has no tokens: ELMo needs at least one")
+            raise BackboneUsageError("a sentence in the batch has no tokens: ELMo needs at least one")
         with_bounds = add_sentence_boundaries(char_ids, lengths, self.options.char_cnn.max_chars)
         tokens = self.token_embeddings(with_bounds)
         lstm_layers = self.run_lstms(tokens, lengths + 2)

@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .errors import BackboneUsageError
+
 MAX_CHARS = 50
 BOS_CHAR = 256  # <S>
 EOS_CHAR = 257  # </S>
@@ -60,17 +62,18 @@ def batch_to_ids(batch: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> 
         LongTensor ``(batch, time, max_chars)``; ``time`` is the longest sentence, shorter
         sentences are padded with all-zero rows.
     Raises:
-        ValueError: a sentence is empty or a token is empty (neither has a representation).
+        BackboneUsageError (a ValueError): a sentence is empty or a token is empty (neither has a
+            representation).
     """
     longest = max((len(s) for s in batch), default=0)
     ids = np.zeros((len(batch), longest, max_chars), dtype=np.int64)
     cache: dict[str, list[int]] = {}
     for row, sentence in enumerate(batch):
         if len(sentence) == 0:
-            raise ValueError(f"sentence {row} of the batch is empty: ELMo needs at least one token")
+            raise BackboneUsageError(f"sentence {row} of the batch is empty: ELMo needs at least one token")
         for col, token in enumerate(sentence):
             if not token:
-                raise ValueError(f"sentence {row}, token {col} is an empty string")
+                raise BackboneUsageError(f"sentence {row}, token {col} is an empty string")
             if token not in cache:
                 cache[token] = word_to_char_ids(token, max_chars)
             ids[row, col] = cache[token]

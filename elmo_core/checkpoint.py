@@ -1,17 +1,9 @@
 """Checkpoint helpers shared by pretraining and task training: crash-safe writes, RNG states."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from .io import atomic_torch_save  # noqa: F401  (re-exported: tasks/ imports it from here)
 
-import torch
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to ``PATH.part`` then rename: a crash never leaves a half-written file."""
-    partial = path.with_name(path.name + ".part")
-    torch.save(obj, partial)
-    os.replace(partial, path)
+__all__ = ["atomic_torch_save", "python_rng_state"]
 
 
 def python_rng_state(saved) -> tuple:

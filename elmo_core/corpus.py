@@ -5,37 +5,44 @@ bounded buffer and groups them into batches of similar length under a token budg
 """
 from __future__ import annotations
 
-import gzip
-import lzma
+import io
 import random
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from data.errors import DataFormatError
+from data.text import open_binary, read_lines
+
 from .errors import ElmoFileError
 
 
-def open_text(path: str | Path) -> TextIO:
-    path = Path(path)
+def _check_corpus_file(path: Path) -> None:
     if not path.is_file():
         raise ElmoFileError(f"{path}: corpus file not found")
-    if path.suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+
+
+def open_text(path: str | Path) -> TextIO:
+    """The corpus as a UTF-8 text handle (``.xz``/``.gz``/``.bz2`` decompressed on the fly)."""
+    path = Path(path)
+    _check_corpus_file(path)
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8")
 
 
 def iter_sentences(path: str | Path, max_tokens: int, skip: int = 0,
                    stats: dict | None = None) -> Iterator[tuple[int, list[str]]]:
     """``(line index, tokens)`` of sentences with at most ``max_tokens`` tokens, from line ``skip``
-    on; over-long and empty lines are counted in ``stats`` (never dropped silently)."""
+    on (0-based indices); over-long and empty lines are counted in ``stats`` (never dropped
+    silently). Lines are read by :func:`data.text.read_lines` (strict UTF-8)."""
+    path = Path(path)
+    _check_corpus_file(path)
     stats = stats if stats is not None else {}
     stats.setdefault("lines", 0)
     stats.setdefault("too_long", 0)
     stats.setdefault("empty", 0)
-    with open_text(path) as handle:
-        for number, line in enumerate(handle):
-            if number < skip:
+    try:
+        for number, line in read_lines(path):
+            index = number - 1
+            if index < skip:
                 continue
             stats["lines"] += 1
             tokens = line.split()
@@ -44,7 +51,9 @@ def iter_sentences(path: str | Path, max_tokens: int, skip: int = 0,
             elif len(tokens) > max_tokens:
                 stats["too_long"] += 1
             else:
-                yield number, tokens
+                yield index, tokens
+    except DataFormatError as err:  # not UTF-8 (file:line), a damaged .xz/.gz
+        raise ElmoFileError(str(err)) from None
 
 
 def check_corpus(path: str | Path, max_tokens: int) -> None:

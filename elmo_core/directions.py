@@ -2,8 +2,8 @@
 
 The two directions of a layer share nothing, and each step's recurrent GEMM is small (at most a
 few hundred rows), which a 2-thread GEMM splits poorly: on 2 cores one direction per core runs
-10-40 % faster than both directions one after the other with 2 threads each (see
-docs/benchmarks.md). Only without autograd (inference), on the CPU, with >= 2 threads; anything
+faster than both directions one after the other with 2 threads each (the measured gain is in
+docs/benchmarks.md, "side by side" row of the backbone changes table). Only without autograd (inference), on the CPU, with >= 2 threads; anything
 else runs the two calls one after the other. Each direction gets half of the threads; the
 caller's thread count is restored afterwards.
 """

@@ -7,7 +7,6 @@ sentence's text to its index), as AllenNLP's former ``elmo --all`` wrote it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -16,9 +15,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.errors import DataFormatError
+from data.text import read_lines
+
 from .bilm import ElmoBiLm
 from .char_ids import batch_to_ids
 from .errors import ElmoFileError
+from .io import atomic_path
 from .progress import bar_disabled
 
 
@@ -32,24 +35,23 @@ def read_sentence_file(path: str | Path) -> list[list[str]]:
     if not path.is_file():
         raise SentenceFileError(f"{path}: input file not found")
     sentences = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise SentenceFileError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    try:
+        for number, text in read_lines(path):
             tokens = text.split()
             if not tokens:
                 raise SentenceFileError(f"{path}:{number}: empty sentence (expected one tokenised sentence per line)")
             sentences.append(tokens)
+    except DataFormatError as err:  # not UTF-8 (file:line), unreadable
+        raise SentenceFileError(str(err)) from None
     if not sentences:
         raise SentenceFileError(f"{path}: the file is empty (expected one tokenised sentence per line)")
     return sentences
 
 
-def length_sorted_batches(sentences: list[list[str]], max_tokens: int = 4000, max_batch: int = 256) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), bounded by a token budget,
-    so little work goes to padding. Deterministic."""
+def plan_embedding_batches(sentences: list[list[str]], max_tokens: int = 4000, max_batch: int = 256) -> list[list[int]]:
+    """The backbone's batch plan: sentence indices grouped into batches of similar length (longest
+    first), at most ``max_batch`` sentences and ``max_tokens`` padded tokens each, so little work
+    goes to padding. Deterministic (the feature store's bitwise reproducibility relies on it)."""
     order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
     batches, current, longest = [], [], 0
     for index in order:
@@ -97,14 +99,15 @@ def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, 
         bilm.reset_states()
         batches = in_order_batches(len(sentences), batch_size)
     else:
-        batches = length_sorted_batches(sentences, max_batch=batch_size)
-    output_path = Path(output_path)
-    partial = output_path.with_name(output_path.name + ".part")
-    with h5py.File(partial, "w") as out:
+        batches = plan_embedding_batches(sentences, max_batch=batch_size)
+    with atomic_path(output_path) as partial, h5py.File(partial, "w") as out:
         for index, array in embed_sentences(bilm, sentences, batches, device, progress):
             out.create_dataset(str(index), data=array, dtype="float32")
         sentence_to_index = {" ".join(tokens): str(i) for i, tokens in enumerate(sentences)}
         dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
         dataset[0] = json.dumps(sentence_to_index)
-    os.replace(partial, output_path)
     return len(sentences)
+
+
+# removed once tasks/ uses the new name
+length_sorted_batches = plan_embedding_batches

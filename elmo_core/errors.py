@@ -1,10 +1,28 @@
-"""Errors for ELMo files: they name the file, the dataset or key, what was expected and what was found."""
+"""Errors of the ELMo backbone: they name the file, the dataset or key, what was expected and what
+was found.
+
+Every error the backbone raises for bad user input is a :class:`BackboneError` (a ``ValueError``):
+
+* :class:`ElmoFileError`: an options JSON, HDF5 weight file, sentence file, corpus, vocabulary,
+  checkpoint or feature store is missing, unreadable or disagrees with itself;
+* :class:`ModelNotAvailableError`: a named model is unknown or cannot be fetched;
+* :class:`BackboneUsageError`: an argument is not valid (unknown precision, device, mix mode, an
+  empty sentence, ...).
+"""
 from __future__ import annotations
 
 
-class ElmoFileError(ValueError):
+class BackboneError(ValueError):
+    """Root of every error the backbone raises for bad user input (files, names or arguments)."""
+
+
+class ElmoFileError(BackboneError):
     """An options JSON or an HDF5 weight file is missing, unreadable or disagrees with itself."""
 
 
-class ModelNotAvailableError(RuntimeError):
-    """A named model cannot be fetched (offline) and no local copy exists."""
+class ModelNotAvailableError(BackboneError):
+    """A named model is unknown, or cannot be fetched (offline) and no local copy exists."""
+
+
+class BackboneUsageError(BackboneError):
+    """An argument is not valid: an unknown precision, device or mix mode, an empty sentence, ..."""

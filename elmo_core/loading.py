@@ -1,11 +1,17 @@
-"""One entry point to get a ready biLM: by name, or from an options JSON + HDF5 weights."""
+"""One entry point to get a ready biLM: by name, or from an options JSON + HDF5 weights.
+
+Names are turned into files by :mod:`elmo_core.models`; this module builds the model from them.
+"""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
 from .bilm import ElmoBiLm
+from .errors import BackboneUsageError
+from .io import update_hash
 from .models import resolve
 from .options import load_options
 from .weights import load_weights
@@ -42,16 +48,16 @@ def load_bilm(name: str | None = None, options: str | Path | None = None, weight
     quantisation, CPU), ``bf16``/``fp16`` (autocast; outputs are returned as float32).
     """
     if (options is None) != (weights is None):
-        raise ValueError("pass both options and weights, or neither (then a model name)")
+        raise BackboneUsageError("pass both options and weights, or neither (then a model name)")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise BackboneUsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     check_device(device)
     if options is None:
         options, weights = resolve(name or "default")
     bilm = load_bilm_from_files(options, weights, stateful=stateful, type_cache_size=type_cache_size)
     if precision == "int8":
         if torch.device(device).type != "cpu":
-            raise ValueError("int8 (dynamic quantisation) runs on the CPU only; use bf16 or fp16 on a GPU")
+            raise BackboneUsageError("int8 (dynamic quantisation) runs on the CPU only; use bf16 or fp16 on a GPU")
         bilm = quantize_int8(bilm)
     bilm.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return bilm.to(device)
@@ -66,19 +72,17 @@ def check_device(device: str | torch.device) -> None:
     if kind == "cuda" and not torch.cuda.is_available():
         reason = ("this PyTorch is a CPU-only build" if torch.version.cuda is None
                   else "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)")
-        raise ValueError(f"device {str(device)!r}: {reason} (torch {torch.__version__}); "
-                         f"use --device cpu, or install a CUDA build of PyTorch")
+        raise BackboneUsageError(f"device {str(device)!r}: {reason} (torch {torch.__version__}); "
+                                 f"use --device cpu, or install a CUDA build of PyTorch")
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device {str(device)!r}: expected cpu, cuda or cuda:N")
+        raise BackboneUsageError(f"device {str(device)!r}: expected cpu, cuda or cuda:N")
 
 
 def model_identity(options: str | Path, weights: str | Path) -> str:
-    """A short hash of the model files (used to key feature stores)."""
-    import hashlib
-
+    """A short hash of the model files (used to key feature stores): the first 16 hex digits of
+    the SHA-256 of the options file's bytes followed by the weight file's bytes. Never change it:
+    every existing feature store is keyed by it."""
     digest = hashlib.sha256()
     for path in (options, weights):
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_hash(digest, path)
     return digest.hexdigest()[:16]

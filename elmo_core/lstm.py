@@ -20,6 +20,8 @@ import warnings
 import torch
 from torch import nn
 
+from .errors import BackboneUsageError
+
 
 def cell_elementwise(gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The cell's pointwise math: ``gates (n, 4*cell)``, ``c (n, cell)`` -> (pre-projection h, new c)."""
@@ -40,7 +42,7 @@ def fuse_cells(module: nn.Module, method: str = "compile") -> int:
     layers changed. Opt-in: neither beats the default in-place step on this project's CPU
     (docs/benchmarks.md), and compilation costs seconds to tens of seconds."""
     if method not in FUSE_METHODS:
-        raise ValueError(f"fuse method must be one of {', '.join(FUSE_METHODS)}, got {method!r}")
+        raise BackboneUsageError(f"fuse method must be one of {', '.join(FUSE_METHODS)}, got {method!r}")
     if method not in _fused_elementwise:
         if method == "compile":
             _fused_elementwise[method] = torch.compile(cell_elementwise, dynamic=True)

@@ -5,10 +5,12 @@ The official files have no published checksums, so integrity is checked in three
 count must match the server's Content-Length, the files must parse (options validate, every HDF5
 dataset has the shape the options imply), and the SHA-256 recorded at download time is verified
 whenever the cached copy is used again.
+
+This module only turns names into local files; building a model from them is
+:mod:`elmo_core.loading`'s job (the dependency goes one way: loading imports models).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ElmoFileError, ModelNotAvailableError
+from .io import atomic_path, atomic_write_text, file_sha256
+from .weights import check_model_files
 
 _BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
 PACKAGED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -64,26 +68,16 @@ def available_names() -> list[str]:
     return shipped + list(OFFICIAL_MODELS)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, timeout: float = 30.0) -> None:
     """Fetch ``url`` into ``target`` atomically (``.part`` then rename), checking the byte count."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
-        expected = response.headers.get("Content-Length")
-        shutil.copyfileobj(response, out, length=1 << 20)
-    received = partial.stat().st_size
-    if expected is not None and int(expected) != received:
-        partial.unlink()
-        raise ElmoFileError(f"{url}: download incomplete ({received} of {expected} bytes)")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:
+        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
+            expected = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, length=1 << 20)
+        received = partial.stat().st_size
+        if expected is not None and int(expected) != received:
+            raise ElmoFileError(f"{url}: download incomplete ({received} of {expected} bytes)")
 
 
 def _verify_cached(folder: Path) -> bool:
@@ -91,7 +85,7 @@ def _verify_cached(folder: Path) -> bool:
     if not record.is_file():
         return False
     sums = json.loads(record.read_text())
-    return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in sums.items())
+    return all((folder / name).is_file() and file_sha256(folder / name) == digest for name, digest in sums.items())
 
 
 def fetch_official(name: str, folder: Path | None = None) -> tuple[Path, Path]:
@@ -117,10 +111,8 @@ def fetch_official(name: str, folder: Path | None = None) -> tuple[Path, Path]:
             f"(Python: load_bilm(options=..., weights=...)), or copy them to {options} and {weights}."
         ) from None
     # Structural check: a corrupt download fails here, not in the middle of a training run.
-    from .loading import load_bilm_from_files
-
-    load_bilm_from_files(options, weights)
-    (folder / "sha256.json").write_text(json.dumps({p.name: _sha256(p) for p in (options, weights)}, indent=1))
+    check_model_files(options, weights)
+    atomic_write_text(folder / "sha256.json", json.dumps({p.name: file_sha256(p) for p in (options, weights)}, indent=1))
     return options, weights
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,9 +31,10 @@ from tqdm import tqdm
 
 from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import batch_to_ids
-from .checkpoint import atomic_torch_save, python_rng_state
+from .checkpoint import python_rng_state
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
+from .io import atomic_torch_save, atomic_write_json
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .vocab import Vocabulary
@@ -77,7 +77,12 @@ def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> Pre
     path = Path(path)
     if not path.is_file():
         raise ElmoFileError(f"{path}: config file not found")
-    tree = yaml.safe_load(path.read_text()) or {}
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ElmoFileError(f"{path}: not a valid YAML file ({err})") from None
+    if not isinstance(tree, dict):
+        raise ElmoFileError(f"{path}: the config must be a YAML mapping of keys to values")
     tree.update(overrides or {})
     known = set(PretrainConfig.__dataclass_fields__)
     unknown = sorted(set(tree) - known)
@@ -171,10 +176,8 @@ class Position:
 def export_model(model: BiLmLanguageModel, out_dir: Path) -> tuple[Path, Path]:
     """``options.json`` + ``weights.hdf5`` in the official layout, loadable by :func:`load_bilm`."""
     options_path, weights_path = out_dir / "options.json", out_dir / "weights.hdf5"
-    tmp = out_dir / "weights.hdf5.part"
-    save_weights(model.bilm, tmp)
-    os.replace(tmp, weights_path)
-    options_path.write_text(json.dumps(model.bilm.options.to_json_dict(), indent=2) + "\n")
+    save_weights(model.bilm, weights_path)  # atomic: PATH.part then rename
+    atomic_write_json(options_path, model.bilm.options.to_json_dict())
     return options_path, weights_path
 
 
@@ -256,7 +259,7 @@ class Pretrainer:
             optimizer.load_state_dict(state["optimizer"])
             position = Position(**state["position"])
             torch.set_rng_state(state["torch_rng"])
-        (self.out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic_write_json(self.out_dir / "config.json", asdict(cfg))
         heldout = self._heldout()
         log_path = self.out_dir / "log.csv"
         new_log = not log_path.is_file()
@@ -310,7 +313,7 @@ class Pretrainer:
             bar.close()
             log.close()
         export_model(model, self.out_dir)
-        (self.out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(self.out_dir / "result.json", result)
         return result
 
     def _batches(self, position: Position) -> Iterator[list[list[str]]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import BackboneUsageError
+
 MODES = ("learned", "single", "average", "top", "concat")
 
 
@@ -41,11 +43,11 @@ class ScalarMix(nn.Module):
                  initial_weights: list[float] | None = None, initial_gamma: float = 1.0):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"unknown ScalarMix mode {mode!r}; choose one of {', '.join(MODES)}")
+            raise BackboneUsageError(f"unknown ScalarMix mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode == "single" and (layer is None or not 0 <= layer < num_layers):
-            raise ValueError(f"mode 'single' needs layer in 0..{num_layers - 1}, got {layer}")
+            raise BackboneUsageError(f"mode 'single' needs layer in 0..{num_layers - 1}, got {layer}")
         if initial_weights is not None and len(initial_weights) != num_layers:
-            raise ValueError(f"{len(initial_weights)} initial weights given for {num_layers} layers")
+            raise BackboneUsageError(f"{len(initial_weights)} initial weights given for {num_layers} layers")
         self.num_layers, self.mode, self.layer = num_layers, mode, layer
         self.do_layer_norm, self.l2_coef = do_layer_norm, l2_coef
         learned = mode == "learned"
@@ -81,7 +83,7 @@ class ScalarMix(nn.Module):
         if isinstance(layers, torch.Tensor):
             layers = list(layers.unbind(0))
         if len(layers) != self.num_layers:
-            raise ValueError(f"ScalarMix built for {self.num_layers} layers received {len(layers)}")
+            raise BackboneUsageError(f"ScalarMix built for {self.num_layers} layers received {len(layers)}")
         if self.mode == "concat":
             return torch.cat(layers, dim=-1)
         if self.mode == "single":
@@ -92,7 +94,7 @@ class ScalarMix(nn.Module):
             return torch.stack(layers).mean(dim=0)
         if self.do_layer_norm:
             if mask is None:
-                raise ValueError("ScalarMix with layer norm needs the mask")
+                raise BackboneUsageError("ScalarMix with layer norm needs the mask")
             layers = [masked_layer_norm(layer, mask) for layer in layers]
         s = torch.softmax(self.weights, dim=0).to(layers[0].dtype)
         mixed = sum(weight * layer for weight, layer in zip(s, layers))

@@ -53,8 +53,9 @@ import torch
 from tqdm import tqdm
 
 from .bilm import BiLmOutput, ElmoBiLm
-from .embed import embed_batch, length_sorted_batches
-from .errors import ElmoFileError
+from .embed import embed_batch, plan_embedding_batches
+from .errors import BackboneUsageError, ElmoFileError
+from .io import atomic_write
 from .progress import bar_disabled
 
 FORMAT_VERSION = 1
@@ -112,24 +113,11 @@ def entry_key(model_id: str, tokens: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------- files written atomically
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(path: Path, write) -> None:
-    """Call ``write(handle)`` on ``path.tmp``, fsync, then rename over ``path``: readers see the old
-    file or the whole new one. The temp name holds the pid so concurrent writers never share it."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _fsync_directory(path.parent)
+    """:func:`elmo_core.io.atomic_write` to ``PATH.<pid>.tmp``: readers see the old file or the
+    whole new one. The temp name holds the pid so concurrent writers never share it, and ends in
+    ``.tmp`` so a restarted build finds and deletes what a killed one left."""
+    atomic_write(path, write, suffix=f".{os.getpid()}.tmp")
 
 
 def _lock(path: Path, busy_message: str | None = None) -> IO[str]:
@@ -152,7 +140,12 @@ def read_info(directory: Path) -> StoreInfo:
     path = directory / "store.json"
     if not path.is_file():
         raise FeatureStoreError(f"{directory}: not a feature store (no store.json)")
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FeatureStoreError(f"{path}: not a valid JSON file ({err})") from None
+    if not isinstance(raw, dict):
+        raise FeatureStoreError(f"{path}: expected a JSON object")
     if raw.get("format") != FORMAT_VERSION:
         raise FeatureStoreError(f"{path}: format {raw.get('format')!r}, this code reads format {FORMAT_VERSION}")
     return StoreInfo(raw["model_id"], int(raw["num_layers"]), int(raw["dim"]), raw["dtype"])
@@ -457,7 +450,7 @@ def distinct_sentences(model_id: str, sentences: Sequence[Sequence[str]]) -> tup
     seen: dict[str, Sequence[str]] = {}
     for tokens in sentences:
         if not tokens:
-            raise ValueError("a sentence has no tokens: ELMo needs at least one")
+            raise BackboneUsageError("a sentence has no tokens: ELMo needs at least one")
         seen.setdefault(entry_key(model_id, tokens), tokens)
     return list(seen), list(seen.values())
 
@@ -473,10 +466,10 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
     ``world == 1``) merges the index at the end; sharded builds let rank 0 do it after a barrier.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+        raise BackboneUsageError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     rank, world = shard
     if not 0 <= rank < world:
-        raise ValueError(f"shard {shard}: rank must be in [0, world)")
+        raise BackboneUsageError(f"shard {shard}: rank must be in [0, world)")
     started = time.perf_counter()
     directory = Path(directory)
     info = StoreInfo(model_id, bilm.num_layers, bilm.output_dim, dtype)
@@ -486,7 +479,7 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
         chunk_tokens = DEFAULT_CHUNK_BYTES // (info.num_layers * info.dim * np.dtype(dtype).itemsize)
 
     keys, unique = distinct_sentences(model_id, sentences)
-    plan = length_sorted_batches(unique, max_tokens=batch_tokens, max_batch=max_batch)
+    plan = plan_embedding_batches(unique, max_tokens=batch_tokens, max_batch=max_batch)
     mine = plan[rank::world]
     stored = set(read_index(directory))
     todo = [batch for batch in mine if any(keys[i] not in stored for i in batch)]

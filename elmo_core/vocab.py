@@ -10,7 +10,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ElmoFileError
+from data.errors import DataFormatError
+from data.text import read_lines
+
+from .errors import BackboneUsageError, ElmoFileError
+from .io import atomic_write_text
 
 SPECIAL_TOKENS = ("<S>", "</S>", "<UNK>")
 
@@ -18,7 +22,7 @@ SPECIAL_TOKENS = ("<S>", "</S>", "<UNK>")
 class Vocabulary:
     def __init__(self, words: list[str]):
         if tuple(words[:3]) != SPECIAL_TOKENS:
-            raise ValueError(f"a vocabulary must start with {', '.join(SPECIAL_TOKENS)}")
+            raise BackboneUsageError(f"a vocabulary must start with {', '.join(SPECIAL_TOKENS)}")
         self.words = words
         self.index = {word: i for i, word in enumerate(words)}
         self.bos, self.eos, self.unk = 0, 1, 2
@@ -30,14 +34,17 @@ class Vocabulary:
         return self.index.get(word, self.unk)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text("\n".join(self.words) + "\n", encoding="utf-8")
+        atomic_write_text(path, "\n".join(self.words) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         path = Path(path)
         if not path.is_file():
             raise ElmoFileError(f"{path}: vocabulary file not found")
-        words = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            words = [line for _, line in read_lines(path) if line.strip()]
+        except DataFormatError as err:
+            raise ElmoFileError(str(err)) from None
         missing = [t for t in SPECIAL_TOKENS if t not in words[:3]]
         if missing or tuple(words[:3]) != SPECIAL_TOKENS:
             raise ElmoFileError(f"{path}: the vocabulary must start with the lines {', '.join(SPECIAL_TOKENS)} "

@@ -16,6 +16,8 @@ import torch
 
 from .bilm import ElmoBiLm
 from .errors import ElmoFileError
+from .io import atomic_path
+from .options import load_options
 
 FORGET_BIAS = 1.0
 
@@ -95,14 +97,15 @@ def load_weights(bilm: ElmoBiLm, path: str | Path) -> None:
 
 
 def save_weights(bilm: ElmoBiLm, path: str | Path) -> None:
-    """Write ``bilm``'s parameters in the official layout (the inverse of :func:`load_weights`)."""
+    """Write ``bilm``'s parameters in the official layout (the inverse of :func:`load_weights`),
+    atomically (``PATH.part`` then rename)."""
     path = Path(path)
     lo = bilm.options.lstm
 
     def array(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().float().numpy()
 
-    with _open_hdf5(path, "w") as out:
+    with atomic_path(path) as partial, _open_hdf5(partial, "w") as out:
         out["char_embed"] = array(bilm.char_cnn.char_embedding.weight)[1:]
         for i, conv in enumerate(bilm.char_cnn.convolutions):
             out[f"CNN/W_cnn_{i}"] = array(conv.weight).transpose(2, 1, 0)[None]
@@ -122,3 +125,9 @@ def save_weights(bilm: ElmoBiLm, path: str | Path) -> None:
                 bias[2 * lo.dim : 3 * lo.dim] -= FORGET_BIAS
                 out[f"{prefix}/B"] = bias
                 out[f"{prefix}/W_P_0"] = array(layer.projection.weight).T
+
+
+def check_model_files(options: str | Path, weights: str | Path) -> None:
+    """Raise :class:`ElmoFileError` unless the options parse and the weight file holds every
+    dataset they imply, with the right shape (the files are read into a throw-away model)."""
+    load_weights(ElmoBiLm(load_options(options), type_cache_size=0), weights)

@@ -44,5 +44,6 @@ def batch_layers(features, indices: list[int], mask: torch.Tensor) -> torch.Tens
     if features is None:
         return None
     layers, feature_mask = features.batch(indices)
-    assert torch.equal(feature_mask, mask), "ELMo features are out of step with the tokens"
+    if not torch.equal(feature_mask, mask):
+        raise RuntimeError("ELMo features are out of step with the tokens")  # a bug, not a user error
     return layers

@@ -1,59 +1,211 @@
-"""Task configs: YAML files with ``${ENV:-default}`` expansion and ``--set a.b=value`` overrides."""
+"""Typed task configs: the sections every task shares (data, backbone, mix, model, train) and the
+one strict loader for training, the layer grid and run directories.
+
+A task extends :class:`DataConfig` / :class:`ModelConfig` with its own keys and declares its
+:class:`TaskConfig` subclass as ``Task.Config``; :func:`load_task_config` reads the ``task:`` key,
+finds the task in the registry and checks the whole file against that class before anything is
+read or embedded (unknown keys, wrong types and out-of-range values are all reported at once).
+"""
 from __future__ import annotations
 
-import copy
-import os
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-import yaml
+from data.config import (
+    ConfigError,
+    build,
+    fraction,
+    merge_overrides,
+    non_negative,
+    positive,
+    read_yaml,
+    to_dict,
+    unit_interval,
+)
+from data.config import expand_env, get_dotted, parse_overrides  # noqa: F401  (re-exported for callers)
 
-from data.errors import DataFormatError
+SPLITS = ("train", "dev", "test")
+MIX_MODES = ("learned", "average", "top", "single", "concat")
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value):
-    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a config tree."""
-    if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v) for v in value]
-    if isinstance(value, str):
-        return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) if m.group(2) is not None else ""), value)
-    return value
-
-
-def set_dotted(tree: dict, dotted: str, value) -> None:
-    node = tree
-    keys = dotted.split(".")
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"--set {dotted}: '{key}' is not a section")
-    node[keys[-1]] = value
+# Keys of configs written before the Task protocol, and where they live now.
+LEGACY_KEYS = {f"data.max_{split}_sentences": f"data.limit.{split}" for split in SPLITS}
+# Keys a resumed run may change: budgets, not the model or its data.
+RESUMABLE_KEYS = ("train.epochs", "train.patience", "data.hint")
 
 
-def get_dotted(tree: dict, dotted: str, default=None):
-    node = tree
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
+@dataclass
+class DataConfig:
+    """Where a task's files are. ``limit``: use only the first N examples (sentences, trees, WSD
+    sentences) of every split, or of the splits named in a mapping such as ``{train: 500}``."""
+
+    dir: str | None = None
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    limit: int | dict[str, int] | None = field(default=None, metadata=positive)
+    hint: str = ""
+
+    def limit_for(self, split: str) -> int | None:
+        return self.limit.get(split) if isinstance(self.limit, dict) else self.limit
+
+    def problems(self) -> list[str]:
+        if not isinstance(self.limit, dict):
+            return []
+        bad = [f"limit.{k}: expected one of {', '.join(SPLITS)}" for k in self.limit if k not in SPLITS]
+        return bad + [f"limit.{k}: expected a number > 0, found {v!r}" for k, v in self.limit.items() if v <= 0]
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a task config; relative data paths stay relative to the working directory."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, None, "config file not found")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise DataFormatError(path, None if line is None else line + 1, f"invalid YAML: {err}") from None
-    tree = copy.deepcopy(tree)
-    for key, value in (overrides or {}).items():
-        set_dotted(tree, key, value)
-    return expand_env(tree)
+@dataclass
+class BackboneConfig:
+    """A named biLM (``default`` ships with the package) or an options JSON + HDF5 weights.
+
+    ``store``: an on-disk feature store directory (the backbone runs once per sentence, ever);
+    ``null`` keeps features in memory. ``cache: false`` runs the backbone on every batch instead."""
+
+    name: str | None = "default"
+    options: str | None = None
+    weights: str | None = None
+    store: str | None = None
+    store_dtype: Literal["float16", "float32"] = "float16"
+    cache: bool = True
+
+    def problems(self) -> list[str]:
+        if (self.options is None) != (self.weights is None):
+            return ["options / weights: set both (an options JSON and its HDF5 weights) or neither"]
+        return []
+
+
+@dataclass
+class MixConfig:
+    """The task's ScalarMix over the biLM layers (``layer`` is for ``mode: single``)."""
+
+    mode: Literal["learned", "average", "top", "single", "concat"] = "learned"
+    layer: int | None = field(default=None, metadata=non_negative)
+    l2: float = field(default=0.0, metadata=non_negative)
+    layer_norm: bool = False
+
+    def problems(self) -> list[str]:
+        if self.mode == "single" and self.layer is None:
+            return ["layer: mode 'single' needs the layer index (0 = the char CNN)"]
+        return []
+
+
+@dataclass
+class ElmoConfig:
+    enabled: bool = True
+    dropout: float = field(default=0.5, metadata=unit_interval)
+    mix: MixConfig = field(default_factory=MixConfig)
+
+
+@dataclass
+class WordsConfig:
+    """Learned word vectors (``dim: 0`` = none), optionally initialised from a GloVe text file."""
+
+    dim: int = field(default=50, metadata=non_negative)
+    lowercase: bool = True
+    min_count: int = field(default=2, metadata=positive)
+    glove: str | None = None
+
+
+@dataclass
+class CharsConfig:
+    """A character CNN over each word (``filters: 0`` = none)."""
+
+    dim: int = field(default=16, metadata=positive)
+    filters: int = field(default=30, metadata=non_negative)
+    width: int = field(default=3, metadata=positive)
+
+
+@dataclass
+class ModelConfig:
+    """What every head has: its use of ELMo. Tasks add their own keys in a subclass."""
+
+    elmo: ElmoConfig = field(default_factory=ElmoConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(default=20, metadata=positive)
+    batch_size: int = field(default=32, metadata=positive)
+    lr: float = field(default=1e-3, metadata=positive)
+    clip: float = field(default=5.0, metadata=positive)
+    patience: int = field(default=4, metadata=positive)
+    seed: int = 1
+    threads: int = field(default=0, metadata=non_negative)
+
+
+@dataclass
+class TaskConfig:
+    """A whole task config. Subclasses narrow ``data`` and ``model`` to the task's own sections."""
+
+    task: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def rename_legacy_keys(tree: dict) -> dict:
+    """Move keys of configs written before the Task protocol (e.g. in old run directories) to
+    their current place, so old files keep loading."""
+    data = tree.get("data")
+    if isinstance(data, dict):
+        for old, new in LEGACY_KEYS.items():
+            key = old.split(".", 1)[1]
+            if key in data:
+                value = data.pop(key)
+                if value is not None:
+                    limit = data.get("limit")
+                    limit = dict(limit) if isinstance(limit, dict) else {}
+                    limit[new.rsplit(".", 1)[1]] = value
+                    data["limit"] = limit
+    return tree
+
+
+def task_config_from_tree(tree: dict, source: str | Path = "<config>") -> TaskConfig:
+    """The typed config of the task named by ``tree['task']``; every problem reported at once."""
+    from .registry import TASKS
+
+    name = tree.get("task")
+    if name not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        found = "missing" if name is None else f"{name!r}"
+        raise ConfigError(source, [f"task: {found}; expected one of {', '.join(TASKS)}{hint}"])
+    return build(TASKS[name].Config, rename_legacy_keys(expand_env(tree)), source)
+
+
+def load_task_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TaskConfig:
+    """Read, override, expand and check a task config file."""
+    tree = merge_overrides(read_yaml(path), overrides)
+    return task_config_from_tree(tree, _source(path, overrides))
+
+
+def _source(path: str | Path, overrides: dict | None) -> str:
+    return f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
+
+
+def with_overrides(config: TaskConfig, overrides: dict[str, Any], source: str = "--set") -> TaskConfig:
+    """A copy of ``config`` with dotted ``overrides`` applied and checked."""
+    return task_config_from_tree(merge_overrides(to_dict(config), overrides, source), source)
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config trees."""
+    keys = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+__all__ = ["TaskConfig", "DataConfig", "BackboneConfig", "MixConfig", "ElmoConfig", "WordsConfig", "CharsConfig",
+           "ModelConfig", "TrainConfig", "ConfigError", "load_task_config", "task_config_from_tree", "with_overrides",
+           "changed_keys", "rename_legacy_keys", "to_dict", "fraction", "positive", "non_negative", "unit_interval",
+           "RESUMABLE_KEYS", "SPLITS"]

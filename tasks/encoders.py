@@ -13,6 +13,8 @@ from torch import nn
 
 from data.errors import DataFormatError
 
+from .config import CharsConfig, WordsConfig
+
 PAD, UNK = "<pad>", "<unk>"
 
 
@@ -105,25 +107,24 @@ class TokenEncoder(nn.Module):
         return torch.cat(parts, dim=-1) if parts else None
 
 
-def token_vocabularies(config: dict, sentences: list[list[str]]) -> tuple[Vocab, Vocab]:
-    """Word and character vocabularies of the training sentences (``model.words`` settings)."""
-    from .config import get_dotted
-
-    lowercase = bool(get_dotted(config, "model.words.lowercase", True))
-    word_counts = Counter(normalise_word(w, lowercase) for s in sentences for w in s)
-    words = Vocab.from_counts(word_counts, int(get_dotted(config, "model.words.min_count", 2)))
-    return words, Vocab.from_counts(Counter(ch for s in sentences for w in s for ch in w))
+def token_vocabularies(words: WordsConfig, sentences: list[list[str]]) -> tuple[Vocab, Vocab]:
+    """Word and character vocabularies of the training sentences."""
+    word_counts = Counter(normalise_word(w, words.lowercase) for s in sentences for w in s)
+    return (Vocab.from_counts(word_counts, words.min_count),
+            Vocab.from_counts(Counter(ch for s in sentences for w in s for ch in w)))
 
 
-def token_encoder_from_config(config: dict, words: Vocab, chars: Vocab, default_word_dim: int,
-                              default_char_filters: int) -> TokenEncoder:
+def token_ids(sentences: list[list[str]], words: Vocab, chars: Vocab, lowercase: bool, max_word_chars: int
+              ) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Word ids and (first ``max_word_chars``) character ids of every token."""
+    word_ids = [[words.id(normalise_word(w, lowercase)) for w in s] for s in sentences]
+    char_ids = [[[chars.id(ch) for ch in w[:max_word_chars]] for w in s] for s in sentences]
+    return word_ids, char_ids
+
+
+def token_encoder_from_config(words: WordsConfig, chars: CharsConfig, word_vocab: Vocab, char_vocab: Vocab
+                              ) -> TokenEncoder:
     """The ``model.words`` / ``model.chars`` sections of a task config as a :class:`TokenEncoder`."""
-    from .config import get_dotted
-
-    word_dim = int(get_dotted(config, "model.words.dim", default_word_dim))
-    glove = get_dotted(config, "model.words.glove")
-    pretrained = read_glove(glove, words, word_dim)[0] if glove and word_dim else None
-    return TokenEncoder(words if word_dim > 0 else None, word_dim, chars,
-                        int(get_dotted(config, "model.chars.dim", 16)),
-                        int(get_dotted(config, "model.chars.filters", default_char_filters)),
-                        int(get_dotted(config, "model.chars.width", 3)), pretrained)
+    pretrained = read_glove(words.glove, word_vocab, words.dim)[0] if words.glove and words.dim else None
+    return TokenEncoder(word_vocab if words.dim > 0 else None, words.dim, char_vocab, chars.dim, chars.filters,
+                        chars.width, pretrained)

@@ -1,59 +1,155 @@
-"""ELMo layers for a dataset, computed once by the frozen backbone and reused every epoch.
+"""ELMo layers for a task's sentences: the backbone (or its feature store) -> a feature source.
 
-Data flow: readers -> backbone (here, cached) -> the task's ScalarMix -> head -> metrics.
+Data flow: readers -> backbone (here: loaded, and its layers kept) -> the task's ScalarMix ->
+head -> metrics. Every source gives a sentence's layers as a ``(num_layers, length, dim)`` array;
+:meth:`FeatureSource.batch` pads them (the one padding path) into
+``layers (num_layers, batch, time, dim)`` float32 and ``mask (batch, time)`` bool.
+
+* :class:`InMemoryFeatures` -- computed once by the frozen backbone, kept in float16;
+* :class:`StoreFeatures` -- memory-mapped from an on-disk feature store (elmo_core/store.py),
+  which embeds only what it lacks;
+* :class:`LiveFeatures` -- the backbone runs on each batch (prediction on new text).
 """
 from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from elmo_core.bilm import ElmoBiLm
-from elmo_core.embed import embed_sentences, length_sorted_batches
+from .config import BackboneConfig
 
 
-class CachedFeatures:
-    """All layers of every sentence, kept as float16 (halves memory; the mix runs in float32).
+class FeatureSource(ABC):
+    """Per-sentence biLM layers of one split, by sentence index."""
 
-    ``batch(indices) -> (layers (num_layers, batch, time, dim) float32, mask (batch, time) bool)``.
-    """
+    num_layers: int
+    dim: int
+
+    @abstractmethod
+    def sentence_layers(self, indices: list[int]) -> list[np.ndarray]:
+        """``[(num_layers, length, dim)]`` for the sentences ``indices``."""
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``layers (num_layers, batch, time, dim)`` float32 (zero past each sentence) and ``mask (batch, time)``."""
+        arrays = self.sentence_layers(indices)
+        longest = max(a.shape[1] for a in arrays)
+        layers = np.zeros((self.num_layers, len(arrays), longest, self.dim), dtype=np.float32)
+        mask = np.zeros((len(arrays), longest), dtype=bool)
+        for row, array in enumerate(arrays):
+            layers[:, row, : array.shape[1]] = array
+            mask[row, : array.shape[1]] = True
+        return torch.from_numpy(layers), torch.from_numpy(mask)
+
+
+class InMemoryFeatures(FeatureSource):
+    """All layers of every sentence, kept as float16 (halves memory; the mix runs in float32)."""
 
     def __init__(self, arrays: list[np.ndarray]):
         self.arrays = arrays
         self.num_layers, _, self.dim = arrays[0].shape
 
     @classmethod
-    def compute(cls, bilm: ElmoBiLm, sentences: list[list[str]], dtype=np.float16, progress: bool = True,
-                desc: str = "embedding") -> "CachedFeatures":
+    def compute(cls, bilm, sentences: list[list[str]], dtype=np.float16, progress: bool = True) -> InMemoryFeatures:
+        from elmo_core.embed import embed_sentences, plan_embedding_batches
+
         arrays: list[np.ndarray | None] = [None] * len(sentences)
-        for index, layers in embed_sentences(bilm, sentences, length_sorted_batches(sentences), progress=progress):
+        for index, layers in embed_sentences(bilm, sentences, plan_embedding_batches(sentences), progress=progress):
             arrays[index] = layers.astype(dtype)
         return cls(arrays)  # type: ignore[arg-type]
 
+    def sentence_layers(self, indices: list[int]) -> list[np.ndarray]:
+        return [self.arrays[i] for i in indices]
+
+
+class StoreFeatures(InMemoryFeatures):
+    """Read-only, memory-mapped views into a feature store (nothing is copied until a batch is padded)."""
+
     @classmethod
-    def from_store(cls, store, sentences: list[list[str]]) -> "CachedFeatures":
+    def open(cls, store_dir: Path, bilm, model_id: str, sentences: list[list[str]], dtype: str,
+             progress: bool) -> StoreFeatures:
+        from elmo_core.store import FeatureStore
+
+        store = FeatureStore.build(store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress)
         return cls([np.asarray(store.get(tokens)) for tokens in sentences])
 
-    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max(self.arrays[i].shape[1] for i in indices)
-        layers = np.zeros((self.num_layers, len(indices), longest, self.dim), dtype=np.float32)
-        mask = np.zeros((len(indices), longest), dtype=bool)
-        for row, i in enumerate(indices):
-            n = self.arrays[i].shape[1]
-            layers[:, row, :n] = self.arrays[i]
-            mask[row, :n] = True
-        return torch.from_numpy(layers), torch.from_numpy(mask)
 
+class LiveFeatures(FeatureSource):
+    """Runs the backbone on the sentences of each batch; nothing is kept."""
 
-class LiveFeatures:
-    """Runs the backbone on each batch (prediction on new text; no cache needed)."""
-
-    def __init__(self, bilm: ElmoBiLm, sentences: list[list[str]]):
-        from elmo_core.char_ids import batch_to_ids
-
-        self.bilm, self.sentences, self._to_ids = bilm, sentences, batch_to_ids
+    def __init__(self, bilm, sentences: list[list[str]]):
+        self.bilm, self.sentences = bilm, sentences
         self.num_layers, self.dim = bilm.num_layers, bilm.output_dim
 
-    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def sentence_layers(self, indices: list[int]) -> list[np.ndarray]:
+        from elmo_core.char_ids import batch_to_ids
+
+        batch = [self.sentences[i] for i in indices]
         with torch.no_grad():
-            out = self.bilm(self._to_ids([self.sentences[i] for i in indices]))
-        return out.layers, out.mask
+            layers = self.bilm(batch_to_ids(batch)).layers.float().numpy()  # (num_layers, batch, time, dim)
+        return [layers[:, row, : len(tokens)] for row, tokens in enumerate(batch)]
+
+
+# -- the backbone a config names ------------------------------------------------------------------
+def backbone_files(backbone: BackboneConfig) -> tuple[str, str]:
+    """(options JSON, HDF5 weights) of the configured biLM."""
+    from elmo_core.models import resolve
+
+    if backbone.options:
+        return backbone.options, backbone.weights  # type: ignore[return-value]
+    options, weights = resolve(backbone.name or "default")
+    return str(options), str(weights)
+
+
+def backbone_identity(backbone: BackboneConfig) -> str:
+    """How logs and ``results.json`` name the biLM."""
+    if backbone.options:
+        return f"{backbone.options} + {backbone.weights}"
+    return f"named model '{backbone.name or 'default'}'"
+
+
+def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str = "fp32"):
+    from elmo_core import load_bilm
+
+    return load_bilm(name=backbone.name, options=backbone.options, weights=backbone.weights, device=device,
+                     precision=precision)
+
+
+def feature_source(backbone: BackboneConfig, bilm, sentences: list[list[str]], progress: bool) -> FeatureSource:
+    """The source the config asks for: live (``cache: false``), a feature store, or in memory."""
+    if not backbone.cache:
+        return LiveFeatures(bilm, sentences)
+    if backbone.store:
+        from elmo_core.loading import model_identity
+
+        model_id = model_identity(*backbone_files(backbone))
+        return StoreFeatures.open(Path(backbone.store), bilm, model_id, sentences, backbone.store_dtype, progress)
+    return InMemoryFeatures.compute(bilm, sentences, progress=progress)
+
+
+def attach_features(task, bilm, progress: bool, cache: dict | None = None) -> dict[str, float]:
+    """Give every loaded split of ``task`` its ELMo features (the backbone is frozen, so once per
+    run); returns seconds per split. ``cache`` (keyed by backbone and the split's exact tokens)
+    keeps what the task attached, so later runs of this process, or processes forked from it
+    (the cells of a layer-weighting grid), reuse it without the backbone."""
+    from .base import Task
+
+    backbone = task.config.backbone
+    identity = backbone_identity(backbone)
+    # Sentence-level features are shared by every task over the same sentences (NER, POS and
+    # chunking read CoNLL); a task that keeps something else (WSD: instance vectors) keeps its own.
+    kind = "sentences" if type(task).attach_features is Task.attach_features else task.name
+    seconds = {}
+    for name, split in task.splits.items():
+        started = time.perf_counter()
+        key = (identity, kind, hash(tuple(tuple(s) for s in split.tokens)))
+        if backbone.cache and cache is not None and key in cache:
+            split.features = cache[key]
+        else:
+            task.attach_features(split, feature_source(backbone, bilm, split.tokens, progress))
+            if backbone.cache and cache is not None:
+                cache[key] = split.features
+        seconds[name] = round(time.perf_counter() - started, 1)
+    return seconds

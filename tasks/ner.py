@@ -1,54 +1,64 @@
-"""The NER task: CoNLL files -> (cached ELMo layers + word/char inputs) -> BiLSTM-CRF -> conlleval."""
+"""The NER task: CoNLL files -> (ELMo layers + word/char inputs) -> BiLSTM-CRF -> conlleval."""
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data.conll import ConllDataset, read_conll, write_conll_predictions
-from data.errors import DataFormatError
-from data.tags import convert, normalize_scheme
-from elmo_core.scalar_mix import ScalarMix
+from data.conll import ConllDataset, ConllStats, Sentence, read_conll, write_conll_predictions
+from data.tags import SCHEMES, convert, normalize_scheme
 
-from .config import get_dotted
-from .batching import batch_layers, length_sorted_batches, padded_token_ids
-from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
+from .base import Head, Task, build_mix
+from .batching import batch_layers, padded_token_ids
+from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, non_negative, positive, unit_interval
+from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
 
-MAX_WORD_CHARS = 20
+SCHEME_NAMES = (*SCHEMES, "BIO", "IOBES", "BIOSE")
+
+
+def scheme_problems(key: str, value: str, allow_auto: bool) -> list[str]:
+    if (allow_auto and value == "auto") or value.upper() in SCHEME_NAMES:
+        return []
+    return [f"{key}: expected one of {', '.join(('auto',) * allow_auto + SCHEMES)}, found {value!r}"]
 
 
 @dataclass
-class Batch:
-    indices: list[int]
-    layers: torch.Tensor | None
-    mask: torch.Tensor
-    word_ids: torch.Tensor
-    char_ids: torch.Tensor
-    tags: torch.Tensor
+class ConllData(DataConfig):
+    """CoNLL column files. ``scheme``: the files' tag scheme (``auto`` detects it per file)."""
+
+    columns: list[str] | int = field(default_factory=lambda: ["token", "pos", "chunk", "ner"])
+    scheme: str = "auto"
+    tag_column: str = "ner"
+
+    def problems(self) -> list[str]:
+        return super().problems() + scheme_problems("scheme", self.scheme, allow_auto=True)
 
 
-def resolve_data_path(config: dict, split: str) -> Path:
-    """``data.<split>`` joined to ``data.dir`` when relative; clear error when missing."""
-    value = get_dotted(config, f"data.{split}")
-    if value is None:
-        raise DataFormatError("<config>", None, f"data.{split} is not set")
-    path = Path(value)
-    base = get_dotted(config, "data.dir")
-    if not path.is_absolute() and base:
-        path = Path(base) / path
-    if not path.is_file():
-        hint = get_dotted(config, "data.hint", "")
-        raise DataFormatError(path, None, f"data file for split '{split}' not found. {hint}".strip())
-    return path
+@dataclass
+class NerModel(ModelConfig):
+    tag_scheme: str = "BIOES"
+    words: WordsConfig = field(default_factory=WordsConfig)
+    chars: CharsConfig = field(default_factory=CharsConfig)
+    hidden: int = field(default=200, metadata=positive)
+    lstm_layers: int = field(default=1, metadata=positive)
+    dropout: float = field(default=0.5, metadata=unit_interval)
+
+    def problems(self) -> list[str]:
+        return scheme_problems("tag_scheme", self.tag_scheme, allow_auto=False)
 
 
-class SplitData:
-    """One split, tensorised once: word ids, char ids and tag ids per sentence."""
+@dataclass
+class NerConfig(TaskConfig):
+    data: ConllData = field(default_factory=ConllData)
+    model: NerModel = field(default_factory=NerModel)
+
+
+class TaggingSplit:
+    """One CoNLL split, tensorised once: word ids, char ids and tag ids per sentence."""
 
     def __init__(self, dataset: ConllDataset, tag_column: str):
         self.dataset = dataset
@@ -62,56 +72,83 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def summary(self) -> str:
+        return f"{self.dataset.summary()}, scheme {self.dataset.scheme}"
 
-class NerTask:
+
+def looks_like_conll(path: Path) -> bool:
+    """A CoNLL file by its structure: ``-DOCSTART-``, or lines of 2+ columns whose last column is a
+    tag (``O``, ``B-PER``, ``NNP``-free), each sentence ended by a blank line."""
+    from data.text import read_lines
+
+    rows = 0
+    for _, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "-DOCSTART-":
+            return True
+        if len(fields) < 2 or not (fields[-1] == "O" or fields[-1][:2] in ("B-", "I-", "E-", "S-", "L-", "U-")):
+            return False
+        rows += 1
+        if rows >= 50:
+            break
+    return rows > 0
+
+
+def text_split(path: Path, tag_column: str, scheme: str | None) -> TaggingSplit:
+    """Unlabelled input, one tokenised sentence per line, as a split whose gold tags are all ``O``."""
+    from elmo_core.embed import read_sentence_file
+
+    sentences = [Sentence(tokens, {tag_column: ["O"] * len(tokens)}, i + 1, None)
+                 for i, tokens in enumerate(read_sentence_file(path))]
+    return TaggingSplit(ConllDataset(str(path), sentences, ConllStats(), scheme, tag_column, scheme), tag_column)
+
+
+class NerTask(Task):
     """Everything NER-specific: reading, vocabularies, model building, batching and scoring."""
 
     name = "ner"
     metric = "f1"
+    metric_label = "F1"
+    Config = NerConfig
+    default_config = "ner_conll2003.yaml"
+    reduced = {"data.limit": {"train": 5000, "dev": 1000}, "train.epochs": 4, "model.hidden": 128}
+    cost = 10
+    max_word_chars = 20
 
-    def __init__(self, config: dict):
-        self.config = config
-        data = config.get("data", {})
-        self.tag_column = data.get("tag_column", "ner")
-        self.columns = data.get("columns", ["token", "pos", "chunk", "ner"])
-        self.train_scheme = normalize_scheme(get_dotted(config, "model.tag_scheme", "BIOES"))
-        self.splits: dict[str, SplitData] = {}
+    def __init__(self, config: NerConfig):
+        super().__init__(config)
+        self.train_scheme = normalize_scheme(config.model.tag_scheme)
         self.file_scheme: str | None = None
         self.labels: list[str] = []
         self.words: Vocab | None = None
         self.chars: Vocab | None = None
 
-    # -- data ----------------------------------------------------------------------------------
-    def read_split(self, path: Path) -> SplitData:
-        dataset = read_conll(path, columns=self.columns if isinstance(self.columns, int) else tuple(self.columns),
-                             tag_column=self.tag_column, scheme=get_dotted(self.config, "data.scheme", "auto"))
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, path: Path, limit: int | None = None, training: bool = False) -> TaggingSplit:
+        data = self.config.data
+        columns = data.columns if isinstance(data.columns, int) else tuple(data.columns)
+        dataset = read_conll(path, columns=columns, tag_column=data.tag_column, scheme=data.scheme)
         self.file_scheme = self.file_scheme or dataset.scheme
-        return SplitData(dataset, self.tag_column)
+        if limit:
+            dataset.sentences = dataset.sentences[:limit]
+        return TaggingSplit(dataset, data.tag_column)
 
-    def load(self, splits=("train", "dev", "test")) -> list[str]:
-        """Read the configured splits; returns one summary line per split."""
-        summaries = []
-        for split in splits:
-            if get_dotted(self.config, f"data.{split}") is None:
-                continue
-            path = resolve_data_path(self.config, split)
-            self.splits[split] = self.read_split(path)
-            limit = get_dotted(self.config, f"data.max_{split}_sentences")
-            if limit:  # reduced runs (e.g. the layer-weighting grid's quick mode) take a prefix
-                self.splits[split].dataset.sentences = self.splits[split].dataset.sentences[: int(limit)]
-                self.splits[split] = SplitData(self.splits[split].dataset, self.tag_column)
-            used = f"; first {len(self.splits[split])} sentences used" if limit else ""
-            summaries.append(f"{split}: {path} ({self.splits[split].dataset.summary()}, scheme "
-                             f"{self.splits[split].dataset.scheme}{used})")
-        return summaries
+    def read_input(self, path: Path, input_format: str) -> tuple[TaggingSplit, str]:
+        """``labelled``/``conll``: a CoNLL file; ``text``: one tokenised sentence per line (tags
+        unknown); ``auto``: CoNLL when the file has CoNLL's structure, text otherwise."""
+        if input_format == "auto":
+            input_format = "conll" if looks_like_conll(path) else "text"
+        if input_format in ("labelled", "conll"):
+            return self.read(path), "conll"
+        return text_split(path, self.config.data.tag_column, self.file_scheme), "text"
 
-    def build_vocabularies(self) -> None:
-        train = self.splits["train"]
-        self.words, self.chars = token_vocabularies(self.config, train.tokens)
+    # -- vocabularies and tensors ----------------------------------------------------------------
+    def fit_vocab(self, train: TaggingSplit) -> dict:
+        self.words, self.chars = token_vocabularies(self.config.model.words, train.tokens)
         tags = {t for s in train.tags for t in convert(s, self.file_scheme, self.train_scheme)}
         self.labels = sorted(tags, key=lambda t: (t == "O", t[2:], t))
-
-    def vocab_state(self) -> dict:
         return {"labels": self.labels, "words": self.words.items, "chars": self.chars.items,
                 "file_scheme": self.file_scheme}
 
@@ -119,62 +156,37 @@ class NerTask:
         self.labels, self.file_scheme = state["labels"], state["file_scheme"]
         self.words, self.chars = Vocab(state["words"]), Vocab(state["chars"])
 
-    def tensorise(self, split: SplitData) -> None:
-        lowercase = bool(get_dotted(self.config, "model.words.lowercase", True))
+    def tensorise(self, split: TaggingSplit) -> None:
+        split.word_ids, split.char_ids = token_ids(split.tokens, self.words, self.chars,
+                                                   self.config.model.words.lowercase, self.max_word_chars)
         label_index = {t: i for i, t in enumerate(self.labels)}
-        split.word_ids = [[self.words.id(normalise_word(w, lowercase)) for w in s] for s in split.tokens]
-        split.char_ids = [[[self.chars.id(ch) for ch in w[:MAX_WORD_CHARS]] for w in s] for s in split.tokens]
-        split.tag_ids = [[label_index.get(t, label_index.get("O", 0)) for t in convert(s, self.file_scheme, self.train_scheme)]
+        outside = label_index.get("O", 0)
+        split.tag_ids = [[label_index.get(t, outside) for t in convert(s, self.file_scheme, self.train_scheme)]
                          for s in split.tags]
 
-    # -- model ---------------------------------------------------------------------------------
-    def uses_elmo(self) -> bool:
-        return bool(get_dotted(self.config, "model.elmo.enabled", True))
-
+    # -- model and batches -----------------------------------------------------------------------
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CrfTagger:
-        m = self.config.get("model", {})
-        mix = None
-        if self.uses_elmo():
-            mix_cfg = m.get("elmo", {}).get("mix", {})
-            mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
-                            do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        tokens = token_encoder_from_config(self.config, self.words, self.chars, default_word_dim=50,
-                                           default_char_filters=30)
-        return CrfTagger(self.labels, self.train_scheme, mix, elmo_dim or 0, tokens,
-                         hidden=int(m.get("hidden", 200)), lstm_layers=int(m.get("lstm_layers", 1)),
-                         dropout=float(m.get("dropout", 0.5)),
-                         elmo_dropout=float(get_dotted(self.config, "model.elmo.dropout", 0.5)))
+        m = self.config.model
+        mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
+        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
+        return CrfTagger(self.labels, self.train_scheme, mix, elmo_dim or 0, tokens, hidden=m.hidden,
+                         lstm_layers=m.lstm_layers, dropout=m.dropout, elmo_dropout=m.elmo.dropout)
 
-    # -- batches -------------------------------------------------------------------------------
-    def batches(self, split: SplitData, batch_size: int, rng: random.Random | None) -> list[list[int]]:
-        """Length-sorted batches (little padding); shuffled batch order when ``rng`` is given."""
-        return length_sorted_batches([len(t) for t in split.tokens], batch_size, rng)
-
-    def make_batch(self, split: SplitData, indices: list[int]) -> Batch:
+    def make_batch(self, split: TaggingSplit, indices: list[int]) -> dict:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
-        tags = np.zeros(tuple(word_ids.shape), dtype=np.int64)
+        tags = np.zeros(tuple(word_ids.shape), dtype=np.int64)  # (batch, time)
         for row, i in enumerate(indices):
             tags[row, : len(split.tag_ids[i])] = split.tag_ids[i]
-        tags = torch.from_numpy(tags)
-        layers = batch_layers(split.features, indices, mask)
-        return Batch(indices, layers, mask, word_ids, char_ids, tags)
-
-    def loss(self, model: CrfTagger, batch: Batch) -> torch.Tensor:
-        return model.loss(batch.layers, batch.mask, batch.word_ids, batch.char_ids, batch.tags)
+        return {"layers": batch_layers(split.features, indices, mask), "mask": mask, "word_ids": word_ids,
+                "char_ids": char_ids, "tags": torch.from_numpy(tags)}
 
     # -- prediction and scoring ------------------------------------------------------------------
-    def predict(self, model: CrfTagger, split: SplitData, batch_size: int = 64) -> list[list[str]]:
+    def decode(self, model: CrfTagger, batch: dict) -> list[list[str]]:
         """Predicted tags in the *file's* scheme (conlleval then compares like with like)."""
-        model.eval()
-        predictions: list[list[str] | None] = [None] * len(split)
-        with torch.no_grad():
-            for indices in self.batches(split, batch_size, None):
-                batch = self.make_batch(split, indices)
-                for i, tag_ids in zip(indices, model.decode(batch.layers, batch.mask, batch.word_ids, batch.char_ids)):
-                    predictions[i] = convert([self.labels[t] for t in tag_ids], self.train_scheme, self.file_scheme)
-        return predictions  # type: ignore[return-value]
+        best = model.decode(batch["layers"], batch["mask"], batch["word_ids"], batch["char_ids"])
+        return [convert([self.labels[t] for t in tag_ids], self.train_scheme, self.file_scheme) for tag_ids in best]
 
-    def score(self, split: SplitData, predictions: list[list[str]]) -> dict:
+    def score(self, split: TaggingSplit, predictions: list[list[str]]) -> dict:
         result = conlleval(split.tags, predictions)
         gold2 = [convert(t, self.file_scheme, "IOB2") for t in split.tags]
         pred2 = [convert(t, self.file_scheme, "IOB2") for t in predictions]
@@ -184,5 +196,15 @@ class NerTask:
                              for k, v in sorted(result.per_type.items())},
                 "report": format_conlleval_report(result)}
 
-    def write_predictions(self, split: SplitData, predictions: list[list[str]], path: Path) -> None:
+    def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
         write_conll_predictions(path, split.tokens, split.tags, predictions)
+
+    def write_output(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
+        """``token tag`` lines, a blank line after each sentence."""
+        from elmo_core.io import atomic_write_text
+
+        atomic_write_text(Path(path), "".join("\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n"
+                                              for tokens, tags in zip(split.tokens, predictions)))
+
+
+__all__ = ["NerTask", "NerConfig", "NerModel", "ConllData", "TaggingSplit", "looks_like_conll", "text_split"]

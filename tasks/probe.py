@@ -2,76 +2,110 @@
 (conlleval chunk F1) with a linear probe over the task's mix of frozen ELMo layers."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 import torch
 
-from elmo_core.scalar_mix import ScalarMix
+from data.conll import read_conll, write_conll_predictions
 
-from .config import get_dotted
+from .base import Task, build_mix
+from .batching import batch_layers
+from .config import ModelConfig, TaskConfig
 from .heads.probe import LinearProbe
 from .metrics.spans import conlleval
-from .ner import NerTask, SplitData
+from .ner import ConllData, TaggingSplit, looks_like_conll, text_split
 
 
-class ProbeTask(NerTask):
-    """``task: pos`` (column ``pos``, accuracy) or ``task: chunk`` (column ``chunk``, chunk F1)."""
+@dataclass
+class ProbeConfig(TaskConfig):
+    data: ConllData = field(default_factory=ConllData)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
-    def __init__(self, config: dict):
-        super().__init__(config)
-        self.name = config["task"]
-        self.tag_column = self.name
-        self.metric = "accuracy" if self.name == "pos" else "f1"
+    def problems(self) -> list[str]:
+        if not self.model.elmo.enabled:
+            return ["model.elmo.enabled: a probe reads the ELMo layers only; it cannot run without them"]
+        return []
 
-    def read_split(self, path):
-        from data.conll import read_conll
 
+class ProbeTask(Task):
+    """A linear probe over one CoNLL column; ``column`` names it, the subclasses pick it."""
+
+    column: str
+    Config = ProbeConfig
+    needs_elmo = True
+    predict_batch_size = 128
+    reduced = {"data.limit": {"train": 3000, "dev": 1000}, "train.epochs": 2}
+
+    def read(self, path: Path, limit: int | None = None, training: bool = False) -> TaggingSplit:
         # The reader validates one column's tag scheme. POS labels (NNP, '(' ...) are no BIO
         # scheme, so the POS probe validates the NER column and reads POS as plain labels.
-        checked = "chunk" if self.name == "chunk" else "ner"
-        dataset = read_conll(path, columns=tuple(self.columns), tag_column=checked, scheme="auto")
-        self.file_scheme = self.file_scheme or dataset.scheme
-        return SplitData(dataset, self.tag_column)
+        checked = "chunk" if self.column == "chunk" else "ner"
+        dataset = read_conll(path, columns=tuple(self.config.data.columns), tag_column=checked, scheme="auto")
+        if limit:
+            dataset.sentences = dataset.sentences[:limit]
+        return TaggingSplit(dataset, self.column)
 
-    def build_vocabularies(self) -> None:
-        from .encoders import Vocab
+    def read_input(self, path: Path, input_format: str) -> tuple[TaggingSplit, str]:
+        if input_format == "auto":
+            input_format = "conll" if looks_like_conll(path) else "text"
+        if input_format in ("labelled", "conll"):
+            return self.read(path), "conll"
+        return text_split(path, self.column, None), "text"
 
+    def fit_vocab(self, train: TaggingSplit) -> dict:
         # A linear probe reads only the frozen layers: no word or character vocabulary.
-        self.words, self.chars = Vocab([]), Vocab([])
-        self.labels = sorted({t for s in self.splits["train"].tags for t in s})
+        self.labels = sorted({t for s in train.tags for t in s})
+        return {"labels": self.labels}
 
-    def tensorise(self, split: SplitData) -> None:
+    def restore_vocab(self, state: dict) -> None:
+        self.labels = state["labels"]
+
+    def tensorise(self, split: TaggingSplit) -> None:
         index = {t: i for i, t in enumerate(self.labels)}
         split.tag_ids = [[index.get(t, 0) for t in s] for s in split.tags]
-        split.word_ids = [[0] * len(s) for s in split.tokens]
-        split.char_ids = [[[0] for _ in s] for s in split.tokens]
 
-    def uses_elmo(self) -> bool:
-        return True
+    def build_model(self, num_layers: int | None, elmo_dim: int | None) -> LinearProbe:
+        return LinearProbe(build_mix(num_layers, self.config.model.elmo.mix), elmo_dim, len(self.labels))
 
-    def build_model(self, num_layers, elmo_dim) -> LinearProbe:
-        mix_cfg = get_dotted(self.config, "model.elmo.mix", {}) or {}
-        mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
-                        do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        return LinearProbe(mix, elmo_dim, len(self.labels))
+    def make_batch(self, split: TaggingSplit, indices: list[int]) -> dict:
+        lengths = [len(split.tokens[i]) for i in indices]
+        tags = np.zeros((len(indices), max(lengths)), dtype=np.int64)  # (batch, time)
+        mask = np.zeros((len(indices), max(lengths)), dtype=bool)      # (batch, time)
+        for row, i in enumerate(indices):
+            tags[row, : lengths[row]] = split.tag_ids[i]
+            mask[row, : lengths[row]] = True
+        mask = torch.from_numpy(mask)
+        return {"layers": batch_layers(split.features, indices, mask), "mask": mask, "tags": torch.from_numpy(tags)}
 
-    def loss(self, model: LinearProbe, batch) -> torch.Tensor:
-        return model.loss(batch.layers, batch.mask, batch.tags)
+    def decode(self, model: LinearProbe, batch: dict) -> list[list[str]]:
+        return [[self.labels[t] for t in ids] for ids in model.decode(batch["layers"], batch["mask"])]
 
-    def predict(self, model: LinearProbe, split: SplitData, batch_size: int = 128) -> list[list[str]]:
-        model.eval()
-        predictions = [None] * len(split)
-        with torch.no_grad():
-            for indices in self.batches(split, batch_size, None):
-                batch = self.make_batch(split, indices)
-                for i, ids in zip(indices, model.decode(batch.layers, batch.mask)):
-                    predictions[i] = [self.labels[t] for t in ids]
-        return predictions
-
-    def score(self, split: SplitData, predictions) -> dict:
+    def score(self, split: TaggingSplit, predictions: list[list[str]]) -> dict:
         result = conlleval(split.tags, predictions)
         scores = {"accuracy": result.accuracy}
-        if self.name == "chunk":
+        if self.column == "chunk":
             scores.update(f1=result.f1, precision=result.precision, recall=result.recall)
         scores["report"] = (f"{self.name}: token accuracy {result.accuracy:.2f}"
-                            + (f", chunk F1 {result.f1:.2f}" if self.name == "chunk" else "") + "\n")
+                            + (f", chunk F1 {result.f1:.2f}" if self.column == "chunk" else "") + "\n")
         return scores
 
+    def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
+        write_conll_predictions(path, split.tokens, split.tags, predictions)
+
+
+class PosProbeTask(ProbeTask):
+    name = "pos"
+    column = "pos"
+    metric = "accuracy"
+    metric_label = "accuracy"
+    default_config = "probe_pos.yaml"
+
+
+class ChunkProbeTask(ProbeTask):
+    name = "chunk"
+    column = "chunk"
+    metric = "f1"
+    metric_label = "chunk F1"
+    default_config = "probe_chunk.yaml"

@@ -1,37 +1,76 @@
-"""Load a trained run directory (config, vocabularies, best checkpoint) for evaluation or prediction."""
+"""A trained run directory (config, vocabularies, best checkpoint) loaded back, and the one
+prediction path that ``evaluate``, ``predict`` and the Python API share."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 
-from data.errors import DataFormatError
+from .base import Head, Task
+from .config import rename_legacy_keys, task_config_from_tree
+from .errors import RunDirError
+from .features import LiveFeatures, load_backbone
+from .registry import build_task
 
-from .features import LiveFeatures
-from .trainer import build_task, load_backbone
+RUN_FILES = ("config.yaml", "vocab.json", "best.pt")
 
 
-def load_run(run_dir: str | Path, precision: str = "fp32"):
-    """(task, model, bilm or None) rebuilt from ``run_dir``; ``precision`` picks the backbone's
-    numerics at prediction time (the head was trained on fp32 features)."""
+@dataclass
+class TrainedRun:
+    """A task with its vocabularies, its head (eval mode) and the backbone (``None`` without ELMo)."""
+
+    task: Task
+    model: Head
+    bilm: object | None
+
+    def predict_file(self, path: Path, input_format: str = "auto") -> tuple[object, list, str]:
+        """``(split, predictions, format read)`` for a file; the backbone runs live on its sentences."""
+        split, used = self.task.read_input(Path(path), input_format)
+        self.task.tensorise(split)
+        if self.bilm is not None:
+            self.task.attach_features(split, LiveFeatures(self.bilm, split.tokens))
+        return split, self.task.predict(self.model, split), used
+
+
+def load_run(run_dir: str | Path, precision: str = "fp32") -> TrainedRun:
+    """The run in ``run_dir``; ``precision`` picks the backbone's numerics at prediction time (the
+    head was trained on fp32 features). Errors name the file that is missing or damaged."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "vocab.json", "best.pt"):
+    if not run_dir.is_dir():
+        raise RunDirError(run_dir, "not a directory (expected a run directory written by 'elmo-tasks train')")
+    for name in RUN_FILES:
         if not (run_dir / name).is_file():
-            raise DataFormatError(run_dir / name, None, "missing: is this a run directory written by 'elmo-tasks train'?")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            raise RunDirError(run_dir / name, "missing: is this a run directory written by 'elmo-tasks train'?")
+    tree = _read(run_dir / "config.yaml", yaml.safe_load)
+    if not isinstance(tree, dict):
+        raise RunDirError(run_dir / "config.yaml", "is not a config (a YAML mapping)")
+    tree = rename_legacy_keys(tree)
     # data.limit cut the training run's splits (smoke runs); a file given to evaluate/predict is read whole.
-    (config.get("data") or {}).pop("limit", None)
-    task = build_task(config)
-    task.restore_vocab(json.loads((run_dir / "vocab.json").read_text()))
-    bilm = load_backbone(config, precision=precision) if task.uses_elmo() else None
+    if isinstance(tree.get("data"), dict):
+        tree["data"]["limit"] = None
+    task = build_task(task_config_from_tree(tree, run_dir / "config.yaml"))
+    vocab = _read(run_dir / "vocab.json", json.loads)
+    try:
+        task.restore_vocab(vocab)
+    except (KeyError, TypeError) as err:
+        raise RunDirError(run_dir / "vocab.json", f"does not hold this task's vocabularies (missing {err})") from None
+    bilm = load_backbone(task.config.backbone, precision=precision) if task.uses_elmo() else None
     model = task.build_model(bilm.num_layers if bilm else None, bilm.output_dim if bilm else None)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"])
+    try:
+        state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError) as err:
+        raise RunDirError(run_dir / "best.pt", f"is damaged or belongs to another run ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]})") from None
     model.eval()
-    return task, model, bilm
+    return TrainedRun(task, model, bilm)
 
 
-def attach_live_features(split, bilm) -> None:
-    if bilm is not None:
-        split.features = LiveFeatures(bilm, split.tokens)
+def _read(path: Path, parse):
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        raise RunDirError(path, f"is damaged ({type(err).__name__}); was it edited by hand?") from None

@@ -19,23 +19,22 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from data.errors import DataFormatError
 from data.sst import BINARY_LABEL_NAMES, LABEL_NAMES, SstExample, read_sst
 from data.tsv import read_tsv
-from elmo_core.scalar_mix import ScalarMix
 
-from .config import get_dotted
-from .batching import batch_layers, length_sorted_batches, padded_token_ids
-from .encoders import Vocab, normalise_word, token_encoder_from_config, token_vocabularies
+from .base import Task, build_mix
+from .batching import batch_layers, padded_token_ids
+from .config import (CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, fraction, positive,
+                     unit_interval)
+from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
-from .ner import resolve_data_path
 
-MAX_WORD_CHARS = 20
-FORMATS = ("sst", "tsv")
 
 # SST leaves are PTB-escaped; the biLM's corpus writes brackets and quotes plainly, so the
 # ELMo input (and the word vocabulary) sees the plain forms. The files are never rewritten.
@@ -47,16 +46,6 @@ def unescape_ptb(token: str) -> str:
     """``-LRB-`` -> ``(``, ``` `` ``` -> ``"``, ``\\/`` -> ``/``, ``\\*`` -> ``*``."""
     token = PTB_UNESCAPE.get(token, token)
     return token.replace("\\/", "/").replace("\\*", "*")
-
-
-@dataclass
-class Batch:
-    indices: list[int]
-    layers: torch.Tensor | None
-    mask: torch.Tensor
-    word_ids: torch.Tensor
-    char_ids: torch.Tensor
-    labels: torch.Tensor
 
 
 @dataclass
@@ -106,55 +95,89 @@ def label_sort_key(label: str):
         return (1, 0.0, label)
 
 
-class SentimentTask:
+@dataclass
+class SentimentData(DataConfig):
+    """SST trees (``format: sst``) or a text/label TSV (``format: tsv``, read by data/tsv.py)."""
+
+    format: Literal["sst", "tsv"] = "sst"
+    binary: bool | None = None  # SST-2: drop neutral, 0/1 -> negative, 3/4 -> positive; default: the task's
+    phrases: bool = False
+    phrase_sample: float = field(default=1.0, metadata=fraction)
+    phrase_seed: int = 0
+    ptb_unescape: bool = True
+    text_column: int | str = 0
+    label_column: int | str = 1
+    header: bool | Literal["auto"] = "auto"
+    sep: str = "\t"
+
+
+@dataclass
+class SentimentModel(ModelConfig):
+    words: WordsConfig = field(default_factory=lambda: WordsConfig(dim=0))
+    chars: CharsConfig = field(default_factory=lambda: CharsConfig(filters=0))
+    encoder: Literal["lstm", "none"] = "lstm"
+    hidden: int = field(default=128, metadata=positive)
+    lstm_layers: int = field(default=1, metadata=positive)
+    pooling: list[Literal["mean", "max", "attention"]] | Literal["mean", "max", "attention"] = field(
+        default_factory=lambda: ["mean", "max"])
+    mlp: list[int] = field(default_factory=lambda: [128])
+    dropout: float = field(default=0.5, metadata=unit_interval)
+
+    def problems(self) -> list[str]:
+        return ["pooling: expected at least one of mean, max, attention"] if self.pooling == [] else []
+
+
+@dataclass
+class SentimentConfig(TaskConfig):
+    data: SentimentData = field(default_factory=SentimentData)
+    model: SentimentModel = field(default_factory=SentimentModel)
+
+
+class SentimentTask(Task):
     """Everything sentence-classification-specific: reading, vocabularies, model, batching and scoring."""
 
     metric = "accuracy"
+    metric_label = "accuracy"
+    Config = SentimentConfig
+    reduced = {"train.epochs": 3}
+    cost = 4
+    binary_by_default = False
+    max_word_chars = 20
 
-    def __init__(self, config: dict):
-        self.config = config
-        self.name = config.get("task", "sst5")
-        self.format = get_dotted(config, "data.format", "sst")
-        if self.format not in FORMATS:
-            raise DataFormatError("<config>", None, f"data.format must be one of {FORMATS}, got {self.format!r}")
-        self.binary = bool(get_dotted(config, "data.binary", self.name == "sst2"))
-        self.splits: dict[str, SentimentSplit] = {}
+    def __init__(self, config: SentimentConfig):
+        super().__init__(config)
+        self.format = config.data.format
+        self.binary = self.binary_by_default if config.data.binary is None else config.data.binary
         self.labels: list[str] = []
         self.label_names: list[str] = []
         self.words: Vocab | None = None
         self.chars: Vocab | None = None
 
-    # -- data ----------------------------------------------------------------------------------
-    def read_split(self, path: Path, training: bool = False) -> SentimentSplit:
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, path: Path, limit: int | None = None, training: bool = False) -> SentimentSplit:
         """A labelled file in the configured format; ``training`` enables phrase examples (SST only)."""
         path = Path(path)
-        if self.format == "tsv":
-            split = self._read_tsv(path)
-        else:
-            split = self._read_trees(path, training)
-        limit = get_dotted(self.config, "data.limit")
-        if limit:  # smoke tests and benchmarks' --limit: the first N sentences (trees or rows)
-            first_lines = sorted(set(split.lines))[: int(limit)]
+        split = self._read_tsv(path) if self.format == "tsv" else self._read_trees(path, training)
+        if limit:  # the first N sentences (trees or rows), with their phrases
+            first_lines = sorted(set(split.lines))[:limit]
             split = self._subset(split, [i for i, line in enumerate(split.lines) if line <= first_lines[-1]])
         return split
 
     def _read_trees(self, path: Path, training: bool) -> SentimentSplit:
-        phrases = training and bool(get_dotted(self.config, "data.phrases", False))
+        data = self.config.data
+        phrases = training and data.phrases
         examples = read_sst(path, phrases=phrases, binary=self.binary)
         if phrases:
-            examples = sample_phrases(examples, float(get_dotted(self.config, "data.phrase_sample", 1.0)),
-                                      int(get_dotted(self.config, "data.phrase_seed", 0)))
-        unescape = bool(get_dotted(self.config, "data.ptb_unescape", True))
-        tokens = [[unescape_ptb(t) for t in e.tokens] if unescape else list(e.tokens) for e in examples]
+            examples = sample_phrases(examples, data.phrase_sample, data.phrase_seed)
+        tokens = [[unescape_ptb(t) for t in e.tokens] if data.ptb_unescape else list(e.tokens) for e in examples]
         return SentimentSplit(str(path), tokens, [str(e.label) for e in examples], [e.line for e in examples],
                               [e.is_root for e in examples])
 
     def _read_tsv(self, path: Path) -> SentimentSplit:
         # read_tsv raises DataFormatError naming FILE:LINE (empty text, missing label, bad UTF-8, ...).
-        examples = read_tsv(path, text_column=get_dotted(self.config, "data.text_column", 0),
-                            label_column=get_dotted(self.config, "data.label_column", 1),
-                            header=get_dotted(self.config, "data.header", "auto"),
-                            sep=get_dotted(self.config, "data.sep", "\t"))
+        data = self.config.data
+        examples = read_tsv(path, text_column=data.text_column, label_column=data.label_column, header=data.header,
+                            sep=data.sep)
         return SentimentSplit(str(path), [e.tokens for e in examples], [e.label for e in examples],
                               [e.line for e in examples], [True] * len(examples))
 
@@ -172,58 +195,45 @@ class SentimentTask:
         return SentimentSplit(str(path), sentences, None, list(range(1, len(sentences) + 1)), [True] * len(sentences))
 
     def read_input(self, path: Path, input_format: str) -> tuple[SentimentSplit, str]:
-        """For ``elmo-tasks evaluate/predict``: ``text`` is raw sentences; any other format (``conll``
-        is what ``evaluate`` asks for) means the task's labelled format; ``auto`` looks at the file."""
+        """``text`` is raw sentences; ``labelled`` (or the format's name) the task's labelled format;
+        ``auto`` looks at the file."""
         if input_format == "auto":
             input_format = self._guess_format(path)
         if input_format == "text":
             return self.read_text(path), "text"
-        return self.read_split(path), self.format
+        return self.read(path), self.format
 
     def _guess_format(self, path: Path) -> str:
-        first = next((line for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-                      if line.strip()), "")
+        from data.text import read_lines
+
+        first = next((line for _, line in read_lines(path) if line.strip()), "")
         if self.format == "sst":
             return "sst" if first.lstrip().startswith("(") else "text"
-        return "tsv" if get_dotted(self.config, "data.sep", "\t") in first else "text"
+        return "tsv" if self.config.data.sep in first else "text"
 
-    def load(self, splits=("train", "dev", "test")) -> list[str]:
-        """Read the configured splits; returns one summary line per split."""
-        summaries = []
-        for split in splits:
-            if get_dotted(self.config, f"data.{split}") is None:
-                continue
-            path = resolve_data_path(self.config, split)
-            self.splits[split] = self.read_split(path, training=split == "train")
-            summaries.append(f"{split}: {path} ({self.splits[split].summary()})")
-        return summaries
-
-    def build_vocabularies(self) -> None:
-        train = self.splits["train"]
-        self.words, self.chars = token_vocabularies(self.config, train.tokens)
+    # -- vocabularies and tensors ----------------------------------------------------------------
+    def fit_vocab(self, train: SentimentSplit) -> dict:
+        self.words, self.chars = token_vocabularies(self.config.model.words, train.tokens)
         self.labels = sorted(set(train.labels or []), key=label_sort_key)
         if self.format == "sst":
             # SST has a fixed label set: keep every class even if a tiny subset lacks one.
             self.labels = [str(i) for i in range(2 if self.binary else 5)]
         self.label_names = self._display_names()
+        return {"labels": self.labels, "label_names": self.label_names, "words": self.words.items,
+                "chars": self.chars.items}
 
     def _display_names(self) -> list[str]:
         if self.format != "sst":
             return list(self.labels)
         return list(BINARY_LABEL_NAMES if self.binary else LABEL_NAMES)
 
-    def vocab_state(self) -> dict:
-        return {"labels": self.labels, "label_names": self.label_names, "words": self.words.items,
-                "chars": self.chars.items}
-
     def restore_vocab(self, state: dict) -> None:
         self.labels, self.label_names = state["labels"], state["label_names"]
         self.words, self.chars = Vocab(state["words"]), Vocab(state["chars"])
 
     def tensorise(self, split: SentimentSplit) -> None:
-        lowercase = bool(get_dotted(self.config, "model.words.lowercase", True))
-        split.word_ids = [[self.words.id(normalise_word(w, lowercase)) for w in s] for s in split.tokens]
-        split.char_ids = [[[self.chars.id(ch) for ch in w[:MAX_WORD_CHARS]] for w in s] for s in split.tokens]
+        split.word_ids, split.char_ids = token_ids(split.tokens, self.words, self.chars,
+                                                   self.config.model.words.lowercase, self.max_word_chars)
         split.label_ids = [] if split.labels is None else self._label_ids(split)
 
     def _label_ids(self, split: SentimentSplit) -> list[int]:
@@ -236,50 +246,26 @@ class SentimentTask:
             ids.append(index[label])
         return ids
 
-    # -- model ---------------------------------------------------------------------------------
-    def uses_elmo(self) -> bool:
-        return bool(get_dotted(self.config, "model.elmo.enabled", True))
-
+    # -- model and batches -----------------------------------------------------------------------
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> PooledClassifier:
-        m = self.config.get("model", {})
-        mix = None
-        if self.uses_elmo():
-            mix_cfg = get_dotted(self.config, "model.elmo.mix", {}) or {}
-            mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
-                            do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        tokens = token_encoder_from_config(self.config, self.words, self.chars, default_word_dim=0,
-                                           default_char_filters=0)
-        return PooledClassifier(len(self.labels), mix, elmo_dim or 0, tokens,
-                                encoder=m.get("encoder", "lstm"), hidden=int(m.get("hidden", 128)),
-                                lstm_layers=int(m.get("lstm_layers", 1)), pooling=m.get("pooling", ["mean", "max"]),
-                                mlp=[int(h) for h in m.get("mlp", [128])], dropout=float(m.get("dropout", 0.5)),
-                                elmo_dropout=float(get_dotted(self.config, "model.elmo.dropout", 0.5)))
+        m = self.config.model
+        mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
+        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
+        return PooledClassifier(len(self.labels), mix, elmo_dim or 0, tokens, encoder=m.encoder, hidden=m.hidden,
+                                lstm_layers=m.lstm_layers, pooling=m.pooling, mlp=m.mlp, dropout=m.dropout,
+                                elmo_dropout=m.elmo.dropout)
 
-    # -- batches -------------------------------------------------------------------------------
-    def batches(self, split: SentimentSplit, batch_size: int, rng: random.Random | None) -> list[list[int]]:
-        """Length-sorted batches (little padding); shuffled batch order when ``rng`` is given."""
-        return length_sorted_batches([len(t) for t in split.tokens], batch_size, rng)
-
-    def make_batch(self, split: SentimentSplit, indices: list[int]) -> Batch:
+    def make_batch(self, split: SentimentSplit, indices: list[int]) -> dict:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
         labels = torch.tensor([split.label_ids[i] for i in indices] if split.label_ids else [0] * len(indices))
-        layers = batch_layers(split.features, indices, mask)
-        return Batch(indices, layers, mask, word_ids, char_ids, labels)
-
-    def loss(self, model: PooledClassifier, batch: Batch) -> torch.Tensor:
-        return model.loss(batch.layers, batch.mask, batch.word_ids, batch.char_ids, batch.labels)
+        return {"layers": batch_layers(split.features, indices, mask), "mask": mask, "word_ids": word_ids,
+                "char_ids": char_ids, "labels": labels}
 
     # -- prediction and scoring ------------------------------------------------------------------
-    def predict(self, model: PooledClassifier, split: SentimentSplit, batch_size: int = 64) -> list[str]:
-        """One predicted label (a string of ``self.labels``) per example."""
-        model.eval()
-        predictions: list[str | None] = [None] * len(split)
-        with torch.no_grad():
-            for indices in self.batches(split, batch_size, None):
-                batch = self.make_batch(split, indices)
-                for i, label_id in zip(indices, model.predict(batch.layers, batch.mask, batch.word_ids, batch.char_ids)):
-                    predictions[i] = self.labels[int(label_id)]
-        return predictions  # type: ignore[return-value]
+    def decode(self, model: PooledClassifier, batch: dict) -> list[str]:
+        """One predicted label (a string of ``self.labels``) per row."""
+        ids = model.predict(batch["layers"], batch["mask"], batch["word_ids"], batch["char_ids"])
+        return [self.labels[int(i)] for i in ids]
 
     def report(self, split: SentimentSplit, predictions: list[str]):
         if split.labels is None:
@@ -314,3 +300,14 @@ class SentimentTask:
         with Path(path).open("w", encoding="utf-8") as out:
             for tokens, predicted in zip(split.tokens, predictions):
                 out.write(f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n")
+
+
+class Sst5Task(SentimentTask):
+    name = "sst5"
+    default_config = "sst5.yaml"
+
+
+class Sst2Task(SentimentTask):
+    name = "sst2"
+    default_config = "sst2.yaml"
+    binary_by_default = True

@@ -3,7 +3,8 @@ framework for evaluation.
 
 Two methods share the data handling, the features and the backoff:
 
-* **nearest centroid** (the ELMo paper's method, no training): :func:`run_centroid_method`. The
+* **nearest centroid** (the ELMo paper's method, no training):
+  :func:`tasks.experiments.wsd_centroid.run_centroid_method`. The
   mean vector of every sense over SemCor under a *fixed* mix (layer k, average, top); a test
   instance takes the cosine-nearest centroid among the senses seen for its lemma + POS.
 * **candidate classifier** (``task: wsd`` in the ordinary trainer): a learned ScalarMix, a linear
@@ -14,8 +15,8 @@ are scored by ``tasks/metrics/wsd.py`` per dataset, per POS and overall, next to
 first-sense baseline. Model selection uses semeval2007 (the usual WSD dev set); ``ALL`` (all
 five sets, semeval2007 included, as the framework defines it) is the test split.
 
-Features: the biLM runs over every sentence once per run (the trainer's ``attach_features``),
-and the split keeps only the vectors of its instances -- ``(instances, num_layers, dim)``
+Features: the biLM runs over every sentence once per run, and :meth:`WsdTask.attach_features`
+keeps only the vectors of the split's instances -- ``(instances, num_layers, dim)``
 float16, about 350 MB for SemCor's 224,716 instances with a 256-wide 3-layer backbone -- so
 epochs cost no backbone time at all. Multiword tokens (SemCor's ``Fulton_County_Grand_Jury``,
 the evaluation sets' ``Air Force``) are split into words for the biLM, which never saw ``_``
@@ -23,11 +24,8 @@ joins, and the instance vector is the mean over its words.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -40,8 +38,9 @@ from data.wordnet import DEBIAN_WORDNET_DIR, WordNet
 from data.wsd import WsdCorpus, read_wsd
 from elmo_core.scalar_mix import ScalarMix
 
-from .config import get_dotted
-from .heads.sense import CandidateSenseClassifier, SenseCentroids, mix_instances
+from .base import Task, build_mix
+from .config import DataConfig, ModelConfig, TaskConfig, positive, unit_interval
+from .heads.sense import CandidateSenseClassifier, mix_instances
 from .metrics.wsd import WsdReport, evaluate, write_answers
 
 PAD_SENSE = "<pad>"
@@ -122,7 +121,7 @@ class InstanceFeatures:
                                chunk: int = 64) -> "InstanceFeatures":
         """Pick (and average over multiword spans) the instance vectors out of any sentence-level
         features object with ``batch(sentence_indices) -> (layers (L, B, T, D), mask)``, e.g.
-        :class:`~tasks.features.CachedFeatures` or :class:`~tasks.features.LiveFeatures`."""
+        any :class:`~tasks.features.FeatureSource`."""
         by_sentence: dict[int, list[int]] = {}
         for index, ref in enumerate(instances):
             by_sentence.setdefault(ref.sentence, []).append(index)
@@ -159,8 +158,7 @@ class InstanceFeatures:
 @dataclass
 class WsdSplit:
     """One WSD data file: the words the biLM reads, the instances, and (once tensorised) their
-    candidate senses. ``features`` accepts what the trainer attaches (sentence-level features)
-    and keeps only the instance vectors."""
+    candidate senses; ``features`` holds the instance vectors (:class:`InstanceFeatures`)."""
 
     corpus: WsdCorpus
     tokens: list[list[str]]
@@ -169,22 +167,10 @@ class WsdSplit:
     gold_positions: list[int] = field(default_factory=list)
     trainable: list[int] = field(default_factory=list)
     answerable: list[int] = field(default_factory=list)
-    _features: InstanceFeatures | None = None
+    features: InstanceFeatures | None = None
 
     def __len__(self) -> int:
         return len(self.instances)
-
-    @property
-    def features(self) -> InstanceFeatures | None:
-        return self._features
-
-    @features.setter
-    def features(self, value) -> None:
-        if value is None or isinstance(value, InstanceFeatures):
-            self._features = value
-        else:
-            self._features = InstanceFeatures.from_sentence_features(value, self.instances,
-                                                                     [len(t) for t in self.tokens])
 
     def gold_keys(self, index: int) -> list[str]:
         return self.corpus.gold.get(self.instances[index].instance_id, [])
@@ -208,24 +194,58 @@ def make_split(corpus: WsdCorpus, split_multiwords: bool = True) -> WsdSplit:
 
 
 @dataclass
-class Batch:
-    indices: list[int]
-    layers: torch.Tensor          # (num_layers, batch, dim)
-    candidates: torch.Tensor      # (batch, max_candidates) sense ids, 0-padded
-    candidate_mask: torch.Tensor  # (batch, max_candidates) bool
-    gold: torch.Tensor            # (batch,) position of a gold sense among the candidates (-1: none)
+class WsdData(DataConfig):
+    """The framework's ``X.data.xml`` files (or folders ``X/``); WordNet 3.0 for candidates and backoff."""
+
+    split_multiwords: bool = True
+    wordnet: str = str(DEBIAN_WORDNET_DIR)
+
+
+@dataclass
+class WsdModel(ModelConfig):
+    sense_dim: int = field(default=64, metadata=positive)
+    dropout: float = field(default=0.3, metadata=unit_interval)
+
+
+@dataclass
+class CentroidConfig:
+    """Fixed mixes the nearest-centroid method scores: ``layer:K`` (0 = char CNN), ``average``, ``top``."""
+
+    mixes: list[str] = field(default_factory=lambda: ["layer:1", "layer:2", "average"])
+
+    def problems(self) -> list[str]:
+        return [f"mixes: expected layer:K, average or top, found {m!r}" for m in self.mixes
+                if not (m in ("average", "top") or re.fullmatch(r"layer:\d+", m))]
+
+
+@dataclass
+class WsdConfig(TaskConfig):
+    data: WsdData = field(default_factory=WsdData)
+    model: WsdModel = field(default_factory=WsdModel)
+    centroid: CentroidConfig = field(default_factory=CentroidConfig)
+
+    def problems(self) -> list[str]:
+        if not self.model.elmo.enabled:
+            return ["model.elmo.enabled: WSD reads the ELMo layers only; it cannot run without them"]
+        return []
 
 
 # -- the task -----------------------------------------------------------------------------------
-class WsdTask:
-    """Trainer protocol for the candidate classifier, plus what the centroid method shares with it."""
+class WsdTask(Task):
+    """The candidate classifier, plus what the centroid method shares with it (WordNet, backoff)."""
 
     name = "wsd"
     metric = "f1"
+    metric_label = "F1"
+    Config = WsdConfig
+    default_config = "wsd.yaml"
+    reduced = {"train.epochs": 2}
+    cost = 3
+    needs_elmo = True
+    predict_batch_size = 512
 
-    def __init__(self, config: dict):
-        self.config = config
-        self.splits: dict[str, WsdSplit] = {}
+    def __init__(self, config: WsdConfig):
+        super().__init__(config)
         self.senses: list[str] = [PAD_SENSE]
         self.groups: dict[str, list[int]] = {}
         self._wordnet: WordNet | None = None
@@ -234,51 +254,28 @@ class WsdTask:
     @property
     def wordnet(self) -> WordNet:
         if self._wordnet is None:
-            self._wordnet = WordNet(get_dotted(self.config, "data.wordnet", DEBIAN_WORDNET_DIR))
+            self._wordnet = WordNet(self.config.data.wordnet)
         return self._wordnet
 
-    # -- data ----------------------------------------------------------------------------------
-    def resolve(self, split: str) -> Path:
-        value = get_dotted(self.config, f"data.{split}")
-        if value is None:
-            raise DataFormatError("<config>", None, f"data.{split} is not set")
-        path = Path(value)
-        base = get_dotted(self.config, "data.dir")
-        if not path.is_absolute() and base:
-            path = Path(base) / path
-        if not path.exists():
-            hint = get_dotted(self.config, "data.hint", "")
-            raise DataFormatError(path, None, f"WSD data for split '{split}' not found. {hint}".strip())
-        return path
-
-    def read_split(self, path: Path) -> WsdSplit:
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, path: Path, limit: int | None = None, training: bool = False) -> WsdSplit:
         """``X.data.xml`` or a folder ``X/``; the gold key file beside it is read when present."""
         xml, key = locate_wsd_files(path)
-        corpus = first_sentences(read_wsd(xml, key), get_dotted(self.config, "data.limit"))
-        return make_split(corpus, bool(get_dotted(self.config, "data.split_multiwords", True)))
+        corpus = first_sentences(read_wsd(xml, key), limit)
+        return make_split(corpus, self.config.data.split_multiwords)
 
     def read_input(self, path: Path, input_format: str) -> tuple[WsdSplit, str]:
-        """For ``elmo-tasks evaluate/predict``: the framework's XML (gold keys optional); raw text
-        cannot be disambiguated (instances need a lemma and a POS)."""
+        """The framework's XML (gold keys optional); raw text cannot be disambiguated (instances
+        need a lemma and a POS)."""
         if input_format == "text":
             raise DataFormatError(path, None, "WSD input must be the framework's X.data.xml (instances carry "
                                   "lemma and POS); raw text cannot be disambiguated")
-        return self.read_split(path), "wsd-xml"
+        return self.read(path), "wsd-xml"
 
-    def load(self, splits=("train", "dev", "test")) -> list[str]:
-        summaries = []
-        for split in splits:
-            if get_dotted(self.config, f"data.{split}") is None:
-                continue
-            path = self.resolve(split)
-            self.splits[split] = self.read_split(path)
-            summaries.append(f"{split}: {path} ({self.splits[split].summary()})")
-        return summaries
-
-    def build_vocabularies(self) -> None:
+    # -- vocabularies and tensors ----------------------------------------------------------------
+    def fit_vocab(self, train: WsdSplit) -> dict:
         """Candidate senses (WordNet order) of every lemma + POS seen in train; gold keys WordNet
         does not list for the lemma are added, so every training instance has its answer."""
-        train = self.splits["train"]
         self.senses, self.groups = [PAD_SENSE], {}
         sense_ids: dict[str, int] = {}
         for index, ref in enumerate(train.instances):
@@ -289,6 +286,7 @@ class WsdTask:
                     self._add_candidate(group, key, sense_ids)
             for key in train.gold_keys(index):
                 self._add_candidate(group, key, sense_ids)
+        return {"senses": self.senses, "groups": self.groups}
 
     def _add_candidate(self, group: str, key: str, sense_ids: dict[str, int]) -> None:
         if key not in sense_ids:
@@ -296,9 +294,6 @@ class WsdTask:
             self.senses.append(key)
         if sense_ids[key] not in self.groups[group]:
             self.groups[group].append(sense_ids[key])
-
-    def vocab_state(self) -> dict:
-        return {"senses": self.senses, "groups": self.groups}
 
     def restore_vocab(self, state: dict) -> None:
         self.senses, self.groups = state["senses"], state["groups"]
@@ -318,19 +313,16 @@ class WsdTask:
             if len(candidates) > 1 and position >= 0:  # one candidate teaches the softmax nothing
                 split.trainable.append(index)
 
-    # -- model ---------------------------------------------------------------------------------
-    def uses_elmo(self) -> bool:
-        return True
+    def attach_features(self, split: WsdSplit, source) -> None:
+        """Keep only the instances' vectors (mean over a multiword's words), not the sentences'."""
+        split.features = InstanceFeatures.from_sentence_features(source, split.instances, [len(t) for t in split.tokens])
 
-    def build_model(self, num_layers: int, elmo_dim: int) -> CandidateSenseClassifier:
-        mix_cfg = get_dotted(self.config, "model.elmo.mix", {}) or {}
-        mix = ScalarMix(num_layers, mode=mix_cfg.get("mode", "learned"), layer=mix_cfg.get("layer"),
-                        do_layer_norm=mix_cfg.get("layer_norm", False), l2_coef=mix_cfg.get("l2", 0.0))
-        return CandidateSenseClassifier(len(self.senses), mix, elmo_dim,
-                                        sense_dim=int(get_dotted(self.config, "model.sense_dim", 64)),
-                                        dropout=float(get_dotted(self.config, "model.dropout", 0.3)))
+    # -- model and batches -----------------------------------------------------------------------
+    def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CandidateSenseClassifier:
+        m = self.config.model
+        return CandidateSenseClassifier(len(self.senses), build_mix(num_layers, m.elmo.mix), elmo_dim,
+                                        sense_dim=m.sense_dim, dropout=m.dropout)
 
-    # -- batches -------------------------------------------------------------------------------
     def batches(self, split: WsdSplit, batch_size: int, rng: random.Random | None) -> list[list[int]]:
         """Training (``rng`` given): shuffled instances with at least two candidates and a gold one.
         Otherwise: every instance that has candidates, in order."""
@@ -339,23 +331,23 @@ class WsdTask:
             rng.shuffle(pool)
         return [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
 
-    def make_batch(self, split: WsdSplit, indices: list[int]) -> Batch:
-        if split.features is None:
-            raise ValueError("WSD needs ELMo features: attach them to the split first")
+    def make_batch(self, split: WsdSplit, indices: list[int]) -> dict:
         widest = max(len(split.candidates[i]) for i in indices)
-        candidates = torch.zeros(len(indices), widest, dtype=torch.long)
-        mask = torch.zeros(len(indices), widest, dtype=torch.bool)
+        candidates = torch.zeros(len(indices), widest, dtype=torch.long)  # (batch, max_candidates) sense ids
+        mask = torch.zeros(len(indices), widest, dtype=torch.bool)        # (batch, max_candidates)
         for row, i in enumerate(indices):
             n = len(split.candidates[i])
             candidates[row, :n] = torch.tensor(split.candidates[i])
             mask[row, :n] = True
-        gold = torch.tensor([split.gold_positions[i] for i in indices])
-        return Batch(indices, split.features.batch(indices), candidates, mask, gold)
-
-    def loss(self, model: CandidateSenseClassifier, batch: Batch) -> torch.Tensor:
-        return model.loss(batch.layers, batch.candidates, batch.candidate_mask, batch.gold)
+        gold = torch.tensor([split.gold_positions[i] for i in indices])  # (batch,) -1: none
+        return {"layers": split.features.batch(indices), "candidates": candidates, "candidate_mask": mask,
+                "gold": gold}
 
     # -- prediction and scoring ------------------------------------------------------------------
+    def decode(self, model: CandidateSenseClassifier, batch: dict) -> list[str]:
+        chosen = model.choose(batch["layers"], batch["candidates"], batch["candidate_mask"])
+        return [self.senses[int(sense)] for sense in chosen]
+
     def first_sense(self, ref: InstanceRef) -> str | None:
         """WordNet's first sense of the lemma + POS (cached), or None for a lemma WordNet lacks."""
         if ref.group not in self._first_sense:
@@ -372,23 +364,17 @@ class WsdTask:
                 result[ref.instance_id] = key
         return result
 
-    def predict(self, model: CandidateSenseClassifier, split: WsdSplit, batch_size: int = 512) -> dict[str, str]:
-        model.eval()
-        answers: dict[int, str | None] = {}
-        with torch.no_grad():
-            for indices in self.batches(split, batch_size, None):
-                batch = self.make_batch(split, indices)
-                for i, sense in zip(indices, model.choose(batch.layers, batch.candidates, batch.candidate_mask)):
-                    answers[i] = self.senses[int(sense)]
-        return self.with_backoff(split, answers)
+    def answer_keys(self, split: WsdSplit, predictions: list[str | None]) -> dict[str, str]:
+        """The classifier's predictions (``None`` where it had no candidates) with WordNet backoff."""
+        return self.with_backoff(split, dict(enumerate(predictions)))
 
     def first_sense_answers(self, split: WsdSplit) -> dict[str, str]:
         return self.with_backoff(split, {})
 
-    def score(self, split: WsdSplit, predictions: dict[str, str]) -> dict:
+    def score(self, split: WsdSplit, predictions: list[str | None]) -> dict:
         """P / R / F1 in percent overall, per dataset and per POS, and a markdown report that puts
         the WordNet first-sense baseline (same scorer) beside the system."""
-        report = evaluate(split.corpus, predictions)
+        report = evaluate(split.corpus, self.answer_keys(split, predictions))
         baseline = evaluate(split.corpus, self.first_sense_answers(split))
         unseen = len(split) - len(split.answerable)
         return {**score_dict(report), "unseen_lemma_instances": unseen,
@@ -397,11 +383,9 @@ class WsdTask:
                                         note=f"{unseen} of {len(split)} instances have a lemma + POS unseen in "
                                              f"training and take WordNet's first sense.")}
 
-    def write_predictions(self, split: WsdSplit, predictions: dict[str, str], path: Path) -> None:
+    def write_predictions(self, split: WsdSplit, predictions: list[str | None], path: Path) -> None:
         """The framework's key format (``id key``), which Scorer.java reads too."""
-        write_answers(path, predictions)
-
-    write_output = write_predictions
+        write_answers(path, self.answer_keys(split, predictions))
 
 
 def score_dict(report: WsdReport) -> dict:
@@ -420,122 +404,5 @@ def format_report(reports: dict[str, WsdReport], note: str = "") -> str:
     return "\n\n".join(parts) + (f"\n\n{note}" if note else "") + "\n"
 
 
-# -- the nearest-centroid method ----------------------------------------------------------------
-def fixed_mix(spec: str, num_layers: int) -> ScalarMix:
-    """``layer:K`` (single layer K; 0 = the char CNN), ``average``, ``top`` (the last layer)."""
-    if spec.startswith("layer:"):
-        return ScalarMix(num_layers, mode="single", layer=int(spec.split(":", 1)[1]))
-    if spec in ("average", "top"):
-        return ScalarMix(num_layers, mode=spec)
-    raise ValueError(f"unknown fixed mix {spec!r} (expected layer:K, average or top)")
-
-
-def fit_centroids(task: WsdTask, mix: ScalarMix) -> SenseCentroids:
-    """Per-sense means of the train split's instance vectors under ``mix`` (first gold key each)."""
-    train = task.splits["train"]
-    labelled = [i for i in range(len(train)) if train.gold_keys(i)]
-    vectors = train.features.mixed(mix)[labelled]
-    return SenseCentroids.fit(vectors, [train.gold_keys(i)[0] for i in labelled],
-                              [train.instances[i].group for i in labelled])
-
-
-def centroid_answers(task: WsdTask, centroids: SenseCentroids, split: WsdSplit, mix: ScalarMix) -> dict[str, str]:
-    """Nearest centroid for lemmas seen in train, WordNet's first sense otherwise."""
-    nearest = centroids.nearest(split.features.mixed(mix), [ref.group for ref in split.instances])
-    return task.with_backoff(split, dict(enumerate(nearest)))
-
-
-def semcor_mfs_answers(task: WsdTask, centroids: SenseCentroids, split: WsdSplit) -> dict[str, str]:
-    """The sense seen most often in train for the lemma + POS (WordNet first sense when unseen)."""
-    frequent = centroids.most_frequent([ref.group for ref in split.instances])
-    return task.with_backoff(split, dict(enumerate(frequent)))
-
-
-def prepare_task(config: dict, progress: bool = True, log=print, feature_cache: dict | None = None,
-                 backbone_cache: dict | None = None) -> tuple[WsdTask, dict]:
-    """A loaded WSD task with instance features on every split; returns it and a timings dict.
-
-    This is the trainer's own preparation (same reading, same ``attach_features``). Passing the
-    same ``feature_cache`` / ``backbone_cache`` dicts to later ``Trainer`` runs of this process
-    lets them reuse these features instead of embedding SemCor again.
-    """
-    from .trainer import attach_features, backbone_identity, load_backbone
-
-    task = WsdTask(config)
-    for line in task.load():
-        log(line)
-    started = time.perf_counter()
-    task.build_vocabularies()
-    for split in task.splits.values():
-        task.tensorise(split)
-    vocab_seconds = round(time.perf_counter() - started, 1)
-    identity = backbone_identity(config)
-    bilm = (backbone_cache or {}).get(identity) or load_backbone(config)
-    if backbone_cache is not None:
-        backbone_cache[identity] = bilm
-    log(f"backbone: {identity} ({bilm.num_layers} layers x {bilm.output_dim})")
-    if feature_cache is None:
-        features = attach_features(task, bilm, list(task.splits), progress)
-    else:
-        features = attach_features(task, bilm, list(task.splits), progress, feature_cache, identity)
-    return task, {"features_seconds": features, "vocab_seconds": vocab_seconds,
-                  "num_layers": bilm.num_layers, "dim": bilm.output_dim, "backbone": identity}
-
-
-def score_system(task: WsdTask, answer, name: str, out_dir: Path | None) -> tuple[dict, dict[str, WsdReport]]:
-    """``answer(split) -> {instance_id: key}`` scored on the dev and test splits (answers written to
-    ``out_dir`` when given); returns ``({split: scores}, {split: report})``."""
-    scores, reports = {}, {}
-    for split_name in ("dev", "test"):
-        if split_name in task.splits:
-            split = task.splits[split_name]
-            answers = answer(split)
-            reports[split_name] = evaluate(split.corpus, answers)
-            scores[split_name] = score_dict(reports[split_name])
-            _write_answers(out_dir, name, split_name, answers)
-    return scores, reports
-
-
-def run_centroid_method(task: WsdTask, mixes: Iterable[str], out_dir: Path | None = None, log=print) -> dict:
-    """Score every fixed mix (and the two frequency baselines) on the dev and test splits.
-
-    Returns ``{system: {split: scores}}``; with ``out_dir``, also writes each system's answers
-    (``<system>.<split>.key.txt``), markdown reports and ``results.json`` there.
-    """
-    num_layers = task.splits["train"].features.num_layers
-    results: dict[str, dict] = {}
-    reports: dict[str, dict[str, WsdReport]] = {}
-    centroids = None
-    for spec in mixes:
-        started = time.perf_counter()
-        mix = fixed_mix(spec, num_layers)
-        centroids = fit_centroids(task, mix)
-        name = f"centroid {spec}"
-        results[name], reports[name] = score_system(
-            task, lambda split: centroid_answers(task, centroids, split, mix), name, out_dir)
-        results[name]["seconds"] = round(time.perf_counter() - started, 1)
-        log(f"{name}: " + ", ".join(f"{s} F1 {results[name][s]['f1']:.1f}" for s in ("dev", "test") if s in results[name]))
-    baselines = {"WordNet first sense": task.first_sense_answers}
-    if centroids is not None:  # sense counts do not depend on the mix: any fitted centroids will do
-        baselines["SemCor most frequent sense"] = lambda split: semcor_mfs_answers(task, centroids, split)
-    for name, answer in baselines.items():
-        results[name], reports[name] = score_system(task, answer, name, out_dir)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        for split_name in ("dev", "test"):
-            tables = {name: r[split_name] for name, r in reports.items() if split_name in r}
-            if tables:
-                (out_dir / f"{split_name}.report.md").write_text(format_report(tables))
-    return results
-
-
-def _write_answers(out_dir: Path | None, system: str, split: str, answers: dict[str, str]) -> None:
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_answers(out_dir / f"{system.replace(' ', '_').replace(':', '')}.{split}.key.txt", answers)
-
-
-__all__ = ["WsdTask", "WsdSplit", "InstanceFeatures", "InstanceRef", "expand_sentence", "split_multiword",
-           "fixed_mix", "fit_centroids", "centroid_answers", "semcor_mfs_answers", "prepare_task",
-           "run_centroid_method", "score_system"]
+__all__ = ["WsdTask", "WsdConfig", "WsdSplit", "InstanceFeatures", "InstanceRef", "expand_sentence",
+           "split_multiword", "score_dict", "format_report"]

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# The key that cuts every split to its first N examples (sentences, trees or WSD sentences).
-NER_LIMITS = {"data.max_train_sentences": 600, "data.max_dev_sentences": 100, "data.max_test_sentences": 100}
+# data.limit cuts splits to their first N examples (sentences, trees or WSD sentences). The golden
+# files were recorded with the keys of the day (data.max_<split>_sentences), which it replaced.
+NER_LIMITS = {"data.limit": {"train": 600, "dev": 100, "test": 100}}
 COMMON = {"backbone.store": None, "train.threads": 1, "train.epochs": 2}
 RUNS = {
     "ner": ("ner_conll2003.yaml", {**NER_LIMITS, "model.hidden": 32, "train.epochs": 4, "train.batch_size": 16}),
@@ -36,11 +37,11 @@ def without_timings(value):
 
 
 def run_task(name: str, out: Path, keep: Path | None = None) -> dict:
-    from tasks.config import load_config
+    from tasks.config import load_task_config
     from tasks.trainer import Trainer
 
     config_name, overrides = RUNS[name]
-    config = load_config(REPO / "configs" / config_name, {**COMMON, **overrides})
+    config = load_task_config(REPO / "configs" / config_name, {**COMMON, **overrides})
     Trainer(config, out, progress=False, log=lambda *_: None).run()
     if keep is not None:  # a run directory in the format of its day, to prove later code still loads it
         import shutil
@@ -53,7 +54,7 @@ def run_task(name: str, out: Path, keep: Path | None = None) -> dict:
 
 
 def run_grid_golden(out: Path) -> dict:
-    from tasks.layer_benchmark import run_grid
+    from tasks.experiments.layer_grid import run_grid
 
     rows = run_grid(GRID["tasks"], 1, {"name": "default"}, out, mixes=GRID["mixes"], extra=GRID["extra"],
                     log=lambda *_: None, store=None)
@@ -87,7 +88,7 @@ def record_old_runs() -> None:
     from test_sentiment_task import NEGATIVE, NEUTRAL, POSITIVE, write_trees
     from test_wsd_task import MONEY, MULTIWORD, PLANT, RIVER, write_wsd
 
-    from tasks.config import load_config
+    from tasks.config import load_task_config
     from tasks.trainer import Trainer
 
     target = GOLDEN / "old_runs"
@@ -106,7 +107,7 @@ def record_old_runs() -> None:
             "wsd": ("wsd.yaml", "semcor", {"train.batch_size": 4}),
         }
         for name, (config_name, data, overrides) in runs.items():
-            config = load_config(REPO / "configs" / config_name,
+            config = load_task_config(REPO / "configs" / config_name,
                                  {**tiny, **overrides, "data.dir": str(tmp), "data.train": data, "data.dev": data,
                                   "data.test": None})
             run = tmp / f"run-{name}"

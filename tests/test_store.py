@@ -18,7 +18,7 @@ import torch
 
 from conftest import REPO, write_random_model
 from elmo_core import batch_to_ids, load_bilm
-from elmo_core.embed import length_sorted_batches
+from elmo_core.embed import plan_embedding_batches
 from elmo_core.loading import model_identity
 from elmo_core.store import (FeatureStore, FeatureStoreError, ShardWriter, build_store, compact_index,
                              distinct_sentences, layers_for_batch, read_index)
@@ -242,7 +242,7 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
     assert 4 <= len(stored) < len(reference)
     assert all(contents(after_kill)[k] == reference[k] for k in stored)  # complete entries only
     keys, unique = distinct_sentences(MODEL_ID, sentences)
-    plan = length_sorted_batches(unique, max_tokens=40)
+    plan = plan_embedding_batches(unique, max_tokens=40)
     stored_per_batch = [sum(keys[i] in stored for i in batch) for batch in plan]
     assert all(n in (0, len(batch)) for n, batch in zip(stored_per_batch, plan))  # a batch commits whole
     committed_chunks = {name: print_ for name, print_ in chunk_fingerprints(directory).items()

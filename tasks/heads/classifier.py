@@ -21,6 +21,7 @@ from torch import nn
 
 from elmo_core.scalar_mix import ScalarMix
 
+from ..base import Head
 from ..encoders import TokenEncoder
 
 POOLINGS = ("mean", "max", "attention")
@@ -71,7 +72,7 @@ def build_mlp(input_dim: int, hidden: Sequence[int], num_classes: int, dropout: 
     return nn.Sequential(*layers)
 
 
-class PooledClassifier(nn.Module):
+class PooledClassifier(Head):
     """Sentence classifier: token inputs -> optional BiLSTM -> masked pooling -> MLP.
 
     Args:
@@ -148,15 +149,18 @@ class PooledClassifier(nn.Module):
                 pooled.append(self.attention(states, mask))
         return torch.cat(pooled, dim=-1)
 
-    def forward(self, layers, mask, word_ids, char_ids) -> torch.Tensor:
+    def logits(self, layers, mask, word_ids, char_ids) -> torch.Tensor:
+        """``(batch, num_classes)``."""
         return self.mlp(self.pool(self.encode(layers, mask, word_ids, char_ids), mask))
 
+    def forward(self, layers, mask, word_ids, char_ids, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"loss"}``: mean cross-entropy over the batch plus the mix's L2 penalty. ``labels (batch,)``."""
+        logits = self.logits(layers, mask, word_ids, char_ids)
+        return {"loss": nn.functional.cross_entropy(logits, labels) + self.mix_penalty(), "logits": logits}
+
     def loss(self, layers, mask, word_ids, char_ids, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the batch plus the mix's L2 penalty. ``labels (batch,)``."""
-        logits = self(layers, mask, word_ids, char_ids)
-        ce = nn.functional.cross_entropy(logits, labels)
-        return ce + (self.mix.penalty() if self.mix is not None else 0.0)
+        return self(layers, mask, word_ids, char_ids, labels)["loss"]
 
     def predict(self, layers, mask, word_ids, char_ids) -> torch.Tensor:
         """``(batch,)`` class ids."""
-        return self(layers, mask, word_ids, char_ids).argmax(dim=-1)
+        return self.logits(layers, mask, word_ids, char_ids).argmax(dim=-1)

@@ -10,8 +10,10 @@ from torch import nn
 
 from elmo_core.scalar_mix import ScalarMix
 
+from ..base import Head
 
-class LinearProbe(nn.Module):
+
+class LinearProbe(Head):
     """``layers (num_layers, batch, time, dim)``, ``mask (batch, time)`` -> logits ``(batch, time, labels)``."""
 
     def __init__(self, mix: ScalarMix, elmo_dim: int, num_labels: int):
@@ -19,13 +21,14 @@ class LinearProbe(nn.Module):
         self.mix = mix
         self.linear = nn.Linear(mix.output_dim(elmo_dim), num_labels)
 
-    def forward(self, layers: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, layers: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.linear(self.mix(layers, mask))
 
-    def loss(self, layers, mask, labels) -> torch.Tensor:
-        logits = self(layers, mask)
-        return nn.functional.cross_entropy(logits[mask], labels[mask]) + self.mix.penalty()
+    def forward(self, layers, mask, tags) -> dict[str, torch.Tensor]:
+        """``{"loss"}``: token cross-entropy (``tags (batch, time)``, masked) plus the mix's penalty."""
+        logits = self.logits(layers, mask)
+        return {"loss": nn.functional.cross_entropy(logits[mask], tags[mask]) + self.mix_penalty(), "logits": logits}
 
     def decode(self, layers, mask) -> list[list[int]]:
-        best = self(layers, mask).argmax(-1)
+        best = self.logits(layers, mask).argmax(-1)
         return [row[: int(n)].tolist() for row, n in zip(best, mask.sum(1))]

@@ -21,6 +21,8 @@ from torch import nn
 
 from elmo_core.scalar_mix import ScalarMix
 
+from ..base import Head
+
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (all-zero rows stay zero), float32."""
@@ -95,7 +97,7 @@ def mix_instances(mix: ScalarMix, layers: torch.Tensor) -> torch.Tensor:
     return mix(layers.unsqueeze(2), mask).squeeze(1)
 
 
-class CandidateSenseClassifier(nn.Module):
+class CandidateSenseClassifier(Head):
     """``score(s | x) = e_s . W dropout(mix(x)) + b_s`` over the candidate senses of the instance only.
 
     Args:
@@ -121,17 +123,20 @@ class CandidateSenseClassifier(nn.Module):
         with torch.no_grad():
             self.senses.weight[0].zero_()
 
-    def forward(self, layers: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
+    def scores(self, layers: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
         query = self.project(self.dropout(mix_instances(self.mix, layers)))          # (batch, sense_dim)
         scores = torch.einsum("bd,bcd->bc", query, self.senses(candidates)) + self.bias(candidates).squeeze(-1)
         return scores.masked_fill(~candidate_mask, torch.finfo(scores.dtype).min)
 
+    def forward(self, layers, candidates, candidate_mask, gold: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"loss"}``: cross-entropy of the gold candidate position ``gold (batch,)``, plus the mix's L2 penalty."""
+        scores = self.scores(layers, candidates, candidate_mask)
+        return {"loss": nn.functional.cross_entropy(scores, gold) + self.mix_penalty(), "scores": scores}
+
     def loss(self, layers, candidates, candidate_mask, gold: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the gold candidate position ``gold (batch,)``, plus the mix's L2 penalty."""
-        scores = self(layers, candidates, candidate_mask)
-        return nn.functional.cross_entropy(scores, gold) + self.mix.penalty()
+        return self(layers, candidates, candidate_mask, gold)["loss"]
 
     def choose(self, layers, candidates, candidate_mask) -> torch.Tensor:
         """``(batch,)`` sense ids: the best-scoring candidate of each row (never a padding slot)."""
-        best = self(layers, candidates, candidate_mask).argmax(dim=-1)
+        best = self.scores(layers, candidates, candidate_mask).argmax(dim=-1)
         return candidates.gather(1, best.unsqueeze(1)).squeeze(1)

@@ -6,11 +6,12 @@ from torch import nn
 
 from elmo_core.scalar_mix import ScalarMix
 
+from ..base import Head
 from ..encoders import TokenEncoder
 from .crf import ConstrainedCrf
 
 
-class CrfTagger(nn.Module):
+class CrfTagger(Head):
     """``[mix(ELMo layers); word emb; char CNN] -> dropout -> BiLSTM -> dropout -> linear -> CRF``.
 
     Args:
@@ -52,11 +53,14 @@ class CrfTagger(nn.Module):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.emissions(self.dropout(out))
 
-    def loss(self, layers, mask, word_ids, char_ids, tags) -> torch.Tensor:
-        """Mean negative log-likelihood per sentence, plus the mix's L2 penalty."""
+    def forward(self, layers, mask, word_ids, char_ids, tags) -> dict[str, torch.Tensor]:
+        """``{"loss"}``: mean negative log-likelihood per sentence, plus the mix's L2 penalty."""
         emissions = self.encode(layers, mask, word_ids, char_ids)
         nll = -self.crf(emissions, tags, mask=mask, reduction="mean")
-        return nll + (self.mix.penalty() if self.mix is not None else 0.0)
+        return {"loss": nll + self.mix_penalty(), "emissions": emissions}
+
+    def loss(self, layers, mask, word_ids, char_ids, tags) -> torch.Tensor:
+        return self(layers, mask, word_ids, char_ids, tags)["loss"]
 
     def decode(self, layers, mask, word_ids, char_ids) -> list[list[int]]:
         return self.crf.decode(self.encode(layers, mask, word_ids, char_ids), mask=mask)

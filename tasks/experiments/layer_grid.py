@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import json
 import multiprocessing
 import os
@@ -19,47 +20,81 @@ from pathlib import Path
 
 import torch
 
-from .config import load_config
+from data.config import known_key
+from elmo_core.io import atomic_write_json, atomic_write_text
 
-REPO = Path(__file__).resolve().parents[1]
-MIXES: dict[str, dict] = {
-    "layer0": {"mode": "single", "layer": 0},
-    "layer1": {"mode": "single", "layer": 1},
-    "layer2": {"mode": "single", "layer": 2},
-    "top": {"mode": "top"},
-    "average": {"mode": "average"},
-    "learned λ=1": {"mode": "learned", "l2": 1.0},
-    "learned λ=0.001": {"mode": "learned", "l2": 0.001},
-    "concat": {"mode": "concat"},
-}
-TASK_CONFIGS = {"ner": "ner_conll2003.yaml", "pos": "probe_pos.yaml", "chunk": "probe_chunk.yaml",
-                "sst5": "sst5.yaml", "sst2": "sst2.yaml", "wsd": "wsd.yaml"}
-# The quick grid: documented in docs/layer_weighting.md; sized for ~30 minutes on 2 CPU cores.
-REDUCED = {
-    "ner": {"data.max_train_sentences": 5000, "data.max_dev_sentences": 1000, "train.epochs": 4, "model.hidden": 128},
-    "pos": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
-    "chunk": {"data.max_train_sentences": 3000, "data.max_dev_sentences": 1000, "train.epochs": 2},
-    "sst5": {"train.epochs": 3},
-    "sst2": {"train.epochs": 3},
-    "wsd": {"train.epochs": 2},
-}
-METRIC_NAMES = {"ner": "F1", "pos": "accuracy", "chunk": "chunk F1", "sst5": "accuracy", "sst2": "accuracy", "wsd": "F1"}
+from ..config import TaskConfig, load_task_config
+from ..errors import UsageError
+from ..features import attach_features, backbone_files, backbone_identity, load_backbone
+from ..registry import TASKS, build_task
+
+
+def grid_mixes(num_layers: int) -> dict[str, dict]:
+    """The grid's layer weightings for a biLM with ``num_layers`` layers (char CNN + LSTM layers):
+    each layer alone, the top layer, the equal average, the learned ScalarMix with a strong and a
+    weak L2 penalty, and the concatenation."""
+    mixes = {f"layer{k}": {"mode": "single", "layer": k} for k in range(num_layers)}
+    return {**mixes, "top": {"mode": "top"}, "average": {"mode": "average"},
+            "learned λ=1": {"mode": "learned", "l2": 1.0}, "learned λ=0.001": {"mode": "learned", "l2": 0.001},
+            "concat": {"mode": "concat"}}
+
+
+MIXES = grid_mixes(3)  # the mixes on an ELMo with 2 LSTM layers (every published ELMo)
+
+
+def default_config_path(task: str) -> Path:
+    """The task's packaged default config (``configs/`` ships inside the installed package)."""
+    from importlib import resources
+
+    return Path(str(resources.files("configs") / TASKS[task].default_config))
+
+
+def backbone_layers(backbone: dict) -> int:
+    """Layers (char CNN + LSTM layers) of the biLM a grid's backbone section names, from its options JSON."""
+    from ..config import BackboneConfig
+
+    options = json.loads(Path(backbone_files(BackboneConfig(**backbone))[0]).read_text(encoding="utf-8"))
+    return int(options["lstm"]["n_layers"]) + 1
 
 
 def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict,
-                store: Path | None = None) -> dict:
+                store: Path | None = None) -> TaskConfig:
     """The task's config for one cell. ``store``: the on-disk feature store every cell reads (and
     the first one fills); ``None`` keeps the features in memory only."""
     backbone = {**backbone, "store": str(store) if store is not None else None}
     overrides = {"train.seed": seed, "model.elmo.enabled": True, "model.elmo.mix": dict(mix), "backbone": backbone}
     if reduced:
-        overrides.update(REDUCED.get(task, {}))
-    overrides.update(extra)
-    return load_config(REPO / "configs" / TASK_CONFIGS[task], overrides)
+        overrides.update(TASKS[task].reduced)
+    overrides.update(overrides_for(task, extra))
+    return load_task_config(default_config_path(task), overrides)
 
 
-# Rough relative cost of one cell, to start the longest cells first when cells run in parallel.
-CELL_COST = {"ner": 10, "sst5": 4, "sst2": 4, "wsd": 3, "pos": 1, "chunk": 1}
+def overrides_for(task: str, extra: dict) -> dict:
+    """The grid-wide ``--set`` overrides that apply to ``task``: those naming a key its config has
+    (``model.hidden`` reaches NER and sentiment, not the linear probes)."""
+    return {k: v for k, v in extra.items() if known_key(TASKS[task].Config, k)}
+
+
+def check_grid(tasks: list[str], mixes: list[str], backbone: dict, seeds: int, jobs: int,
+               extra: dict | None = None) -> dict[str, dict]:
+    """Every argument checked before any cell starts; returns the mixes this backbone has."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UsageError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    unused = [k for k in extra or {} if not any(known_key(TASKS[t].Config, k) for t in tasks)]
+    if unused:
+        raise UsageError(f"--set {', '.join(unused)}: no task of this grid ({', '.join(tasks)}) has such a key")
+    available = grid_mixes(backbone_layers(backbone))
+    bad = [m for m in mixes if m not in available]
+    if bad:
+        raise UsageError(f"unknown mix(es) {bad} for this backbone; choose from {', '.join(available)}")
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    return available
+
+
 _inherited: dict = {}  # the feature and backbone caches forked workers inherit (see run_grid)
 
 
@@ -73,15 +108,17 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     ``store``: the feature store the cells read, ``out/features`` by default, so the backbone runs
     once per sentence over all invocations; ``None``: in memory, once per invocation.
     Returns the rows of every finished cell under ``out``."""
-    from .trainer import Trainer, warm_feature_cache
+    from ..trainer import Trainer
 
-    mixes = mixes or list(MIXES)
+    available = check_grid(tasks, mixes or [], backbone, seeds, jobs, extra)
+    mixes = mixes or list(available)
     extra = dict(extra or {})
     store = out / "features" if store == "default" else store
     log = _flushing(log)
     if jobs > 1:
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
+    configs = {c: cell_config(c[0], available[c[1]], c[2], backbone, reduced, extra, store) for c in cells}  # all checked now
     todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
     same = equal_mixes(mixes, backbone)
     copies = [c for c in todo if c[1] in same]
@@ -96,8 +133,7 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         for task, mix, seed in todo:
             progress.starting(task, mix, seed)
             started = time.perf_counter()
-            config = cell_config(task, MIXES[mix], seed, backbone, reduced, extra, store)
-            result = Trainer(config, cell_dir(out, task, mix, seed), progress=False,
+            result = Trainer(configs[task, mix, seed], cell_dir(out, task, mix, seed), progress=False,
                              log=lambda *_: clock.tick(progress.done),  # the trainer logs once per epoch
                              feature_cache=feature_cache, backbone_cache=backbone_cache).run()
             progress.finished(task, mix, seed, result, time.perf_counter() - started)
@@ -105,17 +141,15 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     elif todo:
         for task in dict.fromkeys(t for t, _, _ in todo):
             first_mix = next(m for t, m, _ in todo if t == task)
-            seconds = warm_feature_cache(cell_config(task, MIXES[first_mix], 1, backbone, reduced, extra, store),
-                                         feature_cache, backbone_cache)
+            seconds = warm_feature_cache(configs[task, first_mix, 1], feature_cache, backbone_cache)
             source = f"from the store {store}" if store is not None else "in memory"
             log(f"features for {task} {source}, once, shared by its cells: {sum(seconds.values()):.1f} s")
-        todo.sort(key=lambda c: -CELL_COST.get(c[0], 1))  # stable: task, mix, seed order within a cost
+        todo.sort(key=lambda c: -TASKS[c[0]].cost)  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending = {pool.submit(_run_cell_in_worker, cell_config(t, MIXES[m], s, backbone, reduced, extra, store),
-                                   cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
+            pending = {pool.submit(_run_cell_in_worker, configs[t, m, s], cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
             running = set(pending)
             while running:
                 # wake at least every minute, so the clock of a killed invocation is at most a minute short
@@ -133,25 +167,34 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     return all_rows
 
 
-def equal_mixes(mixes: list[str], backbone: dict) -> dict[str, str]:
-    """``{mix: the grid's mix it equals on this backbone}``: "top" is "layerL" of an L-layer biLM.
-    Such cells would train the same model on the same features, so they are copied instead."""
-    from .trainer import backbone_files
+def warm_feature_cache(config: TaskConfig, feature_cache: dict, backbone_cache: dict,
+                       progress: bool = False) -> dict[str, float]:
+    """Embed (or read from the store) every split of the task ``config`` describes into
+    ``feature_cache``, so that later ``Trainer`` runs given the same dicts, in this process or in
+    processes forked from it, train without running the backbone. Returns seconds per split."""
+    task = build_task(config)
+    for _ in task.load():
+        pass
+    identity = backbone_identity(config.backbone)
+    if identity not in backbone_cache:
+        backbone_cache[identity] = load_backbone(config.backbone)
+    return attach_features(task, backbone_cache[identity], progress, feature_cache)
 
+
+def equal_mixes(mixes: list[str], backbone: dict) -> dict[str, str]:
+    """``{mix: the grid's mix it equals on this backbone}``: "top" is the last "layerK".
+    Such cells would train the same model on the same features, so they are copied instead."""
     if "top" not in mixes:
         return {}
-    options = json.loads(Path(backbone_files({"backbone": backbone})[0]).read_text())
-    top = f"layer{options['lstm']['n_layers']}"
+    top = f"layer{backbone_layers(backbone) - 1}"
     return {"top": top} if top in mixes else {}
 
 
 def copy_equal_cell(out: Path, task: str, mix: str, source_mix: str, seed: int) -> None:
-    from .trainer import write_json
-
     source = cell_dir(out, task, source_mix, seed) / "results.json"
     target = cell_dir(out, task, mix, seed)
     target.mkdir(parents=True, exist_ok=True)
-    write_json(target / "results.json", dict(json.loads(source.read_text()), same_as=source_mix))
+    atomic_write_json(target / "results.json", dict(json.loads(source.read_text()), same_as=source_mix))
 
 
 def _flushing(log):
@@ -163,9 +206,9 @@ def _flushing(log):
     return log_and_flush
 
 
-def _run_cell_in_worker(config: dict, run_dir: Path, label: str) -> tuple[dict, float]:
+def _run_cell_in_worker(config: TaskConfig, run_dir: Path, label: str) -> tuple[dict, float]:
     """(results, wall seconds) of one cell, in a worker process."""
-    from .trainer import Trainer
+    from ..trainer import Trainer
 
     sys.stdout.write(f"  started {label} (worker {os.getpid()})\n")  # one write: workers share the stream
     sys.stdout.flush()
@@ -184,7 +227,7 @@ class GridProgress:
 
     The time left is estimated per task (cells of one task cost alike, cells of different tasks
     do not): the mean measured time of the task's finished cells, or for a task with none yet,
-    ``CELL_COST`` scaled by what the finished cells took; divided by the number of workers."""
+    the task's ``cost`` scaled by what the finished cells took; divided by the number of workers."""
 
     def __init__(self, todo: list[tuple[str, str, int]], total: int, log, jobs: int = 1):
         self.remaining = [task for task, _, _ in todo]
@@ -196,9 +239,9 @@ class GridProgress:
     def seconds_left(self) -> float | None:
         if not self.seconds:
             return None
-        per_cost = statistics.mean(t / CELL_COST.get(task, 1) for task, times in self.seconds.items() for t in times)
+        per_cost = statistics.mean(t / TASKS[task].cost for task, times in self.seconds.items() for t in times)
         estimate = {task: statistics.mean(times) for task, times in self.seconds.items()}
-        return sum(estimate.get(task, CELL_COST.get(task, 1) * per_cost) for task in self.remaining) / self.jobs
+        return sum(estimate.get(task, TASKS[task].cost * per_cost) for task in self.remaining) / self.jobs
 
     def _eta(self) -> str:
         left = self.seconds_left()
@@ -232,9 +275,7 @@ class InvocationClock:
     def tick(self, cells_done: int, finished: bool = False) -> None:
         entry = dict(self.entry, seconds=round(time.perf_counter() - self.started, 1), cells_done=cells_done,
                      finished=finished)
-        partial = self.path.with_name(self.path.name + ".part")
-        partial.write_text("\n".join(self.previous + [json.dumps(entry)]) + "\n")
-        os.replace(partial, self.path)
+        atomic_write_text(self.path, "\n".join(self.previous + [json.dumps(entry)]) + "\n")
 
 
 def mix_dirname(mix: str) -> str:
@@ -249,10 +290,12 @@ def cell_row(task: str, mix: str, seed: int, result: dict) -> dict:
 
 def collect_rows(out: Path) -> list[dict]:
     """Every finished cell under ``out`` (from any invocation), in task and mix order."""
-    names = {mix_dirname(m): m for m in MIXES}
+    layers = max([int(p.name[5:]) + 1 for p in (out / "runs").glob("*/layer*") if p.name[5:].isdigit()] + [3])
+    mixes = grid_mixes(layers)
+    names = {mix_dirname(m): m for m in mixes}
     rows = []
-    for task in TASK_CONFIGS:
-        for mix in MIXES:
+    for task in TASKS:
+        for mix in mixes:
             for path in sorted((out / "runs" / task / mix_dirname(mix)).glob("seed*/results.json")):
                 seed = int(path.parent.name.removeprefix("seed"))
                 rows.append(cell_row(task, names[mix_dirname(mix)], seed, json.loads(path.read_text())))
@@ -260,10 +303,7 @@ def collect_rows(out: Path) -> list[dict]:
 
 
 def _metric(task: str, scores: dict) -> float | None:
-    if not scores:
-        return None
-    key = {"pos": "accuracy", "sst5": "accuracy", "sst2": "accuracy"}.get(task, "f1")
-    return scores.get(key)
+    return scores.get(TASKS[task].metric) if scores else None
 
 
 def _mean_std(values: list[float]) -> str:
@@ -275,13 +315,10 @@ def _mean_std(values: list[float]) -> str:
 
 def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "cells.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["task", "mix", "seed", "dev", "test", "mix_s", "gamma"])
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_text(out / "cells.csv", csv_text(rows, ["task", "mix", "seed", "dev", "test", "mix_s", "gamma"]))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     mixes = list(dict.fromkeys(r["mix"] for r in rows))
-    header = "| mix | " + " | ".join(f"{t} dev {METRIC_NAMES[t]} | {t} test {METRIC_NAMES[t]}" for t in tasks) + " |"
+    header = "| mix | " + " | ".join(f"{t} dev {TASKS[t].metric_label} | {t} test {TASKS[t].metric_label}" for t in tasks) + " |"
     lines = [header, "|---|" + "---:|---:|" * len(tasks)]
     summary_rows = []
     for mix in mixes:
@@ -301,14 +338,19 @@ def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
                 weights.append(f"| {task} | {mix} | {', '.join(f'{v:.3f}' for v in s)} | {statistics.mean(r['gamma'] for r in sel):.3f} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
     timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()] if (out / "timings.jsonl").is_file() else []
-    (out / "table.md").write_text(f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. "
-                                  f"{describe_invocations(timings)}\n\n" + table)
-    with (out / "summary.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["task", "mix", "dev", "test", "dev_mean"])
-        writer.writeheader()
-        writer.writerows(summary_rows)
+    atomic_write_text(out / "table.md", f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. "
+                      f"{describe_invocations(timings)}\n\n" + table)
+    atomic_write_text(out / "summary.csv", csv_text(summary_rows, ["task", "mix", "dev", "test", "dev_mean"]))
     plot(rows, out, tasks, mixes)
     return table
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def describe_invocations(timings: list[dict]) -> str:
@@ -343,7 +385,7 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
         ax.set_xticks(range(len(mixes)), mixes, rotation=70, fontsize=7)
         low = min(means) if means else 0
         ax.set_ylim(max(0, low - 5), max(m + e for m, e in zip(means, stds)) + 1 if means else 1)
-        ax.set_title(f"{task}: dev {METRIC_NAMES[task]}", fontsize=9)
+        ax.set_title(f"{task}: dev {TASKS[task].metric_label}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "score_by_mix.png", dpi=120)
     plt.close(fig)
@@ -353,14 +395,15 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
         return
     fig, axes = plt.subplots(1, len(learned), figsize=(4.6 * len(learned), 3.6), squeeze=False)
     for ax, mix in zip(axes[0], learned):
-        width = 0.8 / max(len(tasks), 1)
+        width, layers = 0.8 / max(len(tasks), 1), 0
         for k, task in enumerate(tasks):
             sel = [r["mix_s"] for r in rows if r["task"] == task and r["mix"] == mix and r["mix_s"]]
             if not sel:
                 continue
             s = [statistics.mean(col) for col in zip(*sel)]
             ax.bar([j + k * width for j in range(len(s))], s, width, label=task)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(3)], ["layer 0", "layer 1", "layer 2"])
+            layers = len(s)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(layers)], [f"layer {j}" for j in range(layers)])
         ax.set_ylabel("s_j (softmax)")
         ax.set_title(f"learned layer weights, {mix}", fontsize=9)
         ax.legend(fontsize=7, ncol=len(tasks), loc="lower center", bbox_to_anchor=(0.5, -0.3))

@@ -1,0 +1,23 @@
+"""The errors of the task layer: one root, :class:`TasksError`, for everything a user can cause
+(a bad config, a bad command line, a run directory that does not fit). The CLI catches it, the
+readers' :class:`~data.errors.DataError` and the backbone's :class:`~elmo_core.errors.BackboneError`,
+and nothing else: any other exception is a bug and keeps its traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TasksError(ValueError):
+    """Root of the task layer's user errors."""
+
+
+class UsageError(TasksError):
+    """A command-line argument or API call that cannot work (``--jobs 0``, an unknown mix name)."""
+
+
+class RunDirError(TasksError):
+    """A run directory is missing a file, holds a damaged one, or was made with another config."""
+
+    def __init__(self, path: str | Path, message: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
