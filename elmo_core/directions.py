@@ -3,9 +3,10 @@
 The two directions of a layer share nothing, and each step's recurrent GEMM is small (at most a
 few hundred rows), which a 2-thread GEMM splits poorly: on 2 cores one direction per core runs
 faster than both directions one after the other with 2 threads each (the measured gain is in
-docs/benchmarks.md, "side by side" row of the backbone changes table). Only without autograd (inference), on the CPU, with >= 2 threads; anything
-else runs the two calls one after the other. Each direction gets half of the threads; the
-caller's thread count is restored afterwards.
+docs/benchmarks.md, the "side by side" row of the fast path's table of changes). Only without
+autograd (inference), on the CPU, with >= 2 threads; anything else runs the two calls one after
+the other. Each direction gets half of the threads; the caller's thread count is restored
+afterwards.
 """
 from __future__ import annotations
 

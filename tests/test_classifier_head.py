@@ -40,11 +40,11 @@ def inputs(lengths: list[int], time: int, seed: int = 1, garbage: float = 0.0):
 def test_padding_never_changes_the_output(encoder, pooling):
     head = make_head(encoder, pooling)
     layers, mask, words, chars = inputs([4], 4)
-    alone = head(layers, mask, words, chars)
+    alone = head.logits(layers, mask, words, chars)
     # The same sentence padded to 9 positions with huge values, next to a longer sentence.
     padded_layers, padded_mask, padded_words, padded_chars = inputs([4, 9], 9, seed=7, garbage=1e4)
     padded_layers[:, 0, :4], padded_words[0, :4], padded_chars[0, :4] = layers[:, 0], words[0], chars[0]
-    batched = head(padded_layers, padded_mask, padded_words, padded_chars)
+    batched = head.logits(padded_layers, padded_mask, padded_words, padded_chars)
     assert torch.allclose(alone[0], batched[0], atol=1e-5), (alone, batched)
 
 
@@ -64,8 +64,8 @@ def test_garbage_in_padding_is_ignored_by_every_pooling():
 def test_elmo_only_head_without_token_encoder():
     head = make_head("none", "mean", with_tokens=False)
     layers, mask, words, chars = inputs([3, 5], 5)
-    assert head(layers, mask, words, chars).shape == (2, 3)
-    assert head.predict(layers, mask, words, chars).tolist() == head(layers, mask, words, chars).argmax(-1).tolist()
+    assert head.logits(layers, mask, words, chars).shape == (2, 3)
+    assert head.predict(layers, mask, words, chars).tolist() == head.logits(layers, mask, words, chars).argmax(-1).tolist()
 
 
 def test_loss_is_cross_entropy_plus_the_mix_penalty():
@@ -74,7 +74,7 @@ def test_loss_is_cross_entropy_plus_the_mix_penalty():
         head.mix.weights.copy_(torch.tensor([1.0, -2.0, 0.5]))
     layers, mask, words, chars = inputs([3, 5], 5)
     labels = torch.tensor([0, 2])
-    expected = torch.nn.functional.cross_entropy(head(layers, mask, words, chars), labels) + 0.5 * (1 + 4 + 0.25)
+    expected = torch.nn.functional.cross_entropy(head.logits(layers, mask, words, chars), labels) + 0.5 * (1 + 4 + 0.25)
     assert torch.allclose(head.loss(layers, mask, words, chars, labels), expected)
 
 

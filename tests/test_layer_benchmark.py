@@ -2,7 +2,7 @@
 import csv
 
 from conftest import write_random_model
-from tasks.layer_benchmark import MIXES, run_grid
+from tasks.experiments.layer_grid import MIXES, run_grid
 from test_ner_pipeline import SENTENCES, write_conll
 
 
@@ -13,15 +13,18 @@ def _tiny_grid_inputs(tmp_path):
     options, weights = write_random_model(tmp_path / "model")
     backbone = {"name": None, "options": str(options), "weights": str(weights)}
     extra = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
-             "train.epochs": 2, "train.threads": 1, "model.hidden": 8, "model.words.min_count": 1}
+             "train.epochs": 2, "train.threads": 1}
     return backbone, extra
+
+
+NER_EXTRA = {"model.hidden": 8, "model.words.min_count": 1}  # keys the linear probes do not have
 
 
 def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
     backbone, extra = _tiny_grid_inputs(tmp_path)
     out = tmp_path / "grid"
     run_grid(["pos", "chunk"], 1, backbone, out, mixes=["layer1", "learned λ=0.001"], extra=extra, log=lambda *_: None)
-    rows = run_grid(["ner"], 1, backbone, out, mixes=["concat"], extra=extra, log=lambda *_: None)
+    rows = run_grid(["ner"], 1, backbone, out, mixes=["concat"], extra={**extra, **NER_EXTRA}, log=lambda *_: None)
     assert {(r["task"], r["mix"]) for r in rows} == {("pos", "layer1"), ("pos", "learned λ=0.001"),
                                                      ("chunk", "layer1"), ("chunk", "learned λ=0.001"), ("ner", "concat")}
     learned = [r for r in rows if r["mix"] == "learned λ=0.001"]
@@ -69,7 +72,7 @@ def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cel
 
 
 def test_a_cut_off_invocation_is_reported_as_such():
-    from tasks.layer_benchmark import describe_invocations
+    from tasks.experiments.layer_grid import describe_invocations
 
     text = describe_invocations([
         {"tasks": ["ner"], "cells": 24, "seconds": 600.0, "jobs": 2, "cells_done": 5, "finished": False},
@@ -79,7 +82,8 @@ def test_a_cut_off_invocation_is_reported_as_such():
 
 
 def test_time_left_is_estimated_per_task_and_shared_by_the_workers():
-    from tasks.layer_benchmark import CELL_COST, GridProgress
+    from tasks.experiments.layer_grid import GridProgress
+    from tasks.registry import TASKS
 
     todo = [("ner", "layer0", 1), ("ner", "layer1", 1), ("pos", "layer0", 1), ("pos", "layer1", 1)]
     lines = []
@@ -87,9 +91,9 @@ def test_time_left_is_estimated_per_task_and_shared_by_the_workers():
     assert lines == ["2 of 6 cells already finished in this output directory: kept"]
     assert progress.seconds_left() is None
     progress.finished("ner", "layer0", 1, {"dev": {"f1": 80.0}, "test": {"f1": 75.0}}, seconds=300.0)
-    # left: one ner cell (300 s measured) + two pos cells (not measured: CELL_COST-scaled), over 2 workers
-    per_cost = 300.0 / CELL_COST["ner"]
-    assert progress.seconds_left() == (300.0 + 2 * CELL_COST["pos"] * per_cost) / 2
+    # left: one ner cell (300 s measured) + two pos cells (not measured: scaled by the tasks' cost), over 2 workers
+    per_cost = 300.0 / TASKS["ner"].cost
+    assert progress.seconds_left() == (300.0 + 2 * TASKS["pos"].cost * per_cost) / 2
     progress.finished("pos", "layer0", 1, {"dev": {"accuracy": 90.0}, "test": {"accuracy": 91.0}}, seconds=12.0)
     assert progress.seconds_left() == (300.0 + 12.0) / 2
     assert lines[-1] == "[4/6 done] pos | layer0 | seed 1: dev 90.00, test 91.00 (0.2 min); about 3 min left"
@@ -152,3 +156,24 @@ def test_command_line_puts_the_store_where_asked_and_none_with_no_store(tmp_path
     with pytest.raises(SystemExit):
         main(common + ["--out", str(tmp_path / "c"), "--store", str(tmp_path / "s"), "--no-store"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_grid_wide_override_no_task_of_the_grid_has_is_an_error_before_any_cell(tmp_path):
+    import pytest
+
+    from tasks.errors import UsageError
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)
+    with pytest.raises(UsageError, match="model.hiden: no task of this grid"):
+        run_grid(["pos", "ner"], 1, backbone, tmp_path / "grid", mixes=["layer1"], extra={**extra, "model.hiden": 8},
+                 log=lambda *_: None)
+    assert not (tmp_path / "grid" / "runs").exists()
+
+
+def test_grid_overrides_reach_only_the_tasks_that_have_the_key(tmp_path):
+    from tasks.experiments.layer_grid import cell_config, grid_mixes
+
+    backbone, extra = _tiny_grid_inputs(tmp_path)
+    mix = grid_mixes(3)["layer1"]
+    assert cell_config("ner", mix, 1, backbone, False, {**extra, **NER_EXTRA}).model.hidden == 8
+    assert not hasattr(cell_config("pos", mix, 1, backbone, False, {**extra, **NER_EXTRA}).model, "hidden")

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_random_model
 from tasks.cli import main
-from tasks.config import load_config
+from tasks.config import load_task_config
 from tasks.trainer import Trainer
 
 SENTENCES = [
@@ -41,7 +41,7 @@ def ner_setup(tmp_path):
 
 
 def config(overrides: dict) -> dict:
-    return load_config(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml", overrides)
+    return load_task_config(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml", overrides)
 
 
 def test_training_writes_a_complete_run_directory(ner_setup):

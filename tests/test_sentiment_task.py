@@ -10,8 +10,9 @@ import torch
 from conftest import REPO, shared_path, write_random_model
 from data.errors import DataFormatError
 from tasks.cli import main
-from tasks.config import load_config
-from tasks.sentiment import SentimentTask, unescape_ptb
+from tasks.config import load_task_config
+from tasks.registry import build_task
+from tasks.sentiment import unescape_ptb
 from tasks.trainer import Trainer
 
 torch.set_num_threads(1)
@@ -50,7 +51,7 @@ def sst_config(data_dir: Path, model_dir: Path, config: str = "sst5.yaml", **ext
     overrides = {"data.dir": str(data_dir), "backbone.name": None, "backbone.options": str(options),
                  "backbone.weights": str(weights), "train.epochs": 3, "train.patience": 5, "train.threads": 1,
                  "train.batch_size": 4, "model.hidden": 8, "model.mlp": [8], **extra}
-    return load_config(REPO / "configs" / config, overrides)
+    return load_task_config(REPO / "configs" / config, overrides)
 
 
 def quiet(*_):
@@ -92,9 +93,9 @@ def test_no_elmo_baseline_trains_from_words_and_chars(sst_dir, tmp_path):
 
 
 def test_phrases_add_train_subtrees_only_and_dedupe(sst_dir, tmp_path):
-    plain = SentimentTask(sst_config(sst_dir, tmp_path / "m"))
+    plain = build_task(sst_config(sst_dir, tmp_path / "m"))
     plain.load()
-    task = SentimentTask(sst_config(sst_dir, tmp_path / "m", **{"data.phrases": True}))
+    task = build_task(sst_config(sst_dir, tmp_path / "m", **{"data.phrases": True}))
     task.load()
     train, dev = task.splits["train"], task.splits["dev"]
     assert len(dev) == len(plain.splits["dev"]) and all(dev.is_root)
@@ -102,15 +103,15 @@ def test_phrases_add_train_subtrees_only_and_dedupe(sst_dir, tmp_path):
     phrases = [(tuple(t), l) for t, l, root in zip(train.tokens, train.labels, train.is_root) if not root]
     assert phrases and len(phrases) == len(set(phrases))  # the file has every tree twice: phrases once
     assert (("great", "film"), "3") in phrases  # the subtree "great film" of a label-3 tree
-    half = SentimentTask(sst_config(sst_dir, tmp_path / "m", **{"data.phrases": True, "data.phrase_sample": 0.5}))
+    half = build_task(sst_config(sst_dir, tmp_path / "m", **{"data.phrases": True, "data.phrase_sample": 0.5}))
     half.load()
     assert sum(not r for r in half.splits["train"].is_root) == round(0.5 * len(phrases))
 
 
 def test_sst2_drops_neutral_and_uses_two_labels(sst_dir, tmp_path):
-    task = SentimentTask(sst_config(sst_dir, tmp_path / "m", config="sst2.yaml"))
+    task = build_task(sst_config(sst_dir, tmp_path / "m", config="sst2.yaml"))
     task.load()
-    task.build_vocabularies()
+    task.fit_vocab(task.splits["train"])
     assert task.labels == ["0", "1"] and task.label_names == ["negative", "positive"]
     train = task.splits["train"]
     assert len(train) == 16 and set(train.labels) == {"0", "1"}
@@ -159,7 +160,7 @@ def test_tsv_format_trains_with_the_file_labels(tmp_path):
 def test_empty_text_in_tsv_is_reported_with_file_and_line(tmp_path):
     config = tsv_config(tmp_path)
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\ngood film\tpos\n \tneg\n", encoding="utf-8")
-    task = SentimentTask(config)
+    task = build_task(config)
     with pytest.raises(DataFormatError, match=r"dev\.tsv:3: empty text"):
         task.load()
 
@@ -167,15 +168,15 @@ def test_empty_text_in_tsv_is_reported_with_file_and_line(tmp_path):
 def test_a_dev_label_unseen_in_train_is_reported_with_file_and_line(tmp_path):
     config = tsv_config(tmp_path)
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\ngood film\tpos\nso so\tmeh\n", encoding="utf-8")
-    task = SentimentTask(config)
+    task = build_task(config)
     task.load()
-    task.build_vocabularies()
+    task.fit_vocab(task.splits["train"])
     with pytest.raises(DataFormatError, match=r"dev\.tsv:3: label 'meh' never occurs"):
         task.tensorise(task.splits["dev"])
 
 
 def test_missing_sst_file_names_the_path_and_the_fix(tmp_path):
-    task = SentimentTask(sst_config(tmp_path / "nowhere", tmp_path / "model"))
+    task = build_task(sst_config(tmp_path / "nowhere", tmp_path / "model"))
     with pytest.raises(DataFormatError, match="SST_DIR"):
         task.load()
 
@@ -183,10 +184,10 @@ def test_missing_sst_file_names_the_path_and_the_fix(tmp_path):
 @pytest.mark.slow
 def test_real_sst_splits_load_with_the_published_counts():
     sst = shared_path("sst")
-    task = SentimentTask(load_config(REPO / "configs" / "sst5.yaml", {"data.dir": str(sst)}))
+    task = build_task(load_task_config(REPO / "configs" / "sst5.yaml", {"data.dir": str(sst)}))
     task.load()
     assert [len(task.splits[s]) for s in ("train", "dev", "test")] == [8544, 1101, 2210]
-    binary = SentimentTask(load_config(REPO / "configs" / "sst2.yaml", {"data.dir": str(sst)}))
+    binary = build_task(load_task_config(REPO / "configs" / "sst2.yaml", {"data.dir": str(sst)}))
     binary.load()
     assert [len(binary.splits[s]) for s in ("train", "dev", "test")] == [6920, 872, 1821]
     tokens = {t for s in task.splits["train"].tokens for t in s}
@@ -198,5 +199,5 @@ def test_a_training_limit_does_not_cut_the_file_given_to_predict(sst_dir, tmp_pa
 
     Trainer(sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1, "data.limit": 2}), tmp_path / "run",
             progress=False, log=quiet).run()
-    task, _, _ = load_run(tmp_path / "run")
-    assert len(task.read_split(sst_dir / "test.txt").lines) == len((sst_dir / "test.txt").read_text().splitlines())
+    task = load_run(tmp_path / "run").task
+    assert len(task.read(sst_dir / "test.txt").lines) == len((sst_dir / "test.txt").read_text().splitlines())

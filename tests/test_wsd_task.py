@@ -16,13 +16,14 @@ from data.wordnet import DEBIAN_WORDNET_DIR
 from elmo_core import load_bilm
 from elmo_core.scalar_mix import ScalarMix
 from tasks.cli import main
-from tasks.config import load_config
-from tasks.features import CachedFeatures, LiveFeatures
+from tasks.config import load_task_config
+from tasks.features import InMemoryFeatures, LiveFeatures
 from tasks.heads.sense import CandidateSenseClassifier, SenseCentroids
 from tasks.metrics.wsd import evaluate
 from tasks.trainer import Trainer
-from tasks.wsd import (InstanceFeatures, WsdTask, centroid_answers, expand_sentence, fit_centroids, fixed_mix,
-                       make_split, prepare_task, run_centroid_method, split_multiword)
+from tasks.experiments.wsd_centroid import (centroid_answers, fit_centroids, fixed_mix, prepare_task,
+                                            run_centroid_method)
+from tasks.wsd import InstanceFeatures, WsdConfig, WsdTask, expand_sentence, make_split, split_multiword
 
 torch.set_num_threads(1)
 
@@ -89,13 +90,13 @@ def wsd_config(data_dir: Path, model_dir: Path | None = None, **extra) -> dict:
     if model_dir is not None:
         options, weights = write_random_model(model_dir)
         overrides.update({"backbone.name": None, "backbone.options": str(options), "backbone.weights": str(weights)})
-    return load_config(REPO / "configs" / "wsd.yaml", overrides)
+    return load_task_config(REPO / "configs" / "wsd.yaml", overrides)
 
 
 def loaded_task(config: dict) -> WsdTask:
     task = WsdTask(config)
     task.load()
-    task.build_vocabularies()
+    task.fit_vocab(task.splits["train"])
     for split in task.splits.values():
         task.tensorise(split)
     return task
@@ -163,7 +164,7 @@ def test_masked_softmax_never_predicts_a_non_candidate_sense():
     mask = torch.tensor([[True, True, False], [True, False, False]])
     chosen = head.choose(layers, candidates, mask).tolist()
     assert chosen[0] in (3, 4) and chosen[1] == 7
-    scores = head(layers, candidates, mask)
+    scores = head.scores(layers, candidates, mask)
     assert torch.all(scores[~mask] == torch.finfo(scores.dtype).min)
     loss = head.loss(layers, candidates, mask, torch.tensor([1, 0]))
     assert torch.isfinite(loss)
@@ -177,7 +178,8 @@ def test_vocabulary_has_wordnet_candidates_of_train_lemmas_only(wsd_dir):
     train = task.splits["train"]
     # One-candidate lemmas (river, cash, ...) teach the softmax nothing and are left out of training.
     assert all(len(train.candidates[i]) > 1 for i in train.trainable)
-    assert json.loads(json.dumps(task.vocab_state())) == task.vocab_state()
+    state = task.fit_vocab(train)
+    assert json.loads(json.dumps(state)) == state
 
 
 def test_classifier_trains_through_the_trainer_and_answers_only_candidates(wsd_dir, tmp_path):
@@ -223,30 +225,30 @@ def test_multiword_tokens_are_split_for_the_bilm_and_spans_kept():
 
 def test_instance_vectors_are_span_means_and_cached_equals_live(wsd_dir, tmp_path):
     task = WsdTask(wsd_config(wsd_dir))
-    split = task.read_split(wsd_dir / "semcor")
+    split = task.read(wsd_dir / "semcor")
     options, weights = write_random_model(tmp_path / "model")
     bilm = load_bilm(options=options, weights=weights)
-    cached = CachedFeatures.compute(bilm, split.tokens, dtype=np.float32, progress=False)
-    split.features = cached
+    cached = InMemoryFeatures.compute(bilm, split.tokens, dtype=np.float32, progress=False)
+    task.attach_features(split, cached)  # keeps the instances' vectors only
     multi = next(i for i, ref in enumerate(split.instances) if ref.end - ref.start == 2)
     ref = split.instances[multi]
     expected = cached.arrays[ref.sentence][:, ref.start : ref.end].mean(axis=1)
     assert np.allclose(split.features.array[multi], expected, atol=2e-3)  # stored as float16
     cached_array = split.features.array.copy()
-    split.features = LiveFeatures(bilm, split.tokens)
+    task.attach_features(split, LiveFeatures(bilm, split.tokens))
     assert np.allclose(split.features.array, cached_array, atol=2e-3)
     assert split.features.batch([0, multi]).shape == (3, 2, bilm.output_dim)
 
 
 def test_prepare_task_runs_the_backbone_once_per_split(wsd_dir, tmp_path, monkeypatch):
     calls = []
-    original = CachedFeatures.compute.__func__
+    original = InMemoryFeatures.compute.__func__
 
     def counting(cls, bilm, sentences, **kwargs):
         calls.append(len(sentences))
         return original(cls, bilm, sentences, **kwargs)
 
-    monkeypatch.setattr(CachedFeatures, "compute", classmethod(counting))
+    monkeypatch.setattr(InMemoryFeatures, "compute", classmethod(counting))
     task, timings = prepare_task(wsd_config(wsd_dir, tmp_path / "model"), progress=False, log=lambda *_: None)
     assert calls == [5, 2, 3] and set(timings["features_seconds"]) == {"train", "dev", "test"}
     run_centroid_method(task, ["layer:1", "layer:2", "average"], log=lambda *_: None)
@@ -269,8 +271,8 @@ def test_limit_cuts_sentences_and_their_gold_keys(wsd_dir):
 @pytest.mark.slow
 def test_first_sense_backoff_reproduces_the_published_baseline_on_all():
     require_wordnet()
-    task = WsdTask({"data": {}})
-    split = task.read_split(shared_path("wsd", "ALL"))
+    task = WsdTask(WsdConfig())
+    split = task.read(shared_path("wsd", "ALL"))
     report = evaluate(split.corpus, task.first_sense_answers(split))
     assert round(100 * report.overall.f1, 1) == 65.2  # Raganato et al. (2017), WN 1st sense, ALL
     assert {k: round(100 * v.f1, 1) for k, v in report.by_dataset.items()} == {
@@ -279,6 +281,6 @@ def test_first_sense_backoff_reproduces_the_published_baseline_on_all():
 
 def test_make_split_keeps_instance_order_of_the_corpus(wsd_dir):
     task = WsdTask(wsd_config(wsd_dir))
-    split = task.read_split(wsd_dir / "ALL")
+    split = task.read(wsd_dir / "ALL")
     assert [ref.instance_id for ref in split.instances] == [i.instance_id for i in split.corpus.instances()]
     assert make_split(split.corpus, False).tokens[2] == ["The", "Fulton_County", "took_place"]
