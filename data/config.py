@@ -179,7 +179,7 @@ def to_dict(config) -> dict:
 
 def _build_section(cls, tree, prefix: str, problems: list[str], root):
     if not isinstance(tree, dict):
-        problems.append(f"{prefix or '<top>'}: expected a section (key: value lines), found {_found(tree)}")
+        problems.append(f"{prefix.rstrip('.') or '<top>'}: expected a section (key: value lines), found {_found(tree)}")
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}

@@ -26,6 +26,7 @@ import torch
 from data.errors import DataFormatError
 from data.sst import BINARY_LABEL_NAMES, LABEL_NAMES, SstExample, read_sst
 from data.tsv import read_tsv
+from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
 from .batching import batch_layers, padded_token_ids
@@ -285,11 +286,11 @@ class SentimentTask(Task):
     def write_predictions(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
         """``line<TAB>gold<TAB>predicted<TAB>text`` rows, plus ``<stem>.confusion.png`` when labelled."""
         path = Path(path)
-        with path.open("w", encoding="utf-8") as out:
-            out.write("line\tgold\tpredicted\ttext\n")
-            for i, (tokens, predicted) in enumerate(zip(split.tokens, predictions)):
-                gold = split.labels[i] if split.labels is not None else ""
-                out.write(f"{split.lines[i]}\t{gold}\t{predicted}\t{' '.join(tokens)}\n")
+        rows = ["line\tgold\tpredicted\ttext\n"]
+        for i, (tokens, predicted) in enumerate(zip(split.tokens, predictions)):
+            gold = split.labels[i] if split.labels is not None else ""
+            rows.append(f"{split.lines[i]}\t{gold}\t{predicted}\t{' '.join(tokens)}\n")
+        atomic_write_text(path, "".join(rows))
         if split.labels is not None:
             png = path.with_name(path.name.split(".")[0] + ".confusion.png")
             plot_confusion_matrix(self.report(split, predictions).confusion, self.label_names, png)
@@ -297,9 +298,8 @@ class SentimentTask(Task):
     def write_output(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
         """``elmo-tasks predict`` output: ``label<TAB>label name<TAB>text`` per input sentence."""
         names = dict(zip(self.labels, self.label_names))
-        with Path(path).open("w", encoding="utf-8") as out:
-            for tokens, predicted in zip(split.tokens, predictions):
-                out.write(f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n")
+        atomic_write_text(Path(path), "".join(f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n"
+                                              for tokens, predicted in zip(split.tokens, predictions)))
 
 
 class Sst5Task(SentimentTask):

@@ -141,7 +141,8 @@ def first_sense_baseline(corpus: WsdCorpus, wordnet: WordNet) -> dict[str, str]:
 
 def write_answers(path: str | Path, answers: SystemAnswers) -> None:
     """Write answers in the key-file format Scorer.java reads (``id key [key ...]``)."""
-    with open(path, "w", encoding="utf-8") as out:
-        for instance_id, answer in answers.items():
-            keys = [answer] if isinstance(answer, str) else list(answer)
-            out.write(" ".join([instance_id, *keys]) + "\n")
+    from elmo_core.io import atomic_write_text
+
+    lines = [" ".join([instance_id, *([answer] if isinstance(answer, str) else list(answer))]) + "\n"
+             for instance_id, answer in answers.items()]
+    atomic_write_text(Path(path), "".join(lines))
