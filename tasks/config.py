@@ -1,10 +1,10 @@
 """Typed task configs: the sections every task shares (data, backbone, mix, model, train) and the
-one strict loader for training, the layer grid and run directories.
+rules the loader applies (legacy keys, keys a resumed run may change).
 
 A task extends :class:`DataConfig` / :class:`ModelConfig` with its own keys and declares its
-:class:`TaskConfig` subclass as ``Task.Config``; :func:`load_task_config` reads the ``task:`` key,
-finds the task in the registry and checks the whole file against that class before anything is
-read or embedded (unknown keys, wrong types and out-of-range values are all reported at once).
+:class:`TaskConfig` subclass as ``Task.Config``; :func:`tasks.registry.load_task_config` reads the
+``task:`` key, finds the task in the registry and checks the whole file against that class before
+anything is read or embedded (unknown keys, wrong types and out-of-range values all at once).
 """
 from __future__ import annotations
 
@@ -163,36 +163,6 @@ def rename_legacy_keys(tree: dict) -> dict:
     return tree
 
 
-def task_config_from_tree(tree: dict, source: str | Path = "<config>") -> TaskConfig:
-    """The typed config of the task named by ``tree['task']``; every problem reported at once."""
-    from .registry import TASKS
-
-    name = tree.get("task")
-    if name not in TASKS:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        found = "missing" if name is None else f"{name!r}"
-        raise ConfigError(source, [f"task: {found}; expected one of {', '.join(TASKS)}{hint}"])
-    return build(TASKS[name].Config, rename_legacy_keys(expand_env(tree)), source)
-
-
-def load_task_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TaskConfig:
-    """Read, override, expand and check a task config file."""
-    tree = merge_overrides(read_yaml(path), overrides)
-    return task_config_from_tree(tree, _source(path, overrides))
-
-
-def _source(path: str | Path, overrides: dict | None) -> str:
-    return f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
-
-
-def with_overrides(config: TaskConfig, overrides: dict[str, Any], source: str = "--set") -> TaskConfig:
-    """A copy of ``config`` with dotted ``overrides`` applied and checked."""
-    return task_config_from_tree(merge_overrides(to_dict(config), overrides, source), source)
-
-
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain config trees."""
     keys = []
@@ -206,6 +176,5 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 __all__ = ["TaskConfig", "DataConfig", "BackboneConfig", "MixConfig", "ElmoConfig", "WordsConfig", "CharsConfig",
-           "ModelConfig", "TrainConfig", "ConfigError", "load_task_config", "task_config_from_tree", "with_overrides",
-           "changed_keys", "rename_legacy_keys", "to_dict", "fraction", "positive", "non_negative", "unit_interval",
+           "ModelConfig", "TrainConfig", "ConfigError", "changed_keys", "rename_legacy_keys", "to_dict", "fraction", "positive", "non_negative", "unit_interval",
            "RESUMABLE_KEYS", "SPLITS"]

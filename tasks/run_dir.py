@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from .base import Head, Task
-from .config import rename_legacy_keys, task_config_from_tree
+from .config import rename_legacy_keys
+from .registry import build_task, task_config_from_tree
 from .errors import RunDirError
 from .features import LiveFeatures, load_backbone
-from .registry import build_task
 
 RUN_FILES = ("config.yaml", "vocab.json", "best.pt")
 

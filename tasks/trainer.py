@@ -22,10 +22,10 @@ from elmo_core.checkpoint import python_rng_state
 from elmo_core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from elmo_core.progress import bar_disabled
 
-from .config import RESUMABLE_KEYS, ConfigError, TaskConfig, changed_keys, task_config_from_tree, to_dict
+from .config import RESUMABLE_KEYS, ConfigError, TaskConfig, changed_keys, to_dict
 from .errors import RunDirError
 from .features import attach_features, backbone_identity, load_backbone
-from .registry import build_task
+from .registry import build_task, task_config_from_tree
 
 
 def check_mix_fits(config: TaskConfig, num_layers: int) -> None:

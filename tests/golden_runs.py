@@ -37,7 +37,7 @@ def without_timings(value):
 
 
 def run_task(name: str, out: Path, keep: Path | None = None) -> dict:
-    from tasks.config import load_task_config
+    from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
     config_name, overrides = RUNS[name]
@@ -88,7 +88,7 @@ def record_old_runs() -> None:
     from test_sentiment_task import NEGATIVE, NEUTRAL, POSITIVE, write_trees
     from test_wsd_task import MONEY, MULTIWORD, PLANT, RIVER, write_wsd
 
-    from tasks.config import load_task_config
+    from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
     target = GOLDEN / "old_runs"

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO
 from data.config import ConfigError, parse_overrides
 from tasks.cli import main
-from tasks.config import load_task_config
+from tasks.registry import load_task_config
 from tasks.errors import RunDirError
 from tasks.trainer import Trainer
 from test_ner_pipeline import SENTENCES, write_conll

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_random_model
 from tasks.cli import main
-from tasks.config import load_task_config
+from tasks.registry import load_task_config
 from tasks.trainer import Trainer
 
 SENTENCES = [

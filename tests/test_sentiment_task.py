@@ -10,7 +10,7 @@ import torch
 from conftest import REPO, shared_path, write_random_model
 from data.errors import DataFormatError
 from tasks.cli import main
-from tasks.config import load_task_config
+from tasks.registry import load_task_config
 from tasks.registry import build_task
 from tasks.sentiment import unescape_ptb
 from tasks.trainer import Trainer

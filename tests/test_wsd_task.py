@@ -16,7 +16,7 @@ from data.wordnet import DEBIAN_WORDNET_DIR
 from elmo_core import load_bilm
 from elmo_core.scalar_mix import ScalarMix
 from tasks.cli import main
-from tasks.config import load_task_config
+from tasks.registry import load_task_config
 from tasks.features import InMemoryFeatures, LiveFeatures
 from tasks.heads.sense import CandidateSenseClassifier, SenseCentroids
 from tasks.metrics.wsd import evaluate

@@ -10,7 +10,7 @@ from .common import format_scores
 def train(config_path: Path, overrides: dict | None = None, out: Path | None = None, progress: bool = True,
           log=print) -> tuple[dict, Path]:
     """Check the config (all of it, before any data is read), train, and return ``(results, run directory)``."""
-    from ..config import load_task_config
+    from ..registry import load_task_config
     from ..trainer import Trainer
 
     config = load_task_config(config_path, overrides)

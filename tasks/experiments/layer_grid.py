@@ -23,7 +23,8 @@ import torch
 from data.config import known_key
 from elmo_core.io import atomic_write_json, atomic_write_text
 
-from ..config import TaskConfig, load_task_config
+from ..config import TaskConfig
+from ..registry import load_task_config
 from ..errors import UsageError
 from ..features import attach_features, backbone_files, backbone_identity, load_backbone
 from ..registry import TASKS, build_task
