@@ -24,17 +24,17 @@ VARIANTS = {"elmo": ["model.elmo.enabled=true"], "baseline": ["model.elmo.enable
 
 
 def run_one(config: Path, variant: str, seed: int, out_root: Path, extra: list[str]) -> dict:
-    from tasks.cli import parse_overrides
-    from tasks.config import load_config
+    from data.config import parse_overrides
+    from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
     out = out_root / f"{variant}-seed{seed}"
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
     overrides = parse_overrides(VARIANTS[variant] + [f"train.seed={seed}"] + extra)
-    config_tree = load_config(config, overrides)
+    task_config = load_task_config(config, overrides)
     print(f"== {variant} seed {seed} -> {out}", flush=True)
-    return Trainer(config_tree, out, progress=False).run()
+    return Trainer(task_config, out, progress=False).run()
 
 
 def int8_cost(run_dir: Path) -> dict:
@@ -42,15 +42,13 @@ def int8_cost(run_dir: Path) -> dict:
     cached = run_dir / "int8_test.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    from tasks.ner import resolve_data_path
-    from tasks.run_dir import attach_live_features, load_run
+    from tasks.run_dir import load_run
 
-    task, model, bilm = load_run(run_dir, precision="int8")
-    split = task.read_split(resolve_data_path(task.config, "test"))
-    task.tensorise(split)
-    attach_live_features(split, bilm)
-    started = time.perf_counter()
-    scores = task.score(split, task.predict(model, split))
+    trained = load_run(run_dir, precision="int8")
+    test_path = trained.task.data_path("test")
+    started = time.perf_counter()  # the backbone runs live (int8) inside predict_file
+    split, predictions, _ = trained.predict_file(test_path, "labelled")
+    scores = trained.task.score(split, predictions)
     scores.pop("report")
     result = {"f1": scores["f1"], "seconds": round(time.perf_counter() - started, 1)}
     cached.write_text(json.dumps(result) + "\n")
@@ -113,6 +111,7 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--int8", action="store_true", help="also score every ELMo run's test set with an int8 backbone")
+    parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
@@ -127,7 +126,7 @@ def main() -> int:
                 print(f"int8 {run_dir.name}: test F1 {int8_cost(run_dir)['f1']:.2f}", flush=True)
     text = report(args.out, args.config, args.set, None if args.report_only else time.perf_counter() - started)
     print(text)
-    write_section(DOCS / "benchmarks.md", "ner-conll2003", text)
+    write_section(args.doc, "ner-conll2003", text)
     return 0
 
 

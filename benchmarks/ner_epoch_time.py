@@ -23,16 +23,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from tasks.config import load_config
+    from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, overrides in (("backbone every batch (no cache)", {"backbone.cache": False}),
                                  ("feature store (memory-mapped)", {"backbone.store": f"{tmp}/store"})):
-            config = load_config(args.config, {"train.epochs": 1, "train.threads": args.threads,
-                                               "data.max_train_sentences": args.sentences,
-                                               "data.max_dev_sentences": 200, "data.max_test_sentences": 200, **overrides})
+            config = load_task_config(args.config, {"train.epochs": 1, "train.threads": args.threads,
+                                                    "data.limit": {"train": args.sentences, "dev": 200, "test": 200},
+                                                    **overrides})
             result = Trainer(config, Path(tmp) / label[:8].replace(" ", "_"), progress=False, log=lambda *_: None).run()
             rows[label] = result
     lines = ["| training reads ELMo from | seconds / epoch | one-off feature time (all splits) |", "|---|---:|---:|"]

@@ -42,8 +42,8 @@ BACKBONE_CACHE: dict = {}
 
 
 def run_one(task: str, config: Path, variant: str, seed: int, out_root: Path, extra: list[str]) -> dict:
-    from tasks.cli import parse_overrides
-    from tasks.config import load_config
+    from data.config import parse_overrides
+    from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
     out = out_root / f"{task}-{variant}-seed{seed}"
@@ -51,7 +51,7 @@ def run_one(task: str, config: Path, variant: str, seed: int, out_root: Path, ex
         return json.loads((out / "results.json").read_text())
     overrides = parse_overrides(VARIANTS[variant] + [f"train.seed={seed}"] + extra)
     print(f"== {task} {variant} seed {seed} -> {out}", flush=True)
-    return Trainer(load_config(config, overrides), out, progress=False, feature_cache=FEATURE_CACHE,
+    return Trainer(load_task_config(config, overrides), out, progress=False, feature_cache=FEATURE_CACHE,
                    backbone_cache=BACKBONE_CACHE).run()
 
 

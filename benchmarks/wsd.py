@@ -38,25 +38,25 @@ FEATURE_CACHE: dict = {}
 BACKBONE_CACHE: dict = {}
 
 
-def load(config: Path, extra: list[str], seed: int | None = None) -> dict:
-    from tasks.cli import parse_overrides
-    from tasks.config import load_config
+def load(config: Path, extra: list[str], seed: int | None = None):
+    """The typed :class:`tasks.wsd.WsdConfig` of ``config`` with the ``--set`` overrides (and the seed)."""
+    from data.config import parse_overrides
+    from tasks.registry import load_task_config
 
-    return load_config(config, parse_overrides(extra + ([f"train.seed={seed}"] if seed is not None else [])))
+    return load_task_config(config, parse_overrides(extra + ([f"train.seed={seed}"] if seed is not None else [])))
 
 
 def run_centroids(config: Path, extra: list[str], out: Path) -> dict:
     """Features once, then every fixed mix and both baselines; cached in ``out/results.json``."""
-    from tasks.config import get_dotted
-    from tasks.wsd import prepare_task, run_centroid_method
+    from tasks.experiments.wsd_centroid import prepare_task, run_centroid_method
 
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
-    config_tree = load(config, extra)
+    wsd_config = load(config, extra)
     print(f"== centroid -> {out}", flush=True)
-    task, timings = prepare_task(config_tree, progress=False, feature_cache=FEATURE_CACHE,
+    task, timings = prepare_task(wsd_config, progress=False, feature_cache=FEATURE_CACHE,
                                  backbone_cache=BACKBONE_CACHE)
-    results = run_centroid_method(task, get_dotted(config_tree, "centroid.mixes", ["layer:1", "layer:2", "average"]), out)
+    results = run_centroid_method(task, wsd_config.centroid.mixes, out)
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return results
 

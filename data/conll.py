@@ -293,13 +293,13 @@ def _convert_tags(sentences: list[Sentence], tag_column: str, source: str, targe
 
 # --------------------------------------------------------------------------- writing
 
-def write_conll_predictions(
-    path: str | Path,
+def format_conll_predictions(
     sentences_tokens: Sequence[Sequence[str]],
     gold_tags: Sequence[Sequence[str]],
     pred_tags: Sequence[Sequence[str]],
-) -> None:
-    """Write ``token gold pred`` lines, a blank line after each sentence (conlleval's input)."""
+) -> str:
+    """``token gold pred`` lines, a blank line after each sentence (conlleval's input). Callers
+    write it with :func:`elmo_core.io.atomic_write_text` (readers stay free of the backbone)."""
     _check_parallel(sentences_tokens, gold_tags, pred_tags)
     lines: list[str] = []
     for index, (tokens, gold, pred) in enumerate(zip(sentences_tokens, gold_tags, pred_tags)):
@@ -309,7 +309,7 @@ def write_conll_predictions(
             _check_single_field(pred_tag, "predicted tag", index)
             lines.append(f"{token} {gold_tag} {pred_tag}\n")
         lines.append("\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    return "".join(lines)
 
 
 def _check_parallel(

@@ -109,5 +109,3 @@ def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, 
     return len(sentences)
 
 
-# removed once tasks/ uses the new name
-length_sorted_batches = plan_embedding_batches

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.conll import ConllDataset, ConllStats, Sentence, read_conll, write_conll_predictions
+from data.conll import ConllDataset, ConllStats, Sentence, read_conll, format_conll_predictions
+from elmo_core.io import atomic_write_text
 from data.tags import SCHEMES, convert, normalize_scheme
 
 from .base import Head, Task, build_mix
@@ -197,12 +198,10 @@ class NerTask(Task):
                 "report": format_conlleval_report(result)}
 
     def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
-        write_conll_predictions(path, split.tokens, split.tags, predictions)
+        atomic_write_text(Path(path), format_conll_predictions(split.tokens, split.tags, predictions))
 
     def write_output(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
         """``token tag`` lines, a blank line after each sentence."""
-        from elmo_core.io import atomic_write_text
-
         atomic_write_text(Path(path), "".join("\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n"
                                               for tokens, tags in zip(split.tokens, predictions)))
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.conll import read_conll, write_conll_predictions
+from data.conll import read_conll, format_conll_predictions
+
+from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
 from .batching import batch_layers
@@ -92,7 +94,7 @@ class ProbeTask(Task):
         return scores
 
     def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
-        write_conll_predictions(path, split.tokens, split.tags, predictions)
+        atomic_write_text(Path(path), format_conll_predictions(split.tokens, split.tags, predictions))
 
 
 class PosProbeTask(ProbeTask):

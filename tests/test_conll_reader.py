@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data.conll import read_conll, write_conll_predictions
+from data.conll import read_conll, format_conll_predictions
 from data.errors import DataFormatError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -182,20 +182,17 @@ def test_file_with_no_sentences(tmp_path):
 
 # --------------------------------------------------------------------------- writing
 
-def test_write_conll_predictions_format(tmp_path):
-    path = tmp_path / "pred.txt"
-    write_conll_predictions(
-        path, [["Peter", "Blackburn"], ["Paris"]], [["B-PER", "I-PER"], ["B-LOC"]],
-        [["B-PER", "O"], ["B-LOC"]],
-    )
-    assert path.read_text() == "Peter B-PER B-PER\nBlackburn I-PER O\n\nParis B-LOC B-LOC\n\n"
+def test_format_conll_predictions_format():
+    text = format_conll_predictions([["Peter", "Blackburn"], ["Paris"]], [["B-PER", "I-PER"], ["B-LOC"]],
+                                    [["B-PER", "O"], ["B-LOC"]])
+    assert text == "Peter B-PER B-PER\nBlackburn I-PER O\n\nParis B-LOC B-LOC\n\n"
 
 
-def test_write_conll_predictions_rejects_mismatched_lengths_and_spaces(tmp_path):
+def test_format_conll_predictions_rejects_mismatched_lengths_and_spaces():
     with pytest.raises(ValueError, match="sentence 0"):
-        write_conll_predictions(tmp_path / "p", [["a", "b"]], [["O", "O"]], [["O"]])
+        format_conll_predictions([["a", "b"]], [["O", "O"]], [["O"]])
     with pytest.raises(ValueError, match="whitespace"):
-        write_conll_predictions(tmp_path / "p", [["New York"]], [["O"]], [["O"]])
+        format_conll_predictions([["New York"]], [["O"]], [["O"]])
 
 
 # --------------------------------------------------------------------------- real data

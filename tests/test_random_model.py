@@ -10,7 +10,7 @@ import torch
 
 import conftest
 from elmo_core import batch_to_ids, load_bilm
-from elmo_core.embed import embed_file, length_sorted_batches, plan_embedding_batches
+from elmo_core.embed import embed_file, plan_embedding_batches
 from elmo_core.errors import BackboneUsageError
 from elmo_core.io import file_sha256
 from elmo_core.loading import model_identity
@@ -44,8 +44,11 @@ def test_inits():
         random_bilm(init="xavier")
 
 
-def test_deprecated_planner_name_is_the_same_function():
-    assert length_sorted_batches is plan_embedding_batches
+def test_the_two_batch_planners_have_distinct_names():
+    import elmo_core.embed
+    import tasks.batching
+
+    assert not hasattr(elmo_core.embed, "length_sorted_batches") and hasattr(tasks.batching, "length_sorted_batches")
 
 
 @pytest.mark.parametrize("n_layers", [1, 3])

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from data.conll import write_conll_predictions
+from data.conll import format_conll_predictions
 from tasks.metrics.spans import (
     ChunkCounts,
     conlleval,
@@ -163,7 +163,7 @@ def test_scoring_a_written_prediction_file_gives_the_same_result(tmp_path):
     pred = [["I-PER", "I-PER", "O"], ["O", "I-LOC", "O"], ["I-PER", "I-LOC"]]
     tokens = [[f"w{i}" for i in range(len(tags))] for tags in gold]
     path = tmp_path / "pred.txt"
-    write_conll_predictions(path, tokens, gold, pred)
+    path.write_text(format_conll_predictions(tokens, gold, pred))
     assert format_conlleval_report(conlleval_file(path)) == format_conlleval_report(
         conlleval(gold, pred)
     )
