@@ -11,19 +11,35 @@ Design choices, and why:
   * Gradient-norm clipping (10.0, bilm-tf's value); Adam instead of bilm-tf's Adagrad(0.2),
     because it converges faster in the short budgets this command is meant for.
   * Checkpoints are written atomically every ``checkpoint_every`` steps with the optimizer, all
-    RNG states and the exact corpus position, so a ``kill -9`` loses at most that much work and
-    the resumed run continues exactly where it was.
+    RNG states, the exact corpus position and the resolved config, so a ``kill -9`` loses at most
+    that much work and the resumed run continues exactly where it was.
+
+Configs are checked like task configs (:mod:`data.config`): ``${ENV:-default}`` expansion, dotted
+``--set`` overrides (``model.lstm.dim=256``), and every unknown key, wrong type and out-of-range
+value reported at once as one :class:`~data.config.ConfigError`, before any corpus file is read.
+
+Resume rule (the one task training follows): re-running in the same ``--out`` resumes from
+``checkpoint.pt``. Only :data:`RESUMABLE_KEYS` may differ from the config saved in the checkpoint:
+the budgets ``max_tokens_seen`` and ``max_minutes``, and ``eval_every``, ``checkpoint_every`` and
+``threads``, which do not change what the model learns (evaluation runs in eval mode under
+``no_grad`` with its own RNG, so it draws no dropout masks and consumes no training randomness; a
+checkpoint only writes; threads only change float rounding). Every other key (the model, the
+vocabulary, the optimiser, the data order, ``heldout_sentences`` so that the perplexities in
+``log.csv`` stay comparable) is refused with the changed keys named, and nothing is overwritten.
+A directory whose run never wrote a checkpoint is simply started again (vocabulary and log
+rebuilt), so a corrected rerun is never blocked by a run that failed early.
 """
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Literal
 
 import torch
 from torch import nn
@@ -32,67 +48,208 @@ from tqdm import tqdm
 from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import batch_to_ids
 from .checkpoint import python_rng_state
+from data.config import (
+    ConfigError,
+    build,
+    expand_env,
+    merge_overrides,
+    non_negative,
+    positive,
+    read_yaml,
+    to_dict,
+    unit_interval,
+)
+
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
-from .io import atomic_torch_save, atomic_write_json
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
-from .vocab import Vocabulary
+from .vocab import SPECIAL_TOKENS, Vocabulary
 from .weights import save_weights
+
+
+# Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
+RESUMABLE_KEYS = ("max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads")
+
+
+def _at_least(n: int) -> dict:
+    return {"check": (lambda v: v >= n, f"an integer >= {n}")}
+
+
+_SEED_RANGE = {"check": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")}
 
 
 @dataclass
 class PretrainConfig:
-    """Everything that defines a pretraining run (a YAML file maps onto it)."""
+    """Everything that defines a pretraining run (a YAML file maps onto it; see
+    :func:`load_pretrain_config`). Counts and rates are > 0, ``dropout`` is in [0, 1), ``cutoffs``
+    increase, ``max_minutes: null`` means no time budget."""
 
-    model: dict  # options.json content (char_cnn + lstm)
-    min_count: int = 3
-    max_vocab: int = 50_000
-    vocab_sample_sentences: int = 300_000  # the vocabulary is counted on this prefix of the corpus
+    model: dict[str, Any] = field(default_factory=dict)  # options.json content (char_cnn + lstm), required
+    min_count: int = field(default=3, metadata=positive)
+    max_vocab: int = field(default=50_000, metadata=_at_least(len(SPECIAL_TOKENS) + 1))
+    vocab_sample_sentences: int = field(default=300_000, metadata=positive)  # vocabulary counted on this prefix
     cutoffs: list[int] = field(default_factory=lambda: [2_000, 10_000])
-    dropout: float = 0.1
-    lr: float = 1e-3
-    clip_norm: float = 10.0
-    batch_tokens: int = 2_000
-    buffer_sentences: int = 20_000
-    max_sentence_tokens: int = 60
-    max_tokens_seen: int = 5_000_000
-    max_minutes: float | None = None
-    eval_every: int = 500
-    heldout_sentences: int = 1_000
-    checkpoint_every: int = 200
-    threads: int = 2
-    seed: int = 13
+    dropout: float = field(default=0.1, metadata=unit_interval)
+    lr: float = field(default=1e-3, metadata=positive)
+    clip_norm: float = field(default=10.0, metadata=positive)
+    batch_tokens: int = field(default=2_000, metadata=positive)
+    buffer_sentences: int = field(default=20_000, metadata=positive)
+    max_sentence_tokens: int = field(default=60, metadata=positive)
+    max_tokens_seen: int = field(default=5_000_000, metadata=positive)
+    max_minutes: float | None = field(default=None, metadata=positive)
+    eval_every: int = field(default=500, metadata=positive)
+    heldout_sentences: int = field(default=1_000, metadata=positive)
+    checkpoint_every: int = field(default=200, metadata=positive)
+    threads: int = field(default=2, metadata=positive)
+    seed: int = field(default=13, metadata=_SEED_RANGE)
 
-    def fingerprint(self) -> dict:
-        """What must match for a checkpoint to be resumable (the budget may change)."""
-        keep = {k: v for k, v in asdict(self).items() if k not in ("max_tokens_seen", "max_minutes", "threads",
-                                                                   "eval_every", "checkpoint_every")}
-        return json.loads(json.dumps(keep))
+    def problems(self) -> list[str]:
+        cutoffs = self.cutoffs
+        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
+            return [f"cutoffs: expected increasing integers > 0, found {cutoffs!r}"]
+        return []
+
+
+# -- the model section: options.json content, checked key by key, then by options_from_dict ----------
+@dataclass
+class _EmbeddingSection:
+    dim: int = field(default=16, metadata=positive)
+
+
+@dataclass
+class _CharCnnSection:
+    embedding: _EmbeddingSection = field(default_factory=_EmbeddingSection)
+    filters: list[list[int]] = field(default_factory=list)
+    n_highway: int = field(default=0, metadata=non_negative)
+    n_characters: Literal[261, 262] = 262
+    max_characters_per_token: int = field(default=50, metadata=_at_least(3))  # <bow> char <eow>
+    activation: Literal["relu", "tanh"] = "relu"
+
+    def problems(self) -> list[str]:
+        for pair in self.filters:
+            if len(pair) != 2 or min(pair) <= 0:
+                return [f"filters: expected [width, n_filters] pairs of integers > 0, found {pair!r}"]
+        wide = [w for w, _ in self.filters if w > self.max_characters_per_token]
+        if wide:
+            return [f"filters: width {wide[0]} is wider than a token (max_characters_per_token="
+                    f"{self.max_characters_per_token})"]
+        return []
+
+
+@dataclass
+class _LstmSection:
+    dim: int = field(default=0, metadata=positive)
+    projection_dim: int = field(default=0, metadata=positive)
+    n_layers: int = field(default=1, metadata=positive)
+    cell_clip: float | None = field(default=None, metadata=non_negative)  # 0 or null: no clipping
+    proj_clip: float | None = field(default=None, metadata=non_negative)
+    use_skip_connections: bool = False
+
+
+@dataclass
+class _ModelSection:
+    char_cnn: _CharCnnSection = field(default_factory=_CharCnnSection)
+    lstm: _LstmSection = field(default_factory=_LstmSection)
+
+
+@dataclass
+class _ModelRoot:  # so that key paths (and suggestions) read model.lstm.dim
+    model: _ModelSection = field(default_factory=_ModelSection)
+
+
+_MODEL_REQUIRED = ("char_cnn.embedding.dim", "char_cnn.filters", "char_cnn.n_highway", "char_cnn.n_characters",
+                   "lstm.dim", "lstm.projection_dim", "lstm.n_layers")
+# bilm-tf's options.json also holds its training options; here they are top-level keys (or moot).
+_BILM_TF_TRAINING_KEYS = {"dropout": "dropout", "all_clip_norm_val": "clip_norm", "n_train_tokens": "max_tokens_seen",
+                          "n_epochs": "max_tokens_seen or max_minutes", "batch_size": "batch_tokens",
+                          "unroll_steps": "max_sentence_tokens", "n_tokens_vocab": "max_vocab",
+                          "n_negative_samples_batch": "cutoffs (the softmax is adaptive, not sampled)"}
+
+
+def _missing(tree: dict, dotted: str) -> bool:
+    node = tree
+    for key in dotted.split("."):
+        if node is None:
+            return True
+        if not isinstance(node, dict):
+            return False  # reported as a wrong type
+        if key not in node:
+            return True
+        node = node[key]
+    return False
+
+
+def model_problems(model: dict) -> list[str]:
+    """Problems of the ``model`` section (options.json content), as ``model.<key>: ...`` lines."""
+    problems, rest = [], {}
+    for key, value in model.items():
+        if key == "bidirectional":
+            problems.append("model.bidirectional: unknown key; pretraining is always bidirectional (remove it)")
+        elif key in _BILM_TF_TRAINING_KEYS or (key in PretrainConfig.__dataclass_fields__ and key != "model"):
+            where = _BILM_TF_TRAINING_KEYS.get(key, key)
+            problems.append(f"model.{key}: unknown key; a training option: set {where} at the top level instead")
+        else:
+            rest[key] = value
+    try:
+        build(_ModelRoot, {"model": rest})
+    except ConfigError as err:
+        problems += err.problems
+    problems += [f"model.{key}: missing (options.json field)" for key in _MODEL_REQUIRED if _missing(rest, key)]
+    if problems:
+        return problems
+    try:  # the loader's own checks, the last word on what it accepts
+        options_from_dict(model, "model")
+    except ElmoFileError as err:
+        text = str(err).removeprefix("model: ")
+        quoted = re.search(r"'([A-Za-z_][\w.]*)'", text)
+        if quoted is None:
+            return [f"model: {text}"]
+        rest_of_text = text[quoted.end():] if text.startswith(quoted.group(0)) else f" {text}"
+        return [f"model.{quoted.group(1)}:{rest_of_text}"]
+    except (TypeError, ValueError) as err:
+        return [f"model: not valid options.json content ({err})"]
+    return []
+
+
+def pretrain_config_from_tree(tree: dict, source: str | Path = "<config>") -> PretrainConfig:
+    """The typed config for a plain (already overridden) tree: ``${ENV}`` expanded, every problem,
+    the model section's included, reported at once."""
+    tree = expand_env(tree)
+    problems: list[str] = []
+    config = None
+    try:
+        config = build(PretrainConfig, tree, source)
+    except ConfigError as err:
+        problems += err.problems
+    if "model" not in tree:
+        problems.append("model: missing; the biLM's options.json content (char_cnn and lstm sections)")
+    elif isinstance(tree["model"], dict):
+        problems += model_problems(tree["model"])
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> PretrainConfig:
-    import yaml
+    """Read, override (dotted keys: ``{"model.lstm.dim": 256}``), expand and check a pretraining
+    config; raises :class:`~data.config.ConfigError` listing every problem, before any corpus is read."""
+    tree = merge_overrides(read_yaml(path), overrides)
+    source = f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
+    return pretrain_config_from_tree(tree, source)
 
-    path = Path(path)
-    if not path.is_file():
-        raise ElmoFileError(f"{path}: config file not found")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ElmoFileError(f"{path}: not a valid YAML file ({err})") from None
-    if not isinstance(tree, dict):
-        raise ElmoFileError(f"{path}: the config must be a YAML mapping of keys to values")
-    tree.update(overrides or {})
-    known = set(PretrainConfig.__dataclass_fields__)
-    unknown = sorted(set(tree) - known)
-    if unknown:
-        raise ElmoFileError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
-    if "model" not in tree:
-        raise ElmoFileError(f"{path}: config needs a 'model' section (options.json content)")
-    config = PretrainConfig(**tree)
-    options_from_dict(config.model, f"{path}: model")  # validate early
-    return config
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config trees (as tasks.config.changed_keys)."""
+    keys = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 class BiLmLanguageModel(nn.Module):
@@ -181,19 +338,27 @@ def export_model(model: BiLmLanguageModel, out_dir: Path) -> tuple[Path, Path]:
     return options_path, weights_path
 
 
+LOG_HEADER = ["step", "tokens_seen", "seconds", "train_loss", "tokens_per_s", "forward_ppl", "backward_ppl", "mean_ppl"]
+CHECKPOINT_KEYS = ("model", "optimizer", "position", "torch_rng", "config")
+
+
 class Pretrainer:
-    """Runs (or resumes) a pretraining run in ``out_dir``."""
+    """Runs (or resumes) a pretraining run in ``out_dir`` (the resume rule is in the module docstring)."""
 
     def __init__(self, config: PretrainConfig, train_path: Path, heldout_path: Path, out_dir: Path,
                  progress: bool = True):
+        if not isinstance(config, PretrainConfig):
+            raise TypeError("Pretrainer needs a typed config: elmo_core.pretrain.load_pretrain_config(path, overrides)")
         self.config, self.train_path, self.heldout_path = config, Path(train_path), Path(heldout_path)
         self.out_dir, self.progress = Path(out_dir), progress
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
 
     # -- set-up ---------------------------------------------------------------------------
-    def _prepare_vocab(self) -> Vocabulary:
+    def _prepare_vocab(self, reuse: bool) -> Vocabulary:
+        """The run's vocabulary: the saved one when resuming, else counted afresh (a ``vocab.txt``
+        left by a run that never wrote a checkpoint may come from another config)."""
         path = self.out_dir / "vocab.txt"
-        if path.is_file():
+        if reuse and path.is_file():
             return Vocabulary.load(path)
         cfg = self.config
         sample = (tokens for n, (_, tokens) in zip(range(cfg.vocab_sample_sentences),
@@ -202,21 +367,53 @@ class Pretrainer:
         vocab.save(path)
         return vocab
 
-    def _check_resumable(self) -> dict | None:
+    def _read_checkpoint(self) -> dict | None:
+        """The checkpoint's content, or None when the run never wrote one; a file that cannot be
+        read is an :class:`ElmoFileError` naming it."""
         if not self.checkpoint_path.is_file():
             return None
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        if state["config"] != self.config.fingerprint():
-            differing = sorted(k for k in set(state["config"]) | set(self.config.fingerprint())
-                               if state["config"].get(k) != self.config.fingerprint().get(k))
-            raise ElmoFileError(f"{self.checkpoint_path}: checkpoint was made with a different config "
-                                f"(differs in: {', '.join(differing)}); use another --out directory. Nothing was overwritten.")
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, foreign or corrupt: torch raises many kinds
+            raise ElmoFileError(f"{self.checkpoint_path}: cannot be read as a pretraining checkpoint "
+                                f"({type(err).__name__}: {str(err)[:200]}); delete it to start the run again, "
+                                "or choose another --out") from None
+        missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+        if missing or not isinstance(state["config"], dict) or not isinstance(state["position"], dict):
+            raise ElmoFileError(f"{self.checkpoint_path}: not a pretraining checkpoint (missing or malformed: "
+                                f"{', '.join(missing) or 'config/position'}); delete it to start the run again, "
+                                "or choose another --out")
         return state
+
+    def _resume_state(self) -> dict | None:
+        """The checkpoint to resume from (None: start afresh). Only :data:`RESUMABLE_KEYS` may differ
+        from the config it was written with; any other change is refused before anything is written."""
+        state = self._read_checkpoint()
+        if state is None:
+            return None
+        changed = [k for k in changed_keys(state["config"], to_dict(self.config)) if k not in RESUMABLE_KEYS]
+        if changed:
+            shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+            raise ElmoFileError(f"{self.checkpoint_path}: the run in {self.out_dir} was pretrained with a different "
+                                f"config (differs in: {shown}); only {', '.join(RESUMABLE_KEYS)} may change on "
+                                "resume. Choose another --out (nothing was overwritten)")
+        return state
+
+    def _restore(self, model: nn.Module, optimizer, state: dict) -> Position:
+        self._load_model_state(model, state)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            position = Position(**state["position"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:
+            raise ElmoFileError(f"{self.checkpoint_path}: cannot resume from it ({type(err).__name__}: "
+                                f"{str(err)[:200]}); delete it to start the run again, or choose another --out") from None
+        return position
 
     def _load_model_state(self, model: nn.Module, state: dict) -> None:
         try:
             model.load_state_dict(state["model"])
-        except RuntimeError as err:
+        except (RuntimeError, TypeError, AttributeError) as err:
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
             raise ElmoFileError(f"{self.checkpoint_path}: the checkpoint does not fit this model (written by another "
                                 f"version of elmo-tasks or another vocabulary): {first[:300]}") from None
@@ -227,7 +424,7 @@ class Pretrainer:
 
     def evaluate_full_heldout(self) -> dict:
         """Perplexity of the checkpoint on every heldout sentence (of at most max_sentence_tokens)."""
-        state = self._check_resumable()
+        state = self._resume_state()
         if state is None:
             raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
         torch.set_num_threads(self.config.threads)
@@ -243,39 +440,32 @@ class Pretrainer:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
         cfg = self.config
+        state = self._resume_state()  # before touching anything in out_dir
         check_corpus(self.train_path, cfg.max_sentence_tokens)
         check_corpus(self.heldout_path, cfg.max_sentence_tokens)
-        state = self._check_resumable()  # before touching anything in out_dir
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
-        vocab = self._prepare_vocab()
+        vocab = self._prepare_vocab(reuse=state is not None)
         options = options_from_dict(cfg.model)
         torch.manual_seed(cfg.seed)
         model = BiLmLanguageModel(options, len(vocab), cfg.cutoffs, cfg.dropout)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
-            self._load_model_state(model, state)
-            optimizer.load_state_dict(state["optimizer"])
-            position = Position(**state["position"])
-            torch.set_rng_state(state["torch_rng"])
-        atomic_write_json(self.out_dir / "config.json", asdict(cfg))
+            position = self._restore(model, optimizer, state)
+        atomic_write_json(self.out_dir / "config.json", to_dict(cfg))
         heldout = self._heldout()
-        log_path = self.out_dir / "log.csv"
-        new_log = not log_path.is_file()
-        log = log_path.open("a", newline="")
+        log = self._open_log(position.step if state is not None else None)
         writer = csv.writer(log)
-        if new_log:
-            writer.writerow(["step", "tokens_seen", "seconds", "train_loss", "tokens_per_s",
-                             "forward_ppl", "backward_ppl", "mean_ppl"])
         model.train()
         bar = tqdm(total=cfg.max_tokens_seen, initial=position.tokens_seen, unit="tok", unit_scale=True,
                    disable=bar_disabled(self.progress), desc="pretraining")
         started = time.perf_counter() - position.seconds
         window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
         result: dict = {}
+        already_done = self._budget_spent(position)  # a finished run re-run with the same budget
         try:
-            for batch in self._batches(position):
+            for batch in () if already_done else self._batches(position):
                 char_ids = batch_to_ids(batch, options.char_cnn.max_chars)
                 out = model(char_ids, word_id_batch(batch, vocab))
                 loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
@@ -292,8 +482,7 @@ class Pretrainer:
                 window_targets += int(out["targets"])
                 window_tokens += n_tokens
                 bar.update(n_tokens)
-                done = position.tokens_seen >= cfg.max_tokens_seen or (
-                    cfg.max_minutes is not None and position.seconds >= 60 * cfg.max_minutes)
+                done = self._budget_spent(position)
                 if position.step % cfg.eval_every == 0 or done:
                     ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
@@ -312,9 +501,30 @@ class Pretrainer:
         finally:
             bar.close()
             log.close()
+        if already_done:
+            result = {**evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens), "tokens_seen": position.tokens_seen,
+                      "seconds": position.seconds, "step": position.step}
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)
         return result
+
+    def _budget_spent(self, position: Position) -> bool:
+        cfg = self.config
+        return position.tokens_seen >= cfg.max_tokens_seen or (
+            cfg.max_minutes is not None and position.seconds >= 60 * cfg.max_minutes)
+
+    def _open_log(self, resumed_step: int | None):
+        """``log.csv`` opened for appending: started afresh for a new run; when resuming, rows written
+        after the checkpoint (their steps are about to be trained again) are dropped."""
+        path = self.out_dir / "log.csv"
+        rows = []
+        if resumed_step is not None and path.is_file():
+            with path.open(newline="") as old:
+                rows = [r for r in list(csv.reader(old))[1:] if r and r[0].isdigit() and int(r[0]) <= resumed_step]
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([LOG_HEADER, *rows])
+        atomic_write_text(path, text.getvalue())
+        return path.open("a", newline="")
 
     def _batches(self, position: Position) -> Iterator[list[list[str]]]:
         """Batches from the saved position on, forever (epochs wrap); ``position`` is updated in
@@ -345,4 +555,4 @@ class Pretrainer:
     def _save_checkpoint(self, model, optimizer, position: Position) -> None:
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "position": asdict(position), "torch_rng": torch.get_rng_state(),
-                           "config": self.config.fingerprint()}, self.checkpoint_path)
+                           "config": to_dict(self.config)}, self.checkpoint_path)

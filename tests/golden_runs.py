@@ -84,9 +84,8 @@ def record_old_runs() -> None:
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_ner_pipeline import SENTENCES, write_conll
-    from test_sentiment_task import NEGATIVE, NEUTRAL, POSITIVE, write_trees
-    from test_wsd_task import MONEY, MULTIWORD, PLANT, RIVER, write_wsd
+    from helpers import (MONEY, MULTIWORD, NEGATIVE, NEUTRAL, PLANT, POSITIVE, RIVER, SENTENCES, write_conll,
+                         write_trees, write_wsd)
 
     from tasks.registry import load_task_config
     from tasks.trainer import Trainer

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from conftest import TINY_OPTIONS, write_random_model
+from helpers import TINY_OPTIONS, write_random_model
 from elmo_core import ElmoBiLm, batch_to_ids, load_bilm, load_weights
 from elmo_core.reference import ReferenceLayers
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from data.config import ConfigError, parse_overrides
 from tasks.cli import main
 from tasks.registry import load_task_config
 from tasks.errors import RunDirError
 from tasks.trainer import Trainer
-from test_ner_pipeline import SENTENCES, write_conll
+from helpers import SENTENCES, write_conll
 
 NER = REPO / "configs" / "ner_conll2003.yaml"
 
@@ -110,7 +110,7 @@ def test_every_shipped_config_loads():
 def tiny_ner(tmp_path):
     write_conll(tmp_path / "train.txt", SENTENCES * 2)
     write_conll(tmp_path / "dev.txt", SENTENCES[:3])
-    from conftest import write_random_model
+    from helpers import write_random_model
 
     options, weights = write_random_model(tmp_path / "model")
     return tmp_path, {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": None,

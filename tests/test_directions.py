@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from conftest import write_random_model
+from helpers import write_random_model
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.directions import run_side_by_side
 from elmo_core.lstm import ProjectedLstmLayer

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import torch
 
-from conftest import shared_path
+from helpers import shared_path
 from elmo_core import batch_to_ids, load_bilm
 from tasks.cli import main
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
+from helpers import shared_path
 from data.wordnet import DEBIAN_WORDNET_DIR
 from golden_runs import GOLDEN, RUNS, run_grid_golden, run_task
 from tasks.cli import main

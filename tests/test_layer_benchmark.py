@@ -1,9 +1,9 @@
 """The layer-weighting grid and the linear POS/chunk probes on tiny files."""
 import csv
 
-from conftest import write_random_model
+from helpers import write_random_model
 from tasks.experiments.layer_grid import MIXES, run_grid
-from test_ner_pipeline import SENTENCES, write_conll
+from helpers import SENTENCES, write_conll
 
 
 def _tiny_grid_inputs(tmp_path):

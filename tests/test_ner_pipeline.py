@@ -4,28 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_random_model
+from helpers import SENTENCES, write_conll,  write_random_model
 from tasks.cli import main
 from tasks.registry import load_task_config
 from tasks.trainer import Trainer
-
-SENTENCES = [
-    [("EU", "I-ORG"), ("rejects", "O"), ("German", "I-MISC"), ("call", "O")],
-    [("Peter", "I-PER"), ("Blackburn", "I-PER")],
-    [("BRUSSELS", "I-LOC"), ("1996-08-22", "O")],
-    [("Germany", "I-LOC"), ("'s", "O"), ("representative", "O"), ("Werner", "I-PER"), ("Zwingmann", "I-PER")],
-    [("The", "O"), ("European", "I-ORG"), ("Commission", "I-ORG"), ("said", "O")],
-    [("Britain", "I-LOC"), ("and", "O"), ("France", "I-LOC"), ("agreed", "O")],
-]
-
-
-def write_conll(path: Path, sentences) -> Path:
-    lines = ["-DOCSTART- -X- O O", ""]
-    for sentence in sentences:
-        lines += [f"{w} NN I-NP {t}" for w, t in sentence] + [""]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
 
 @pytest.fixture
 def ner_setup(tmp_path):

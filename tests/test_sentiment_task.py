@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, shared_path, write_random_model
+from helpers import POSITIVE, NEGATIVE, NEUTRAL, tree, write_trees, quiet,  REPO, shared_path, write_random_model
 from data.errors import DataFormatError
 from tasks.cli import main
 from tasks.registry import load_task_config
@@ -16,25 +16,6 @@ from tasks.sentiment import unescape_ptb
 from tasks.trainer import Trainer
 
 torch.set_num_threads(1)
-
-POSITIVE = ["a great movie", "truly wonderful acting", "great fun", "a wonderful , great film"]
-NEGATIVE = ["a terrible movie", "truly awful acting", "awful mess", "a terrible , awful -LRB- bad -RRB- film"]
-NEUTRAL = ["a movie", "the film opens friday"]
-
-
-def tree(words: str, label: int) -> str:
-    """A right-branching SST tree: every inner node carries ``label``, the leaves are neutral (2)."""
-    tokens = words.split()
-    text = f"(2 {tokens[-1]})"
-    for token in reversed(tokens[:-1]):
-        text = f"({label} (2 {token}) {text})"
-    return text if len(tokens) > 1 else f"({label} {tokens[0]})"
-
-
-def write_trees(path: Path, rows: list[tuple[str, int]]) -> Path:
-    path.write_text("".join(tree(words, label) + "\n" for words, label in rows), encoding="utf-8")
-    return path
-
 
 @pytest.fixture
 def sst_dir(tmp_path: Path) -> Path:
@@ -52,10 +33,6 @@ def sst_config(data_dir: Path, model_dir: Path, config: str = "sst5.yaml", **ext
                  "backbone.weights": str(weights), "train.epochs": 3, "train.patience": 5, "train.threads": 1,
                  "train.batch_size": 4, "model.hidden": 8, "model.mlp": [8], **extra}
     return load_task_config(REPO / "configs" / config, overrides)
-
-
-def quiet(*_):
-    pass
 
 
 def test_training_on_sst_trees_writes_a_complete_run_directory(sst_dir, tmp_path):

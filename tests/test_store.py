@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, write_random_model
+from helpers import REPO, write_random_model
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.embed import plan_embedding_batches
 from elmo_core.loading import model_identity

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_random_model
+from helpers import write_random_model
 from tasks.base import Task
 from tasks.cli import main
 from tasks.registry import TASKS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, shared_path, write_random_model
+from helpers import require_wordnet, BANK_LAND, BANK_MONEY, PLANT_FIRST, MONEY, RIVER, PLANT, MULTIWORD, write_wsd,  REPO, shared_path, write_random_model
 from data.errors import DataFormatError
 from data.wordnet import DEBIAN_WORDNET_DIR
 from elmo_core import load_bilm
@@ -26,53 +26,6 @@ from tasks.experiments.wsd_centroid import (centroid_answers, fit_centroids, fix
 from tasks.wsd import InstanceFeatures, WsdConfig, WsdTask, expand_sentence, make_split, split_multiword
 
 torch.set_num_threads(1)
-
-
-def require_wordnet() -> None:
-    """Candidate senses and the first-sense backoff come from WordNet 3.0; skip where it is absent."""
-    if not (DEBIAN_WORDNET_DIR / "index.sense").is_file():
-        pytest.skip("WordNet 3.0 is not installed (apt-get install -y wordnet-base wordnet-sense-index)")
-
-
-BANK_LAND, BANK_MONEY = "bank%1:17:01::", "bank%1:14:00::"   # WordNet's first and second noun senses
-PLANT_FIRST = "plant%1:06:01::"                               # 'industrial plant', WordNet's first sense
-DEPOSIT = "deposit%2:40:00::"
-
-# (word, lemma, pos, sense key or None for a plain <wf>)
-Token = tuple[str, str, str, "str | None"]
-MONEY = [("I", "i", "PRON", None), ("robbed", "rob", "VERB", None), ("the", "the", "DET", None),
-         ("bank", "bank", "NOUN", BANK_MONEY), ("and", "and", "CONJ", None),
-         ("deposited", "deposit", "VERB", DEPOSIT), ("cash", "cash", "NOUN", "cash%1:21:00::")]
-RIVER = [("we", "we", "PRON", None), ("sat", "sit", "VERB", None), ("on", "on", "ADP", None), ("the", "the", "DET", None),
-         ("river", "river", "NOUN", "river%1:17:00::"), ("bank", "bank", "NOUN", BANK_LAND), (".", ".", ".", None)]
-PLANT = [("the", "the", "DET", None), ("plant", "plant", "NOUN", PLANT_FIRST), ("near", "near", "ADP", None),
-         ("the", "the", "DET", None), ("bank", "bank", "NOUN", BANK_MONEY)]
-MULTIWORD = [("The", "the", "DET", None), ("Fulton_County", "group", "NOUN", "group%1:03:00::"),
-             ("took_place", "take_place", "VERB", "take_place%2:30:00::")]
-
-
-def write_wsd(folder: Path, name: str, sentences: list[list[Token]], prefix: str = "") -> Path:
-    """A framework-style ``name/name.data.xml`` + ``name.gold.key.txt``."""
-    folder = folder / name
-    folder.mkdir(parents=True, exist_ok=True)
-    xml, keys = ['<?xml version="1.0" encoding="UTF-8" ?>', f'<corpus lang="en" source="{name}">',
-                 f'<text id="{prefix}d000">'], []
-    for s, sentence in enumerate(sentences):
-        xml.append(f'<sentence id="{prefix}d000.s{s:03d}">')
-        t = 0
-        for word, lemma, pos, key in sentence:
-            if key is None:
-                xml.append(f'<wf lemma="{escape(lemma)}" pos="{pos}">{escape(word)}</wf>')
-            else:
-                instance_id = f"{prefix}d000.s{s:03d}.t{t:03d}"
-                t += 1
-                xml.append(f'<instance id="{instance_id}" lemma="{lemma}" pos="{pos}">{escape(word)}</instance>')
-                keys.append(f"{instance_id} {key}")
-        xml.append("</sentence>")
-    xml += ["</text>", "</corpus>"]
-    (folder / f"{name}.data.xml").write_text("\n".join(xml) + "\n", encoding="utf-8")
-    (folder / f"{name}.gold.key.txt").write_text("\n".join(keys) + "\n", encoding="utf-8")
-    return folder
 
 
 @pytest.fixture
