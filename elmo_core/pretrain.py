@@ -375,8 +375,8 @@ class Pretrainer:
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as err:  # truncated, foreign or corrupt: torch raises many kinds
-            raise ElmoFileError(f"{self.checkpoint_path}: cannot be read as a pretraining checkpoint "
-                                f"({type(err).__name__}: {str(err)[:200]}); delete it to start the run again, "
+            raise ElmoFileError(f"{self.checkpoint_path}: cannot be read as a pretraining checkpoint (truncated "
+                                f"or corrupt: {type(err).__name__}); delete it to start the run again, "
                                 "or choose another --out") from None
         missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
         if missing or not isinstance(state["config"], dict) or not isinstance(state["position"], dict):

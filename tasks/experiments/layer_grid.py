@@ -26,6 +26,7 @@ from elmo_core.io import atomic_write_json, atomic_write_text
 from ..config import TaskConfig
 from ..registry import load_task_config
 from ..errors import UsageError
+from ..metrics.classification import save_png
 from ..features import attach_features, backbone_files, backbone_identity, load_backbone
 from ..registry import TASKS, build_task
 
@@ -388,7 +389,7 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
         ax.set_ylim(max(0, low - 5), max(m + e for m, e in zip(means, stds)) + 1 if means else 1)
         ax.set_title(f"{task}: dev {TASKS[task].metric_label}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "score_by_mix.png", dpi=120)
+    save_png(fig, out / "score_by_mix.png", dpi=120)
     plt.close(fig)
 
     learned = [m for m in mixes if m.startswith("learned")]
@@ -409,5 +410,5 @@ def plot(rows: list[dict], out: Path, tasks: list[str], mixes: list[str]) -> Non
         ax.set_title(f"learned layer weights, {mix}", fontsize=9)
         ax.legend(fontsize=7, ncol=len(tasks), loc="lower center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
-    fig.savefig(out / "learned_weights.png", dpi=120)
+    save_png(fig, out / "learned_weights.png", dpi=120)
     plt.close(fig)

@@ -107,8 +107,19 @@ def plot_confusion_matrix(
     figure.tight_layout()
     path = Path(path_png)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=100)
+    save_png(figure, path, dpi=100)
     return path
+
+
+def save_png(figure, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG, written atomically like every other output."""
+    import io
+
+    from elmo_core.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _annotate_counts(axes, counts: np.ndarray) -> None:
