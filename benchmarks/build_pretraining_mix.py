@@ -47,8 +47,8 @@ def main() -> int:
     random.Random(args.seed).shuffle(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tokens = sum(len(l.split()) for l in lines)
-    conll_tokens = sum(len(l.split()) for l in conll) * args.conll_copies
+    tokens = sum(len(line.split()) for line in lines)
+    conll_tokens = sum(len(line.split()) for line in conll) * args.conll_copies
     print(f"{args.out}: {len(lines):,} sentences, {tokens:,} tokens; corpus prefix {len(corpus):,} sentences, "
           f"CoNLL-2003 eng.train text x{args.conll_copies} = {conll_tokens:,} tokens ({100 * conll_tokens / tokens:.1f} %)")
     return 0

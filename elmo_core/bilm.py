@@ -1,6 +1,8 @@
 """The ELMo biLM: char-CNN token encoder + independent forward/backward projected LSTM stacks."""
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 import torch
@@ -130,8 +132,8 @@ class ElmoBiLm(nn.Module):
         for k in range(n_layers):
             forward_layer, backward_layer = self.forward_layers[k], self.backward_layers[k]
             (fwd_out, fwd_final), (bwd_out, bwd_final) = run_side_by_side(
-                lambda: forward_layer(fwd_in, lengths, states[k]),
-                lambda: backward_layer(bwd_in, lengths, states[n_layers + k]),
+                functools.partial(forward_layer, fwd_in, lengths, states[k]),
+                functools.partial(backward_layer, bwd_in, lengths, states[n_layers + k]),
                 tokens.device.type if self.directions_side_by_side else "serial")
             if self.options.lstm.use_skip_connections and k > 0:
                 fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in

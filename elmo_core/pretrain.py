@@ -37,17 +37,15 @@ import math
 import random
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .bilm import ElmoBiLm, add_sentence_boundaries
-from .char_ids import batch_to_ids
-from .checkpoint import python_rng_state
 from data.config import (
     ConfigError,
     build,
@@ -60,6 +58,9 @@ from data.config import (
     unit_interval,
 )
 
+from .bilm import ElmoBiLm, add_sentence_boundaries
+from .char_ids import batch_to_ids
+from .checkpoint import python_rng_state
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -67,7 +68,6 @@ from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .vocab import SPECIAL_TOKENS, Vocabulary
 from .weights import save_weights
-
 
 # Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
 RESUMABLE_KEYS = ("max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads")
@@ -407,7 +407,8 @@ class Pretrainer:
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
             raise ElmoFileError(f"{self.checkpoint_path}: cannot resume from it ({type(err).__name__}: "
-                                f"{str(err)[:200]}); delete it to start the run again, or choose another --out") from None
+                                f"{str(err)[:200]}); delete it to start the run again, "
+                                "or choose another --out") from None
         return position
 
     def _load_model_state(self, model: nn.Module, state: dict) -> None:
@@ -502,8 +503,8 @@ class Pretrainer:
             bar.close()
             log.close()
         if already_done:
-            result = {**evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens), "tokens_seen": position.tokens_seen,
-                      "seconds": position.seconds, "step": position.step}
+            result = {**evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens),
+                      "tokens_seen": position.tokens_seen, "seconds": position.seconds, "step": position.step}
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)
         return result

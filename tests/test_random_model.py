@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import conftest
+import helpers
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.embed import embed_file, plan_embedding_batches
 from elmo_core.errors import BackboneUsageError
@@ -20,8 +20,8 @@ from elmo_core.store import FeatureStore, build_store, layers_for_batch
 SENTENCES = [["The", "dog", "barked"], ["A", "cat"], ["Birds", "sing", "in", "the", "morning", "."]]
 
 
-def test_conftest_uses_the_package_helper():
-    assert conftest.write_random_model is write_random_model and conftest.TINY_OPTIONS is TINY_OPTIONS
+def test_the_test_helpers_use_the_package_helper():
+    assert helpers.write_random_model is write_random_model and helpers.TINY_OPTIONS is TINY_OPTIONS
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):

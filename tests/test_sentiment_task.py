@@ -77,7 +77,7 @@ def test_phrases_add_train_subtrees_only_and_dedupe(sst_dir, tmp_path):
     train, dev = task.splits["train"], task.splits["dev"]
     assert len(dev) == len(plain.splits["dev"]) and all(dev.is_root)
     assert sum(train.is_root) == len(plain.splits["train"]) == 20
-    phrases = [(tuple(t), l) for t, l, root in zip(train.tokens, train.labels, train.is_root) if not root]
+    phrases = [(tuple(t), label) for t, label, root in zip(train.tokens, train.labels, train.is_root) if not root]
     assert phrases and len(phrases) == len(set(phrases))  # the file has every tree twice: phrases once
     assert (("great", "film"), "3") in phrases  # the subtree "great film" of a label-3 tree
     half = build_task(sst_config(sst_dir, tmp_path / "m", **{"data.phrases": True, "data.phrase_sample": 0.5}))
@@ -114,7 +114,7 @@ def test_evaluate_and_predict_verbs_on_a_sentiment_run(sst_dir, tmp_path, capsys
 
 
 def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
-    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows), encoding="utf-8")
     return path
 
 

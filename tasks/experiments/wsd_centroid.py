@@ -4,6 +4,7 @@ senses seen for its lemma + POS, with WordNet's first sense for lemmas never see
 the WordNet first-sense and SemCor most-frequent-sense baselines by the framework's scorer."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -105,7 +106,7 @@ def run_centroid_method(task: WsdTask, mixes: Iterable[str], out_dir: Path | Non
         centroids = fit_centroids(task, mix)
         name = f"centroid {spec}"
         results[name], reports[name] = score_system(
-            task, lambda split: centroid_answers(task, centroids, split, mix), name, out_dir)
+            task, functools.partial(centroid_answers, task, centroids, mix=mix), name, out_dir)
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
         log(f"{name}: " + ", ".join(f"{s} F1 {results[name][s]['f1']:.1f}" for s in ("dev", "test") if s in results[name]))
     baselines = {"WordNet first sense": task.first_sense_answers}
