@@ -22,6 +22,7 @@ exceed 100 %.
 
     python benchmarks/backbone_speed.py [--threads 2] [--sentences-small 400] [--sentences-original 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import DOCS, REPO, command_line, git_revision, machine, write_section  # benchmarks/common.py
+
 from elmo_core import load_bilm
 from elmo_core.embed import embed_sentences, in_order_batches, plan_embedding_batches
 from elmo_core.lstm import fuse_cells
@@ -41,12 +42,42 @@ from elmo_core.reference import ReferenceLayers
 
 FILTERS_2048 = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 SHAPES = {
-    "small": {"lstm": {"dim": 1024, "projection_dim": 128, "n_layers": 2, "cell_clip": 3, "proj_clip": 3, "use_skip_connections": True},
-              "char_cnn": {"embedding": {"dim": 16}, "filters": FILTERS_2048, "n_highway": 1, "n_characters": 262,
-                           "max_characters_per_token": 50, "activation": "relu"}},
-    "original": {"lstm": {"dim": 4096, "projection_dim": 512, "n_layers": 2, "cell_clip": 3, "proj_clip": 3, "use_skip_connections": True},
-                 "char_cnn": {"embedding": {"dim": 16}, "filters": FILTERS_2048, "n_highway": 2, "n_characters": 262,
-                              "max_characters_per_token": 50, "activation": "relu"}},
+    "small": {
+        "lstm": {
+            "dim": 1024,
+            "projection_dim": 128,
+            "n_layers": 2,
+            "cell_clip": 3,
+            "proj_clip": 3,
+            "use_skip_connections": True,
+        },
+        "char_cnn": {
+            "embedding": {"dim": 16},
+            "filters": FILTERS_2048,
+            "n_highway": 1,
+            "n_characters": 262,
+            "max_characters_per_token": 50,
+            "activation": "relu",
+        },
+    },
+    "original": {
+        "lstm": {
+            "dim": 4096,
+            "projection_dim": 512,
+            "n_layers": 2,
+            "cell_clip": 3,
+            "proj_clip": 3,
+            "use_skip_connections": True,
+        },
+        "char_cnn": {
+            "embedding": {"dim": 16},
+            "filters": FILTERS_2048,
+            "n_highway": 2,
+            "n_characters": 262,
+            "max_characters_per_token": 50,
+            "activation": "relu",
+        },
+    },
 }
 
 
@@ -73,7 +104,7 @@ def gemm_peak_gflops(size: int = 2048, repeats: int = 6) -> float:
         started = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def lstm_flops(options: dict, sentences: list[list[str]]) -> float:
@@ -119,13 +150,30 @@ def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Pa
     bilm = load_bilm(options=opts, weights=weights)
     with torch.no_grad(), ReferenceLayers(bilm):
         reference, seconds, lstm_seconds = run(bilm, sentences, in_order_batches(len(sentences), 64))
-    rows.append({"model": name, "path": "(i) reference loop", "seconds": seconds, "lstm_seconds": lstm_seconds, "diff": 0.0,
-                 "magnitude": max(float(a.abs().max()) for a in reference.values())})
+    rows.append(
+        {
+            "model": name,
+            "path": "(i) reference loop",
+            "seconds": seconds,
+            "lstm_seconds": lstm_seconds,
+            "diff": 0.0,
+            "magnitude": max(float(a.abs().max()) for a in reference.values()),
+        }
+    )
     bilm = load_bilm(options=opts, weights=weights)
     # exactly what `elmo-tasks embed` does by default: length-sorted batches of <= 256 sentences / 4000 tokens
     fast, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
-    rows.append({"model": name, "path": "(ii) fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
-                 "diff": max_diff(fast, reference), "cache_hits": bilm.type_cache.hits, "cache_misses": bilm.type_cache.misses})
+    rows.append(
+        {
+            "model": name,
+            "path": "(ii) fast path",
+            "seconds": seconds,
+            "lstm_seconds": lstm_seconds,
+            "diff": max_diff(fast, reference),
+            "cache_hits": bilm.type_cache.hits,
+            "cache_misses": bilm.type_cache.misses,
+        }
+    )
     if with_compile:
         for method, label in (("compile", "torch.compile"), ("script", "TorchScript")):
             bilm = load_bilm(options=opts, weights=weights)
@@ -135,12 +183,26 @@ def bench_model(name: str, options: dict, sentences: list[list[str]], folder: Pa
             compile_seconds = time.perf_counter() - started
             bilm.type_cache.clear()
             fused, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
-            rows.append({"model": name, "path": f"(ii+) fast path, {label} cell (+{compile_seconds:.0f} s compile)",
-                         "seconds": seconds, "lstm_seconds": lstm_seconds, "diff": max_diff(fused, reference)})
+            rows.append(
+                {
+                    "model": name,
+                    "path": f"(ii+) fast path, {label} cell (+{compile_seconds:.0f} s compile)",
+                    "seconds": seconds,
+                    "lstm_seconds": lstm_seconds,
+                    "diff": max_diff(fused, reference),
+                }
+            )
     bilm = load_bilm(options=opts, weights=weights, precision="int8")
     quantised, seconds, lstm_seconds = run(bilm, sentences, plan_embedding_batches(sentences))
-    rows.append({"model": name, "path": "(iii) int8 fast path", "seconds": seconds, "lstm_seconds": lstm_seconds,
-                 "diff": max_diff(quantised, reference)})
+    rows.append(
+        {
+            "model": name,
+            "path": "(iii) int8 fast path",
+            "seconds": seconds,
+            "lstm_seconds": lstm_seconds,
+            "diff": max_diff(quantised, reference),
+        }
+    )
     for row in rows:
         row.update(tokens=tokens, tokens_per_s=tokens / row["seconds"], lstm_gflops=flops / row["lstm_seconds"] / 1e9)
     return rows
@@ -162,20 +224,26 @@ def main() -> int:
             rows += bench_model(name, SHAPES[name], conll_dev_sentences(count), Path(tmp), not args.no_compile)
             peak = max(peak, gemm_peak_gflops())
     magnitudes = ", ".join(f"{r['model']} {r['magnitude']:.2f}" for r in rows if "magnitude" in r)
-    lines = ["| model | path | tokens | tokens/s | speed-up vs (i) | max abs diff vs (i) | LSTM GFLOP/s | LSTM share of GEMM peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | path | tokens | tokens/s | speed-up vs (i) | max abs diff vs (i) | LSTM GFLOP/s | LSTM share of GEMM peak |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         base = next(r for r in rows if r["model"] == row["model"] and r["path"].startswith("(i) "))
-        lines.append(f"| {row['model']} | {row['path']} | {row['tokens']} | {row['tokens_per_s']:.0f} | "
-                     f"{row['tokens_per_s'] / base['tokens_per_s']:.2f}x | {row['diff']:.2e} | {row['lstm_gflops']:.1f} | "
-                     f"{100 * row['lstm_gflops'] / peak:.0f} % |")
-    text = (f"## Backbone speed (`benchmarks/backbone_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
-            f"Machine: {machine()}. fp32 GEMM peak measured in this run (2048x2048 `torch.mm`, best of 6): **{peak:.1f} GFLOP/s** "
-            f"with {args.threads} threads.\nRandom weights with the official shapes, loaded from the official HDF5 layout; "
-            f"input: the first sentences of CoNLL-2003 eng.testa. Baseline (i) is our own straightforward per-time-step "
-            f"implementation (AllenNLP's loop shape: one direction after the other, every step over the full padded batch). "
-            f"Largest |output| of (i): {magnitudes}. The int8 rows' share counts fp32-equivalent FLOPs against the fp32 peak "
-            f"(int8 GEMMs are not bounded by it).\n\n" + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {row['model']} | {row['path']} | {row['tokens']} | {row['tokens_per_s']:.0f} | "
+            f"{row['tokens_per_s'] / base['tokens_per_s']:.2f}x | {row['diff']:.2e} | {row['lstm_gflops']:.1f} | "
+            f"{100 * row['lstm_gflops'] / peak:.0f} % |"
+        )
+    text = (
+        f"## Backbone speed (`benchmarks/backbone_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
+        f"Machine: {machine()}. fp32 GEMM peak measured in this run (2048x2048 `torch.mm`, best of 6): **{peak:.1f} GFLOP/s** "
+        f"with {args.threads} threads.\nRandom weights with the official shapes, loaded from the official HDF5 layout; "
+        f"input: the first sentences of CoNLL-2003 eng.testa. Baseline (i) is our own straightforward per-time-step "
+        f"implementation (AllenNLP's loop shape: one direction after the other, every step over the full padded batch). "
+        f"Largest |output| of (i): {magnitudes}. The int8 rows' share counts fp32-equivalent FLOPs against the fp32 peak "
+        f"(int8 GEMMs are not bounded by it).\n\n" + "\n".join(lines) + "\n"
+    )
     print(text)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", "backbone-speed", text)

@@ -7,6 +7,7 @@ model card says so.
 
     python benchmarks/build_pretraining_mix.py --out runs/pretraining_mix.txt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main() -> int:
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tokens = sum(len(line.split()) for line in lines)
     conll_tokens = sum(len(line.split()) for line in conll) * args.conll_copies
-    print(f"{args.out}: {len(lines):,} sentences, {tokens:,} tokens; corpus prefix {len(corpus):,} sentences, "
-          f"CoNLL-2003 eng.train text x{args.conll_copies} = {conll_tokens:,} tokens ({100 * conll_tokens / tokens:.1f} %)")
+    print(
+        f"{args.out}: {len(lines):,} sentences, {tokens:,} tokens; corpus prefix {len(corpus):,} sentences, "
+        f"CoNLL-2003 eng.train text x{args.conll_copies} = {conll_tokens:,} tokens ({100 * conll_tokens / tokens:.1f} %)"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Shared helpers for benchmarks: machine description, mean ± std, writing a section of a doc."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def command_line() -> str:
@@ -44,9 +47,15 @@ def git_revision() -> str:
     """HEAD's short hash, marked when tracked source files differ from it (docs/ excluded: the
     benchmarks write there)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
-                                 cwd=REPO, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except OSError:
         return "unknown"
     return f"{head} + uncommitted changes" if changed else head
@@ -56,7 +65,11 @@ def write_section(doc: Path, name: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- name -->`` markers in ``doc``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{body.rstrip()}\n{end}\n"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEvery table below was written by the script named in it.\n\n"
+    text = (
+        doc.read_text()
+        if doc.exists()
+        else "# Benchmarks\n\nEvery table below was written by the script named in it.\n\n"
+    )
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     doc.parent.mkdir(parents=True, exist_ok=True)

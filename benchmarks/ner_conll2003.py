@@ -8,6 +8,7 @@ finished runs are not repeated. Results go to docs/benchmarks.md.
     python benchmarks/ner_conll2003.py --variants baseline        # only the no-ELMo tagger
     python benchmarks/ner_conll2003.py --report-only              # aggregate what has finished
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,40 +66,57 @@ def collect(out_root: Path) -> dict[str, list[dict]]:
 
 def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -> str:
     found = collect(out_root)
-    lines = ["| tagger | backbone | seeds | dev F1 | test F1 | test strict F1 | s / epoch | epochs | train time / run |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| tagger | backbone | seeds | dev F1 | test F1 | test strict F1 | s / epoch | epochs | train time / run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for variant, runs in sorted(found.items()):
         backbone = runs[0].get("backbone") or "none (word emb. + char CNN only)"
         lines.append(
             f"| {'ELMo + BiLSTM-CRF' if variant == 'elmo' else 'BiLSTM-CRF (no ELMo)'} | {backbone} | {len(runs)} | "
             f"{mean_std([r['dev']['f1'] for r in runs])} | {mean_std([r['test']['f1'] for r in runs])} | "
             f"{mean_std([r['test']['strict_f1'] for r in runs])} | {mean_std([r['seconds_per_epoch'] for r in runs])} | "
-            f"{mean_std([r['epochs_run'] for r in runs])} | {mean_std([r['train_seconds_total'] / 60 for r in runs])} min |")
+            f"{mean_std([r['epochs_run'] for r in runs])} | {mean_std([r['train_seconds_total'] / 60 for r in runs])} min |"
+        )
     if "elmo" in found and "baseline" in found:
-        gain = statistics.mean(r["test"]["f1"] for r in found["elmo"]) - statistics.mean(r["test"]["f1"] for r in found["baseline"])
+        gain = statistics.mean(r["test"]["f1"] for r in found["elmo"]) - statistics.mean(
+            r["test"]["f1"] for r in found["baseline"]
+        )
         lines.append(f"\n**ELMo gain on test: {gain:+.2f} F1** (mean over seeds).")
     best = max((r for runs in found.values() for r in runs), key=lambda r: r["dev"]["f1"], default=None)
     per_type = ""
     if best:
-        per_type = "\n\nPer-type test scores of the run with the best dev F1:\n\n| type | precision | recall | F1 | gold |\n|---|---:|---:|---:|---:|\n" + "\n".join(
-            f"| {t} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['gold']} |" for t, s in best["test"]["per_type"].items())
+        per_type = (
+            "\n\nPer-type test scores of the run with the best dev F1:\n\n| type | precision | recall | F1 | gold |\n|---|---:|---:|---:|---:|\n"
+            + "\n".join(
+                f"| {t} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['gold']} |"
+                for t, s in best["test"]["per_type"].items()
+            )
+        )
     int8_lines = ""
     int8_files = sorted(out_root.glob("elmo-seed*/int8_test.json"))
     if int8_files:
-        pairs = [(json.loads(f.read_text())["f1"], json.loads((f.parent / "results.json").read_text())["test"]["f1"]) for f in int8_files]
-        int8_lines = (f"\n\nint8 backbone (`--precision int8`, dynamic quantisation of the linear layers; heads trained on fp32 "
-                      f"features): test F1 {mean_std([a for a, _ in pairs])} vs fp32 {mean_std([b for _, b in pairs])}, "
-                      f"cost {statistics.mean(b - a for a, b in pairs):+.2f} F1 (mean over {len(pairs)} seeds).")
+        pairs = [
+            (json.loads(f.read_text())["f1"], json.loads((f.parent / "results.json").read_text())["test"]["f1"])
+            for f in int8_files
+        ]
+        int8_lines = (
+            f"\n\nint8 backbone (`--precision int8`, dynamic quantisation of the linear layers; heads trained on fp32 "
+            f"features): test F1 {mean_std([a for a, _ in pairs])} vs fp32 {mean_std([b for _, b in pairs])}, "
+            f"cost {statistics.mean(b - a for a, b in pairs):+.2f} F1 (mean over {len(pairs)} seeds)."
+        )
     features = ""
     elmo_runs = found.get("elmo", [])
     if elmo_runs and "features_seconds" in elmo_runs[0]:
         features = f"\n\nELMo feature extraction (once per run, all splits): {mean_std([sum(r['features_seconds'].values()) for r in elmo_runs])} s."
-    return (f"## CoNLL-2003 NER (`benchmarks/ner_conll2003.py`)\n\n"
-            f"Command: {commands(out_root)} (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
-            f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
-            f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
-            f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
-            f"(mean ± std over seeds).\n\n" + "\n".join(lines) + per_type + features + int8_lines + f"\n\n{PUBLISHED}\n")
+    return (
+        f"## CoNLL-2003 NER (`benchmarks/ner_conll2003.py`)\n\n"
+        f"Command: {commands(out_root)} (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
+        f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
+        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
+        f"(mean ± std over seeds).\n\n" + "\n".join(lines) + per_type + features + int8_lines + f"\n\n{PUBLISHED}\n"
+    )
 
 
 def main() -> int:
@@ -110,7 +128,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-ner")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--int8", action="store_true", help="also score every ELMo run's test set with an int8 backbone")
+    parser.add_argument(
+        "--int8", action="store_true", help="also score every ELMo run's test set with an int8 backbone"
+    )
     parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -119,7 +139,10 @@ def main() -> int:
         for variant in args.variants.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 result = run_one(args.config, variant, seed, args.out, args.set)
-                print(f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}", flush=True)
+                print(
+                    f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}",
+                    flush=True,
+                )
     if args.int8:
         for run_dir in sorted(args.out.glob("elmo-seed*")):
             if (run_dir / "results.json").is_file():

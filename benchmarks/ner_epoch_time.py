@@ -6,6 +6,7 @@ training batch (what toolkits without a cache do); (b) features come from the on
 
     python benchmarks/ner_epoch_time.py [--sentences 3000] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,22 +29,35 @@ def main() -> int:
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, overrides in (("backbone every batch (no cache)", {"backbone.cache": False}),
-                                 ("feature store (memory-mapped)", {"backbone.store": f"{tmp}/store"})):
-            config = load_task_config(args.config, {"train.epochs": 1, "train.threads": args.threads,
-                                                    "data.limit": {"train": args.sentences, "dev": 200, "test": 200},
-                                                    **overrides})
+        for label, overrides in (
+            ("backbone every batch (no cache)", {"backbone.cache": False}),
+            ("feature store (memory-mapped)", {"backbone.store": f"{tmp}/store"}),
+        ):
+            config = load_task_config(
+                args.config,
+                {
+                    "train.epochs": 1,
+                    "train.threads": args.threads,
+                    "data.limit": {"train": args.sentences, "dev": 200, "test": 200},
+                    **overrides,
+                },
+            )
             result = Trainer(config, Path(tmp) / label[:8].replace(" ", "_"), progress=False, log=lambda *_: None).run()
             rows[label] = result
     lines = ["| training reads ELMo from | seconds / epoch | one-off feature time (all splits) |", "|---|---:|---:|"]
     for label, result in rows.items():
-        lines.append(f"| {label} | {result['seconds_per_epoch']:.1f} | {sum(result.get('features_seconds', {}).values()):.1f} s |")
+        lines.append(
+            f"| {label} | {result['seconds_per_epoch']:.1f} | {sum(result.get('features_seconds', {}).values()):.1f} s |"
+        )
     slow, fast = (r["seconds_per_epoch"] for r in rows.values())
-    text = (f"## NER epoch time with and without the feature store (`benchmarks/ner_epoch_time.py`)\n\n"
-            f"Command: `{command_line()}`; git {git_revision()}. Machine: {machine()}.\n"
-            f"Config `{args.config.name}` (default backbone), first {args.sentences} training sentences, one epoch.\n\n"
-            + "\n".join(lines) + f"\n\nThe store makes an epoch **{slow / fast:.1f}x** faster; its one-off build is paid once per "
-            f"dataset and backbone, not per epoch or per run.\n")
+    text = (
+        f"## NER epoch time with and without the feature store (`benchmarks/ner_epoch_time.py`)\n\n"
+        f"Command: `{command_line()}`; git {git_revision()}. Machine: {machine()}.\n"
+        f"Config `{args.config.name}` (default backbone), first {args.sentences} training sentences, one epoch.\n\n"
+        + "\n".join(lines)
+        + f"\n\nThe store makes an epoch **{slow / fast:.1f}x** faster; its one-off build is paid once per "
+        f"dataset and backbone, not per epoch or per run.\n"
+    )
     print(text)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", "ner-epoch-time", text)

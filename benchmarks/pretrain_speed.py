@@ -7,6 +7,7 @@ baseline model skips it (slightly less work). Training tokens/s, forward + backw
 
     python benchmarks/pretrain_speed.py [--config configs/bilm_default.yaml] [--batches 12] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
+from common import DOCS, REPO, command_line, git_revision, machine, write_section
 from torch import nn
 
-from common import DOCS, REPO, command_line, git_revision, machine, write_section
 from elmo_core.bilm import add_sentence_boundaries
 from elmo_core.char_ids import batch_to_ids
 from elmo_core.corpus import batches_of, iter_sentences
@@ -34,10 +35,14 @@ class TorchLstmLanguageModel(BiLmLanguageModel):
     def __init__(self, options, vocab_size, cutoffs, dropout):
         super().__init__(options, vocab_size, cutoffs, dropout)
         lo = options.lstm
-        self.torch_forward = nn.ModuleList(nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
-                                           for _ in range(lo.n_layers))
-        self.torch_backward = nn.ModuleList(nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
-                                            for _ in range(lo.n_layers))
+        self.torch_forward = nn.ModuleList(
+            nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
+            for _ in range(lo.n_layers)
+        )
+        self.torch_backward = nn.ModuleList(
+            nn.LSTM(lo.projection_dim, lo.dim, proj_size=lo.projection_dim, batch_first=True)
+            for _ in range(lo.n_layers)
+        )
         del self.bilm.forward_layers, self.bilm.backward_layers
 
     def top_layer(self, char_ids):
@@ -103,17 +108,22 @@ def main() -> int:
     batches = batches_of(sentences, config.batch_tokens, random.Random(0))[: args.batches + 1]
     options = options_from_dict(config.model)
     results = {}
-    for name, cls in (("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
-                      ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel)):
+    for name, cls in (
+        ("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
+        ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel),
+    ):
         torch.manual_seed(0)
         results[name] = time_training(cls(options, len(vocab), config.cutoffs, config.dropout), batches, vocab)
     ours, theirs = results.values()
     lines = ["| implementation | training tokens/s | ratio |", "|---|---:|---:|"]
     lines += [f"| {name} | {value:.0f} | {value / theirs:.2f}x |" for name, value in results.items()]
-    text = (f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
-            f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
-            f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch.\n\n"
-            + "\n".join(lines) + "\n")
+    text = (
+        f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
+        f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
+        f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     print(text)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", "pretrain-speed", text)

@@ -6,6 +6,7 @@ also copied beside the weights).
 
     python benchmarks/ship_default_backbone.py runs/bilm_default --corpus-note "..."
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,14 +75,14 @@ for strong results.
 
 | | |
 |---|---|
-| architecture | char-CNN {model['char_cnn']['filters']} (char dim {model['char_cnn']['embedding']['dim']}, {model['char_cnn']['n_highway']} highway, {model['char_cnn']['activation']}) → projection {model['lstm']['projection_dim']} → 2 × {model['lstm']['n_layers']}-layer LSTM, cell {model['lstm']['dim']}, projection {model['lstm']['projection_dim']}, clip {model['lstm'].get('cell_clip')}/{model['lstm'].get('proj_clip')}, skip connections |
+| architecture | char-CNN {model["char_cnn"]["filters"]} (char dim {model["char_cnn"]["embedding"]["dim"]}, {model["char_cnn"]["n_highway"]} highway, {model["char_cnn"]["activation"]}) → projection {model["lstm"]["projection_dim"]} → 2 × {model["lstm"]["n_layers"]}-layer LSTM, cell {model["lstm"]["dim"]}, projection {model["lstm"]["projection_dim"]}, clip {model["lstm"].get("cell_clip")}/{model["lstm"].get("proj_clip")}, skip connections |
 | output | {bilm.num_layers} layers × {bilm.output_dim} dims |
 | parameters | {params / 1e6:.2f} M (biLM only; the softmax is not shipped), weights file {size_mb:.1f} MB |
-| vocabulary (softmax only) | {config['max_vocab']:,} words max, min count {config['min_count']}, counted on the first {config['vocab_sample_sentences']:,} sentences; adaptive softmax cut-offs {config['cutoffs']} |
+| vocabulary (softmax only) | {config["max_vocab"]:,} words max, min count {config["min_count"]}, counted on the first {config["vocab_sample_sentences"]:,} sentences; adaptive softmax cut-offs {config["cutoffs"]} |
 | training text | {args.corpus_note} |
-| training | {result['tokens_seen']:,} tokens seen in {result['seconds'] / 60:.1f} min ({result['step']:,} steps), sentence batches of ≤ {config['batch_tokens']} padded tokens, Adam lr {config['lr']}, dropout {config['dropout']}, clip {config['clip_norm']}; {speeds[-1]:.0f} tokens/s at the end (median {sorted(speeds)[len(speeds) // 2]:.0f}) |
-| hardware | {machine().split(', torch')[0]}, torch {torch.__version__}; trained with `threads: {config['threads']}` while other jobs shared the machine |
-| heldout perplexity | first 1,000 heldout sentences: forward {result['forward_ppl']:.1f}, backward {result['backward_ppl']:.1f}, mean {result['mean_ppl']:.1f}{(f"; full heldout ({full.get('tokens', 0):,} tokens): forward {full['forward_ppl']:.1f}, backward {full['backward_ppl']:.1f}, mean {full['mean_ppl']:.1f}") if full else ''} (vocabulary of {config['max_vocab']:,}: out-of-vocabulary words are `<UNK>`, which lowers perplexity; compare only runs with the same vocabulary) |
+| training | {result["tokens_seen"]:,} tokens seen in {result["seconds"] / 60:.1f} min ({result["step"]:,} steps), sentence batches of ≤ {config["batch_tokens"]} padded tokens, Adam lr {config["lr"]}, dropout {config["dropout"]}, clip {config["clip_norm"]}; {speeds[-1]:.0f} tokens/s at the end (median {sorted(speeds)[len(speeds) // 2]:.0f}) |
+| hardware | {machine().split(", torch")[0]}, torch {torch.__version__}; trained with `threads: {config["threads"]}` while other jobs shared the machine |
+| heldout perplexity | first 1,000 heldout sentences: forward {result["forward_ppl"]:.1f}, backward {result["backward_ppl"]:.1f}, mean {result["mean_ppl"]:.1f}{(f"; full heldout ({full.get('tokens', 0):,} tokens): forward {full['forward_ppl']:.1f}, backward {full['backward_ppl']:.1f}, mean {full['mean_ppl']:.1f}") if full else ""} (vocabulary of {config["max_vocab"]:,}: out-of-vocabulary words are `<UNK>`, which lowers perplexity; compare only runs with the same vocabulary) |
 | command | `{args.train_command}` |
 
 ![heldout perplexity](pretraining_curve.png)
@@ -100,7 +101,9 @@ pretraining issue allows; so NER dev/test text was never seen, while SemCor's Br
 training data) is part of the corpus.
 """
     (DOCS / "default_backbone.md").write_text(card)
-    (TARGET / "MODEL_CARD.md").write_text(card.replace("](pretraining_curve.png)", "](../../../docs/pretraining_curve.png)"))
+    (TARGET / "MODEL_CARD.md").write_text(
+        card.replace("](pretraining_curve.png)", "](../../../docs/pretraining_curve.png)")
+    )
     print(card)
     return 0
 

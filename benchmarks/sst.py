@@ -12,6 +12,7 @@ by every seed of that task. Results go to docs/benchmarks.md.
         --set backbone.options=tiny/options.json --set backbone.weights=tiny/weights.hdf5   # smoke
     python benchmarks/sst.py --report-only                  # aggregate what has finished
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ from pathlib import Path
 
 from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
-PUBLISHED = ("Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
-             "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7.")
+PUBLISHED = (
+    "Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
+    "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7."
+)
 VARIANTS = {
     "elmo": ["model.elmo.enabled=true"],
     # Without ELMo the classifier needs its own token inputs: learned word vectors + char CNN.
@@ -31,8 +34,11 @@ VARIANTS = {
     # The paper's protocol: ELMo *added* to the baseline's own inputs (as the NER tagger does).
     "elmo_inputs": ["model.elmo.enabled=true", "model.words.dim=100", "model.chars.filters=30"],
 }
-LABELS = {"elmo": "ELMo only + BiLSTM pooled classifier", "baseline": "BiLSTM pooled classifier (no ELMo)",
-          "elmo_inputs": "ELMo + word emb. + char CNN, BiLSTM pooled classifier"}
+LABELS = {
+    "elmo": "ELMo only + BiLSTM pooled classifier",
+    "baseline": "BiLSTM pooled classifier (no ELMo)",
+    "elmo_inputs": "ELMo + word emb. + char CNN, BiLSTM pooled classifier",
+}
 
 
 # The frozen backbone and the features of a split are the same for every seed of a task: one
@@ -51,8 +57,13 @@ def run_one(task: str, config: Path, variant: str, seed: int, out_root: Path, ex
         return json.loads((out / "results.json").read_text())
     overrides = parse_overrides(VARIANTS[variant] + [f"train.seed={seed}"] + extra)
     print(f"== {task} {variant} seed {seed} -> {out}", flush=True)
-    return Trainer(load_task_config(config, overrides), out, progress=False, feature_cache=FEATURE_CACHE,
-                   backbone_cache=BACKBONE_CACHE).run()
+    return Trainer(
+        load_task_config(config, overrides),
+        out,
+        progress=False,
+        feature_cache=FEATURE_CACHE,
+        backbone_cache=BACKBONE_CACHE,
+    ).run()
 
 
 def collect(out_root: Path) -> dict[tuple[str, str], list[dict]]:
@@ -65,8 +76,11 @@ def collect(out_root: Path) -> dict[tuple[str, str], list[dict]]:
 
 def report(out_root: Path, wall: float | None) -> str:
     found = collect(out_root)
-    lines = ["| task | classifier | backbone | seeds | dev acc | test acc | test macro-F1 | s / epoch | epochs | "
-             "ELMo features (s) | train time / run |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| task | classifier | backbone | seeds | dev acc | test acc | test macro-F1 | s / epoch | epochs | "
+        "ELMo features (s) | train time / run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for (task, variant), runs in sorted(found.items()):
         features = [sum(r["features_seconds"].values()) for r in runs if "features_seconds" in r]
         lines.append(
@@ -74,31 +88,48 @@ def report(out_root: Path, wall: float | None) -> str:
             f"{len(runs)} | {mean_std([r['dev']['accuracy'] for r in runs])} | {mean_std([r['test']['accuracy'] for r in runs])} | "
             f"{mean_std([r['test']['macro_f1'] for r in runs])} | {mean_std([r['seconds_per_epoch'] for r in runs])} | "
             f"{mean_std([r['epochs_run'] for r in runs])} | {f'{max(features):.1f}' if features else '–'} | "
-            f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min |")
+            f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min |"
+        )
     gains = []
     for task in sorted({t for t, _ in found}):
         for variant in ("elmo", "elmo_inputs"):
             if (task, variant) in found and (task, "baseline") in found:
-                gain = (sum(r["test"]["accuracy"] for r in found[(task, variant)]) / len(found[(task, variant)])
-                        - sum(r["test"]["accuracy"] for r in found[(task, "baseline")]) / len(found[(task, "baseline")]))
-                gains.append(f"**{LABELS[variant]} vs baseline on {task.upper()} test: {gain:+.2f} accuracy** (mean over seeds).")
+                gain = sum(r["test"]["accuracy"] for r in found[(task, variant)]) / len(found[(task, variant)]) - sum(
+                    r["test"]["accuracy"] for r in found[(task, "baseline")]
+                ) / len(found[(task, "baseline")])
+                gains.append(
+                    f"**{LABELS[variant]} vs baseline on {task.upper()} test: {gain:+.2f} accuracy** (mean over seeds)."
+                )
     confusion = ""
-    best = max(((t, r) for (t, v), runs in found.items() if v.startswith("elmo") for r in runs),
-               key=lambda tr: tr[1]["dev"]["accuracy"], default=None)
+    best = max(
+        ((t, r) for (t, v), runs in found.items() if v.startswith("elmo") for r in runs),
+        key=lambda tr: tr[1]["dev"]["accuracy"],
+        default=None,
+    )
     if best:
         task, result = best
         names, counts = result["test"]["confusion"]["labels"], result["test"]["confusion"]["counts"]
-        confusion = (f"\n\nTest confusion matrix of the {task.upper()} ELMo run with the best dev accuracy "
-                     f"(rows gold, columns predicted):\n\n| gold / predicted | " + " | ".join(names) + " |\n|---|"
-                     + "---:|" * len(names) + "\n" + "\n".join(f"| {n} | " + " | ".join(map(str, row)) + " |"
-                                                          for n, row in zip(names, counts)))
-    return (f"## SST sentiment (`benchmarks/sst.py`)\n\n"
-            f"Command: {commands(out_root)}; git {git_revision()}.\n"
-            f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
-            f"Train on the root sentences of train.txt, model selection on dev, reported on test (mean ± std over seeds). "
-            f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "
-            f"computation).\n\n" + "\n".join(lines) + ("\n\n" + "\n".join(gains) if gains else "") + confusion
-            + f"\n\n{PUBLISHED}\n")
+        confusion = (
+            f"\n\nTest confusion matrix of the {task.upper()} ELMo run with the best dev accuracy "
+            f"(rows gold, columns predicted):\n\n| gold / predicted | "
+            + " | ".join(names)
+            + " |\n|---|"
+            + "---:|" * len(names)
+            + "\n"
+            + "\n".join(f"| {n} | " + " | ".join(map(str, row)) + " |" for n, row in zip(names, counts))
+        )
+    return (
+        f"## SST sentiment (`benchmarks/sst.py`)\n\n"
+        f"Command: {commands(out_root)}; git {git_revision()}.\n"
+        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Train on the root sentences of train.txt, model selection on dev, reported on test (mean ± std over seeds). "
+        f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "
+        f"computation).\n\n"
+        + "\n".join(lines)
+        + ("\n\n" + "\n".join(gains) if gains else "")
+        + confusion
+        + f"\n\n{PUBLISHED}\n"
+    )
 
 
 def main() -> int:
@@ -121,8 +152,11 @@ def main() -> int:
             for variant in args.variants.split(","):
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     result = run_one(task, REPO / "configs" / f"{task}.yaml", variant, seed, args.out, extra)
-                    print(f"{task} {variant} seed {seed}: dev acc {result['dev']['accuracy']:.2f}, "
-                          f"test acc {result['test']['accuracy']:.2f}", flush=True)
+                    print(
+                        f"{task} {variant} seed {seed}: dev acc {result['dev']['accuracy']:.2f}, "
+                        f"test acc {result['test']['accuracy']:.2f}",
+                        flush=True,
+                    )
     text = report(args.out, None if args.report_only else time.perf_counter() - started)
     print(text)
     write_section(args.doc, "sst", text)

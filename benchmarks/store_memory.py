@@ -13,6 +13,7 @@ command and the machine, and appends a section to ``docs/store.md`` (``--no-docs
 
     OMP_NUM_THREADS=1 python benchmarks/store_memory.py --tokens 200000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONLL = REPO.parent / "shared" / "data" / "conll2003" / "eng.train"
 MODELS = {
     "tiny": TINY_OPTIONS,  # the test model: 48-dim features
-    "wide": {**TINY_OPTIONS,  # 512-dim features, LSTM cheap enough for 1M tokens on one core
-             "lstm": {**TINY_OPTIONS["lstm"], "projection_dim": 256, "dim": 256},
-             "char_cnn": {**TINY_OPTIONS["char_cnn"], "filters": [[1, 32], [2, 32], [3, 64], [4, 128]]}},
+    "wide": {
+        **TINY_OPTIONS,  # 512-dim features, LSTM cheap enough for 1M tokens on one core
+        "lstm": {**TINY_OPTIONS["lstm"], "projection_dim": 256, "dim": 256},
+        "char_cnn": {**TINY_OPTIONS["char_cnn"], "filters": [[1, 32], [2, 32], [3, 64], [4, 128]]},
+    },
 }
 
 
@@ -70,7 +73,7 @@ class RssSampler:
             self.samples.append((time.perf_counter() - start, *self.read()))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -123,16 +126,18 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     memory = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     load = os.getloadavg()[0]
-    return (f"{cpu}, {os.cpu_count()} cores, {memory / 2**20:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s), "
-            f"load average {load:.1f} at start")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory / 2**20:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s), "
+        f"load average {load:.1f} at start"
+    )
 
 
 def read_back(store: FeatureStore, sentences: list[list[str]], batch: int = 32) -> float:
     """Seconds to read every sentence back as padded float32 batches, as task training does."""
     started = time.perf_counter()
     for start in range(0, len(sentences), batch):
-        layers_for_batch(store, sentences[start: start + batch])
+        layers_for_batch(store, sentences[start : start + batch])
     return time.perf_counter() - started
 
 
@@ -146,10 +151,18 @@ def main() -> None:
     parser.add_argument("--no-read", action="store_true", help="skip the read-back pass")
     parser.add_argument("--no-docs", action="store_true", help="do not append the result to docs/store.md")
     args = parser.parse_args()
-    settings = {name: value for name, value in sorted(os.environ.items())
-                if name == "OMP_NUM_THREADS" or name.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    command = " ".join([*(f"{name}={value}" for name, value in settings.items()), "python",
-                        shlex.join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])])
+    settings = {
+        name: value
+        for name, value in sorted(os.environ.items())
+        if name == "OMP_NUM_THREADS" or name.startswith(("MALLOC_", "GLIBC_TUNABLES"))
+    }
+    command = " ".join(
+        [
+            *(f"{name}={value}" for name, value in settings.items()),
+            "python",
+            shlex.join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+        ]
+    )
     machine_line = machine()
     print(f"command: {command}\nmachine: {machine_line}", flush=True)
 
@@ -162,8 +175,9 @@ def main() -> None:
         n_tokens = sum(len(s) for s in sentences)
         baseline = RssSampler.read()
         with RssSampler() as build_rss:
-            report = build_store(directory, bilm, args.model, sentences, dtype=args.dtype,
-                                 batch_tokens=args.batch_tokens, progress=False)
+            report = build_store(
+                directory, bilm, args.model, sentences, dtype=args.dtype, batch_tokens=args.batch_tokens, progress=False
+            )
         build_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
         store = FeatureStore(directory, args.model)
@@ -180,14 +194,19 @@ def main() -> None:
         if not args.no_read:
             with RssSampler() as read_rss:
                 seconds = read_back(store, sentences)
-            lines.append(f"- read back as padded float32 batches of 32: {n_tokens / seconds:,.0f} tokens/s; peak "
-                         f"VmRSS {read_rss.peak()[0] / 1024:.0f} MiB, of which anonymous {read_rss.peak()[1] / 1024:.0f}"
-                         f" MiB (the rest is page cache of the memory-mapped chunks, shared and reclaimable)")
+            lines.append(
+                f"- read back as padded float32 batches of 32: {n_tokens / seconds:,.0f} tokens/s; peak "
+                f"VmRSS {read_rss.peak()[0] / 1024:.0f} MiB, of which anonymous {read_rss.peak()[1] / 1024:.0f}"
+                f" MiB (the rest is page cache of the memory-mapped chunks, shared and reclaimable)"
+            )
         print("\n".join(lines))
         if not args.no_docs:
             stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-            section = (f"\n### store_memory.py, {stamp}\n\n`{command}`\n\nMachine: {machine_line}\n\n"
-                       + "\n".join(lines) + "\n")
+            section = (
+                f"\n### store_memory.py, {stamp}\n\n`{command}`\n\nMachine: {machine_line}\n\n"
+                + "\n".join(lines)
+                + "\n"
+            )
             with (REPO / "docs" / "store.md").open("a", encoding="utf-8") as handle:
                 handle.write(section)
     finally:

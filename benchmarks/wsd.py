@@ -16,6 +16,7 @@ classifier seed is an ordinary `elmo-tasks train` run directory, the centroid re
         --set backbone.options=tiny/options.json --set backbone.weights=tiny/weights.hdf5   # smoke
     python benchmarks/wsd.py --report-only                    # aggregate what has finished
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,19 @@ from pathlib import Path
 
 from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
-PUBLISHED = ("Published (ALL F1): ELMo paper (Peters et al. 2018, Table 5; original ELMo, nearest sense centroid on "
-             "SemCor) 69.0 with the second biLM layer, 67.4 with the first; WordNet first sense 65.2 (Raganato et al. "
-             "2017; the ELMo paper's table lists 65.9).")
+PUBLISHED = (
+    "Published (ALL F1): ELMo paper (Peters et al. 2018, Table 5; original ELMo, nearest sense centroid on "
+    "SemCor) 69.0 with the second biLM layer, 67.4 with the first; WordNet first sense 65.2 (Raganato et al. "
+    "2017; the ELMo paper's table lists 65.9)."
+)
 DATASETS = ("senseval2", "senseval3", "semeval2007", "semeval2013", "semeval2015")
-SHORT = {"senseval2": "SE2", "senseval3": "SE3", "semeval2007": "SE07 (dev)", "semeval2013": "SE13", "semeval2015": "SE15"}
+SHORT = {
+    "senseval2": "SE2",
+    "senseval3": "SE3",
+    "semeval2007": "SE07 (dev)",
+    "semeval2013": "SE13",
+    "semeval2015": "SE15",
+}
 POS = ("NOUN", "VERB", "ADJ", "ADV")
 
 FEATURE_CACHE: dict = {}
@@ -54,8 +63,7 @@ def run_centroids(config: Path, extra: list[str], out: Path) -> dict:
         return json.loads((out / "results.json").read_text())
     wsd_config = load(config, extra)
     print(f"== centroid -> {out}", flush=True)
-    task, timings = prepare_task(wsd_config, progress=False, feature_cache=FEATURE_CACHE,
-                                 backbone_cache=BACKBONE_CACHE)
+    task, timings = prepare_task(wsd_config, progress=False, feature_cache=FEATURE_CACHE, backbone_cache=BACKBONE_CACHE)
     results = run_centroid_method(task, wsd_config.centroid.mixes, out)
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return results
@@ -67,12 +75,14 @@ def run_classifier(config: Path, extra: list[str], seed: int, out: Path) -> dict
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
     print(f"== classifier seed {seed} -> {out}", flush=True)
-    return Trainer(load(config, extra, seed), out, progress=False, feature_cache=FEATURE_CACHE,
-                   backbone_cache=BACKBONE_CACHE).run()
+    return Trainer(
+        load(config, extra, seed), out, progress=False, feature_cache=FEATURE_CACHE, backbone_cache=BACKBONE_CACHE
+    ).run()
 
 
 def dataset_cells(runs: list[dict], deterministic: bool) -> list[str]:
     """SE2 .. SE15 (from the ALL test split), ALL, then ALL per POS: F1 in percent."""
+
     def cell(values: list[float]) -> str:
         if not values:
             return "–"
@@ -96,32 +106,49 @@ def report(out_root: Path, wall: float | None) -> str:
         timings_file = out_root / "centroid" / "timings.json"
         if timings_file.is_file():
             timings = json.loads(timings_file.read_text())
-            notes.append(f"Backbone: {timings['backbone']} ({timings['num_layers']} layers x {timings['dim']}). "
-                         f"ELMo features (once for every system below): "
-                         + ", ".join(f"{k} {v:.0f} s" for k, v in timings["features_seconds"].items())
-                         + f"; WordNet candidates {timings['vocab_seconds']:.0f} s; centroids + scoring "
-                         + ", ".join(f"{k.split(' ', 1)[1]} {v['seconds']:.0f} s" for k, v in centroid.items() if "seconds" in v)
-                         + ".")
+            notes.append(
+                f"Backbone: {timings['backbone']} ({timings['num_layers']} layers x {timings['dim']}). "
+                f"ELMo features (once for every system below): "
+                + ", ".join(f"{k} {v:.0f} s" for k, v in timings["features_seconds"].items())
+                + f"; WordNet candidates {timings['vocab_seconds']:.0f} s; centroids + scoring "
+                + ", ".join(f"{k.split(' ', 1)[1]} {v['seconds']:.0f} s" for k, v in centroid.items() if "seconds" in v)
+                + "."
+            )
     runs = [json.loads(p.read_text()) for p in sorted(out_root.glob("classifier-seed*/results.json"))]
     if runs:
-        lines.append(f"| candidate classifier (learned mix) | {len(runs)} | " + " | ".join(dataset_cells(runs, False)) + " |")
+        lines.append(
+            f"| candidate classifier (learned mix) | {len(runs)} | " + " | ".join(dataset_cells(runs, False)) + " |"
+        )
         mixes = [r["mix"]["s"] for r in runs if "mix" in r]
-        notes.append(f"Classifier: {mean_std([r['seconds_per_epoch'] for r in runs])} s / epoch, "
-                     f"{mean_std([r['epochs_run'] for r in runs])} epochs (best {mean_std([r['best_epoch'] for r in runs])}), "
-                     f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min of training per seed"
-                     + (f"; learned layer weights s_j (mean over seeds) "
-                        f"{[round(statistics.mean(col), 3) for col in zip(*mixes)]}" if mixes else "") + ".")
+        notes.append(
+            f"Classifier: {mean_std([r['seconds_per_epoch'] for r in runs])} s / epoch, "
+            f"{mean_std([r['epochs_run'] for r in runs])} epochs (best {mean_std([r['best_epoch'] for r in runs])}), "
+            f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min of training per seed"
+            + (
+                f"; learned layer weights s_j (mean over seeds) "
+                f"{[round(statistics.mean(col), 3) for col in zip(*mixes)]}"
+                if mixes
+                else ""
+            )
+            + "."
+        )
         unseen = runs[0]["test"].get("unseen_lemma_instances")
         if unseen is not None:
-            notes.append(f"{unseen} of {runs[0]['test']['total']} ALL instances have a lemma + POS unseen in SemCor "
-                         f"and take WordNet's first sense in every system.")
-    return (f"## Word sense disambiguation (`benchmarks/wsd.py`)\n\n"
-            f"Command: {commands(out_root)}; git {git_revision()}.\n"
-            f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
-            f"Train on SemCor, select on semeval2007 (dev), report F1 (Scorer.java rules) on the five sets of "
-            f"Raganato et al. (2017) and on ALL (their concatenation, semeval2007 included, as the framework "
-            f"defines it). The classifier row is mean ± std over seeds; the other systems are deterministic.\n\n"
-            + "\n".join(lines) + ("\n\n" + "\n\n".join(notes) if notes else "") + f"\n\n{PUBLISHED}\n")
+            notes.append(
+                f"{unseen} of {runs[0]['test']['total']} ALL instances have a lemma + POS unseen in SemCor "
+                f"and take WordNet's first sense in every system."
+            )
+    return (
+        f"## Word sense disambiguation (`benchmarks/wsd.py`)\n\n"
+        f"Command: {commands(out_root)}; git {git_revision()}.\n"
+        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Train on SemCor, select on semeval2007 (dev), report F1 (Scorer.java rules) on the five sets of "
+        f"Raganato et al. (2017) and on ALL (their concatenation, semeval2007 included, as the framework "
+        f"defines it). The classifier row is mean ± std over seeds; the other systems are deterministic.\n\n"
+        + "\n".join(lines)
+        + ("\n\n" + "\n\n".join(notes) if notes else "")
+        + f"\n\n{PUBLISHED}\n"
+    )
 
 
 def main() -> int:
@@ -151,8 +178,10 @@ def main() -> int:
         if "classifier" in methods:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 result = run_classifier(args.config, extra, seed, args.out / f"classifier-seed{seed}")
-                print(f"classifier seed {seed}: dev F1 {result['dev']['f1']:.1f}, ALL F1 {result['test']['f1']:.1f}",
-                      flush=True)
+                print(
+                    f"classifier seed {seed}: dev F1 {result['dev']['f1']:.1f}, ALL F1 {result['test']['f1']:.1f}",
+                    flush=True,
+                )
     text = report(args.out, None if args.report_only else time.perf_counter() - started)
     print(text)
     write_section(args.doc, "wsd", text)

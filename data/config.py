@@ -17,6 +17,7 @@ Why dataclasses and not pydantic: the configs need strict keys, a handful of sca
 ranges, and messages that name the file and suggest a key; that is the ~150 lines below, with
 no compiled dependency, and the config classes stay readable beside the code they configure.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -111,7 +112,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         try:
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ConfigError("--set", [f"{key.strip()}: the value {value!r} is not valid YAML ({err.problem})"]) from None
+            raise ConfigError(
+                "--set", [f"{key.strip()}: the value {value!r} is not valid YAML ({err.problem})"]
+            ) from None
     return overrides
 
 

@@ -7,6 +7,7 @@ The reader is strict: every problem is a :class:`~data.errors.DataFormatError` n
 and line, and nothing is skipped without being counted in :class:`ConllStats`.
 ``-DOCSTART-`` lines mark documents and are never part of a sentence.
 """
+
 from __future__ import annotations
 
 import re
@@ -96,6 +97,7 @@ class ConllDataset:
 
 # --------------------------------------------------------------------------- reading
 
+
 def read_conll(
     path: str | Path,
     columns: Sequence[str] | int = CONLL2003_COLUMNS,
@@ -120,9 +122,7 @@ def read_conll(
     lines = _read_lines(path)
     sentences, documents = _parse_sentences(path, lines, names, sep, labels, tag_column)
     if not sentences:
-        raise DataFormatError(
-            path, None, "no sentences found (expected token lines separated by blank lines)"
-        )
+        raise DataFormatError(path, None, "no sentences found (expected token lines separated by blank lines)")
     file_scheme = _resolve_scheme(path, sentences, tag_column, scheme)
     stats = _collect_stats(sentences, documents, tag_column, file_scheme)
     output_scheme = file_scheme
@@ -168,7 +168,7 @@ def _is_docstart(line: str) -> bool:
     stripped = line.lstrip(_ASCII_BLANKS)
     if not stripped.startswith(DOCSTART):
         return False
-    rest = stripped[len(DOCSTART):]
+    rest = stripped[len(DOCSTART) :]
     return not rest or rest[0] in _ASCII_BLANKS
 
 
@@ -242,13 +242,9 @@ def _parse_sentences(
     return sentences, doc_id + 1
 
 
-def _make_sentence(
-    rows: list[list[str]], names: tuple[str, ...], first_line: int, doc_id: int
-) -> Sentence:
+def _make_sentence(rows: list[list[str]], names: tuple[str, ...], first_line: int, doc_id: int) -> Sentence:
     columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-    return Sentence(
-        tokens=columns[names[0]], columns=columns, line=first_line, doc_id=doc_id
-    )
+    return Sentence(tokens=columns[names[0]], columns=columns, line=first_line, doc_id=doc_id)
 
 
 def _resolve_scheme(path: Path, sentences: list[Sentence], tag_column: str, scheme: str) -> str:
@@ -262,15 +258,12 @@ def _resolve_scheme(path: Path, sentences: list[Sentence], tag_column: str, sche
             raise DataFormatError(
                 path,
                 sentence.line + error.index,
-                f"tag {error.tag!r} does not belong to the file's {how} scheme {resolved}: "
-                f"{error.reason}",
+                f"tag {error.tag!r} does not belong to the file's {how} scheme {resolved}: {error.reason}",
             ) from None
     return resolved
 
 
-def _collect_stats(
-    sentences: list[Sentence], documents: int, tag_column: str, scheme: str
-) -> ConllStats:
+def _collect_stats(sentences: list[Sentence], documents: int, tag_column: str, scheme: str) -> ConllStats:
     entities: Counter[str] = Counter()
     invalid = 0
     for sentence in sentences:
@@ -292,6 +285,7 @@ def _convert_tags(sentences: list[Sentence], tag_column: str, source: str, targe
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def format_conll_predictions(
     sentences_tokens: Sequence[Sequence[str]],
@@ -323,14 +317,11 @@ def _check_parallel(
     for index, (words, gold_tags, pred_tags) in enumerate(zip(tokens, gold, pred)):
         if not len(words) == len(gold_tags) == len(pred_tags):
             raise DataUsageError(
-                f"sentence {index}: {len(words)} tokens but {len(gold_tags)} gold and "
-                f"{len(pred_tags)} predicted tags"
+                f"sentence {index}: {len(words)} tokens but {len(gold_tags)} gold and {len(pred_tags)} predicted tags"
             )
 
 
 def _check_single_field(value: str, what: str, sentence_index: int) -> None:
     # conlleval splits lines on spaces: a blank inside a field would shift the columns.
     if not value or value.split() != [value]:
-        raise DataUsageError(
-            f"sentence {sentence_index}: {what} {value!r} is empty or contains whitespace"
-        )
+        raise DataUsageError(f"sentence {sentence_index}: {what} {value!r} is empty or contains whitespace")

@@ -8,6 +8,7 @@ Every error the readers raise for bad user input is a :class:`DataError` (a ``Va
   not valid;
 * ``data.tags.TagSchemeError`` and ``data.wordnet.WordNetNotFoundError`` are DataErrors too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

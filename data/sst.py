@@ -6,6 +6,7 @@ the root label. ``binary=True`` gives SST-2: 0/1 -> 0 (negative), 3/4 -> 1 (posi
 neutral (2) examples are dropped. ``phrases=True`` adds every labelled subtree, the usual way
 to train on SST's phrase-level annotation.
 """
+
 from __future__ import annotations
 
 import re

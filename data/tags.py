@@ -16,6 +16,7 @@ an ``I-X`` (or ``E-X``) that follows ``O``, the sentence start, or a tag of anot
 a new entity. Every conversion goes through those spans, so ill-formed input is repaired the
 way conlleval would read it rather than rejected.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -112,6 +113,7 @@ def check_tags_in_scheme(tags: Sequence[str], scheme: str) -> None:
 
 # --------------------------------------------------------------------------- spans
 
+
 def _starts_chunk(prev_prefix: str, prev_type: str, prefix: str, entity_type: str) -> bool:
     if prefix == OUTSIDE:
         return False
@@ -161,9 +163,7 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
         if scheme == "IOB2":
             tags[span.start] = first
         elif scheme == "IOB1":
-            touches_same_type = (
-                previous is not None and previous.end == span.start and previous.type == span.type
-            )
+            touches_same_type = previous is not None and previous.end == span.start and previous.type == span.type
             if touches_same_type:
                 tags[span.start] = first
         elif scheme == "BIOES":
@@ -177,6 +177,7 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- conversion
+
 
 def convert(tags: Sequence[str], source: str, target: str) -> list[str]:
     """Convert one sentence's tags from ``source`` to ``target`` scheme.
@@ -210,6 +211,7 @@ def bioes_to_iob2(tags: Sequence[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- detection
+
 
 def _scheme_evidence(tag_sequences: Iterable[Sequence[str]]) -> dict[str, int]:
     """Count the patterns that tell the schemes apart."""
@@ -254,6 +256,7 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
 
 
 # --------------------------------------------------------------------------- transitions
+
 
 def is_valid_transition(prev: str | None, cur: str | None, scheme: str) -> bool:
     """May tag ``cur`` follow tag ``prev`` in ``scheme``?

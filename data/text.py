@@ -12,14 +12,16 @@ Every problem is a :class:`~data.errors.DataFormatError`: a missing file, a dire
 are not UTF-8 (``FILE:LINE: not valid UTF-8: byte 0xfc at column 5 (the file must be UTF-8)``),
 or a damaged compressed file.
 """
+
 from __future__ import annotations
 
 import bz2
 import gzip
 import lzma
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from data.errors import DataFormatError
 
@@ -68,7 +70,7 @@ def _lines(path: Path, block_bytes: int) -> Iterator[tuple[int, str]]:
                 if first:
                     first = False
                     if data.startswith(UTF8_BOM):
-                        data = data[len(UTF8_BOM):]
+                        data = data[len(UTF8_BOM) :]
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as error:

@@ -5,6 +5,7 @@ SST-2 files contain bare ``"``), so every physical line is one row and every exa
 the line it came from. Blank lines are ignored; everything else that is not a usable example
 raises a :class:`~data.errors.DataFormatError` naming the file and line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -60,9 +61,7 @@ def read_tsv(
         values = rows.iloc[row_number]
         if all(not str(value).strip() for value in values) and field_counts[row_number] == 1:
             continue  # a blank line
-        examples.append(
-            _make_example(path, line, values, text_index, label_index, field_counts[row_number])
-        )
+        examples.append(_make_example(path, line, values, text_index, label_index, field_counts[row_number]))
     if not examples:
         raise DataFormatError(path, None, "no examples found (expected lines of text and label)")
     return examples
@@ -94,14 +93,10 @@ def _read_rows(path: Path, text: str, sep: str) -> pd.DataFrame:
         if match is None:
             raise DataFormatError(path, None, f"cannot parse the file: {error}") from None
         expected, line, found = (int(group) for group in match.groups())
-        raise DataFormatError(
-            path, line, f"expected {expected} columns separated by {sep!r}, found {found}"
-        ) from None
+        raise DataFormatError(path, line, f"expected {expected} columns separated by {sep!r}, found {found}") from None
 
 
-def _has_header(
-    rows: pd.DataFrame, text_column: str | int, label_column: str | int, header: bool | str
-) -> bool:
+def _has_header(rows: pd.DataFrame, text_column: str | int, label_column: str | int, header: bool | str) -> bool:
     if header != "auto":
         return bool(header)
     first = [cell.strip() for cell in rows.iloc[0]]
@@ -118,18 +113,12 @@ def _has_header(
 def _column_index(path: Path, column: str | int, names: list[str], width: int) -> int:
     if isinstance(column, int):
         if not 0 <= column < width:
-            raise DataFormatError(
-                path, 1, f"column index {column} is out of range (the file has {width} columns)"
-            )
+            raise DataFormatError(path, 1, f"column index {column} is out of range (the file has {width} columns)")
         return column
     if not names:
-        raise DataFormatError(
-            path, 1, f"column {column!r} asked for by name, but the file has no header line"
-        )
+        raise DataFormatError(path, 1, f"column {column!r} asked for by name, but the file has no header line")
     if column not in names:
-        raise DataFormatError(
-            path, 1, f"no column named {column!r} in the header (expected one of {names})"
-        )
+        raise DataFormatError(path, 1, f"no column named {column!r} in the header (expected one of {names})")
     return names.index(column)
 
 
@@ -139,8 +128,7 @@ def _make_example(
     needed = max(text_index, label_index) + 1
     if fields < needed:
         raise DataFormatError(
-            path, line, f"missing label: expected at least {needed} columns (text and label), "
-            f"found {fields}"
+            path, line, f"missing label: expected at least {needed} columns (text and label), found {fields}"
         )
     tokens = str(values.iloc[text_index]).split()
     if not tokens:

@@ -19,6 +19,7 @@ subclass (``_DebianWordNetReader``) instead of copying or patching files:
 Universal POS tags (the Raganato framework's NOUN / VERB / ADJ / ADV) are mapped to WordNet
 parts of speech; ADJ includes satellite adjectives (ss_type 5, nltk pos ``s``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,23 +34,69 @@ INSTALL_HINT = "apt-get install -y wordnet-base wordnet-sense-index"
 
 # Files nltk's reader opens, minus ``lexnames`` which is generated (see module docstring).
 _REQUIRED_FILES = (
-    "index.sense", "cntlist.rev",
-    "index.noun", "index.verb", "index.adj", "index.adv",
-    "data.noun", "data.verb", "data.adj", "data.adv",
-    "noun.exc", "verb.exc", "adj.exc", "adv.exc",
+    "index.sense",
+    "cntlist.rev",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
 )
 
 # WordNet 3.0 lexicographer files, numbered 00..44, as listed in lexnames(5WN).
 _LEXNAMES = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal",
-    "noun.artifact", "noun.attribute", "noun.body", "noun.cognition", "noun.communication",
-    "noun.event", "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive",
-    "noun.object", "noun.person", "noun.phenomenon", "noun.plant", "noun.possession",
-    "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
-    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition",
-    "verb.communication", "verb.competition", "verb.consumption", "verb.contact",
-    "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
-    "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
 )
 _SYNTACTIC_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
@@ -65,8 +112,7 @@ class WordNetNotFoundError(DataError):
 def _lexnames_text() -> str:
     """The ``lexnames`` file WordNet 3.0 ships: ``NN<TAB>name<TAB>category`` per line."""
     return "".join(
-        f"{number:02d}\t{name}\t{_SYNTACTIC_CATEGORY[name.split('.')[0]]}\n"
-        for number, name in enumerate(_LEXNAMES)
+        f"{number:02d}\t{name}\t{_SYNTACTIC_CATEGORY[name.split('.')[0]]}\n" for number, name in enumerate(_LEXNAMES)
     )
 
 
@@ -109,8 +155,7 @@ def _load_reader(root: Path):
     missing = _missing_files(root)
     if missing:
         raise WordNetNotFoundError(
-            f"WordNet 3.0 not found in {root} (missing: {', '.join(missing)}). "
-            f"Install it with: {INSTALL_HINT}"
+            f"WordNet 3.0 not found in {root} (missing: {', '.join(missing)}). Install it with: {INSTALL_HINT}"
         )
     _authorise_nltk_root(root)
     reader_class = _make_reader_class()

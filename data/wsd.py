@@ -9,6 +9,7 @@ the line of every element, so structural problems point at ``FILE:LINE``. Surfac
 kept verbatim: SemCor's multiword tokens stay underscore-joined (``Fulton_County_Grand_Jury``)
 while the evaluation sets write some with spaces (``Air Force``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -93,9 +94,7 @@ def read_gold_keys(key_path: str | Path) -> tuple[dict[str, list[str]], dict[str
     for number, text in read_lines(key_path):
         fields = text.split()
         if len(fields) < 2:
-            raise DataFormatError(
-                key_path, number, f"expected 'instance_id key [key ...]', got {text.rstrip()!r}"
-            )
+            raise DataFormatError(key_path, number, f"expected 'instance_id key [key ...]', got {text.rstrip()!r}")
         instance_id, keys = fields[0], fields[1:]
         if instance_id in gold:
             raise DataFormatError(

@@ -1,10 +1,11 @@
 """elmo_core: an exact, fast PyTorch ELMo backbone that reads the official bilm-tf files.
 
-    >>> from elmo_core import load_bilm, batch_to_ids
-    >>> bilm = load_bilm(options="options.json", weights="weights.hdf5")
-    >>> out = bilm(batch_to_ids([["The", "dog", "barked"]]))
-    >>> out.layers.shape   # (num_layers, batch, time, dim)
+>>> from elmo_core import load_bilm, batch_to_ids
+>>> bilm = load_bilm(options="options.json", weights="weights.hdf5")
+>>> out = bilm(batch_to_ids([["The", "dog", "barked"]]))
+>>> out.layers.shape   # (num_layers, batch, time, dim)
 """
+
 from .bilm import BiLmOutput, ElmoBiLm
 from .char_ids import batch_to_ids, word_to_char_ids
 from .elmo import Elmo
@@ -15,7 +16,19 @@ from .scalar_mix import ScalarMix
 from .weights import load_weights, save_weights
 
 __all__ = [
-    "BackboneError", "BackboneUsageError", "BiLmOutput", "Elmo", "ElmoBiLm", "ElmoFileError", "ElmoOptions",
-    "ModelNotAvailableError", "ScalarMix", "batch_to_ids", "load_bilm", "load_options", "load_weights",
-    "save_weights", "word_to_char_ids",
+    "BackboneError",
+    "BackboneUsageError",
+    "BiLmOutput",
+    "Elmo",
+    "ElmoBiLm",
+    "ElmoFileError",
+    "ElmoOptions",
+    "ModelNotAvailableError",
+    "ScalarMix",
+    "batch_to_ids",
+    "load_bilm",
+    "load_options",
+    "load_weights",
+    "save_weights",
+    "word_to_char_ids",
 ]

@@ -1,15 +1,15 @@
 """The ELMo biLM: char-CNN token encoder + independent forward/backward projected LSTM stacks."""
+
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .char_ids import boundary_char_ids
 from .char_cnn import CharCnnEncoder
+from .char_ids import boundary_char_ids
 from .directions import run_side_by_side
 from .errors import BackboneUsageError
 from .lstm import ProjectedLstmLayer
@@ -56,10 +56,12 @@ class ElmoBiLm(nn.Module):
         self.char_cnn = CharCnnEncoder(options.char_cnn, lo.projection_dim)
         self.forward_layers = nn.ModuleList(
             ProjectedLstmLayer(lo.projection_dim, lo.dim, lo.projection_dim, lo.cell_clip, lo.proj_clip, True)
-            for _ in range(lo.n_layers))
+            for _ in range(lo.n_layers)
+        )
         self.backward_layers = nn.ModuleList(
             ProjectedLstmLayer(lo.projection_dim, lo.dim, lo.projection_dim, lo.cell_clip, lo.proj_clip, False)
-            for _ in range(lo.n_layers))
+            for _ in range(lo.n_layers)
+        )
         self.stateful = stateful
         # CPU inference runs each layer's two directions concurrently (see directions.py).
         self.directions_side_by_side = True
@@ -116,8 +118,8 @@ class ElmoBiLm(nn.Module):
             merged = []
             for (h, c), (old_h, old_c) in zip(finals, self._states):
                 if old_h.shape[0] > h.shape[0]:
-                    h = torch.cat([h, old_h[h.shape[0]:].to(h.device)])
-                    c = torch.cat([c, old_c[c.shape[0]:].to(c.device)])
+                    h = torch.cat([h, old_h[h.shape[0] :].to(h.device)])
+                    c = torch.cat([c, old_c[c.shape[0] :].to(c.device)])
                 merged.append((h, c))
             finals = merged
         self._states = [(h.detach(), c.detach()) for h, c in finals]
@@ -134,7 +136,8 @@ class ElmoBiLm(nn.Module):
             (fwd_out, fwd_final), (bwd_out, bwd_final) = run_side_by_side(
                 functools.partial(forward_layer, fwd_in, lengths, states[k]),
                 functools.partial(backward_layer, bwd_in, lengths, states[n_layers + k]),
-                tokens.device.type if self.directions_side_by_side else "serial")
+                tokens.device.type if self.directions_side_by_side else "serial",
+            )
             if self.options.lstm.use_skip_connections and k > 0:
                 fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in
             outputs.append(torch.cat([fwd_out, bwd_out], dim=-1))

@@ -2,6 +2,7 @@
 
 Computes ELMo's layer 0 (the context-independent token representation) as bilm-tf does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,9 +44,7 @@ class CharCnnEncoder(nn.Module):
         self.convolutions = nn.ModuleList(
             nn.Conv1d(options.char_dim, n_filters, kernel_size=width) for width, n_filters in options.filters
         )
-        self.highways = nn.ModuleList(
-            Highway(options.n_filters, options.activation) for _ in range(options.n_highway)
-        )
+        self.highways = nn.ModuleList(Highway(options.n_filters, options.activation) for _ in range(options.n_highway))
         self.projection = nn.Linear(options.n_filters, projection_dim)
         self.activation = torch.relu if options.activation == "relu" else torch.tanh
 

@@ -4,9 +4,10 @@ A token becomes ``max_chars`` (50) ids: begin-of-word (258), its UTF-8 bytes (at
 words are truncated), end-of-word (259), then padding (260). Sentence markers ``<S>``/``</S>`` are
 words whose single "byte" is 256/257. Every id is shifted by +1 so that 0 means "no token".
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -1,4 +1,5 @@
 """Checkpoint helpers shared by pretraining and task training: crash-safe writes, RNG states."""
+
 from __future__ import annotations
 
 from .io import atomic_torch_save  # noqa: F401  (re-exported: tasks/ imports it from here)

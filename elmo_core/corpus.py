@@ -3,12 +3,14 @@
 Never loads the file whole: sentences are read line by line; the trainer shuffles them within a
 bounded buffer and groups them into batches of similar length under a token budget.
 """
+
 from __future__ import annotations
 
 import io
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from data.errors import DataFormatError
 from data.text import open_binary, read_lines
@@ -28,8 +30,9 @@ def open_text(path: str | Path) -> TextIO:
     return io.TextIOWrapper(open_binary(path), encoding="utf-8")
 
 
-def iter_sentences(path: str | Path, max_tokens: int, skip: int = 0,
-                   stats: dict | None = None) -> Iterator[tuple[int, list[str]]]:
+def iter_sentences(
+    path: str | Path, max_tokens: int, skip: int = 0, stats: dict | None = None
+) -> Iterator[tuple[int, list[str]]]:
     """``(line index, tokens)`` of sentences with at most ``max_tokens`` tokens, from line ``skip``
     on (0-based indices); over-long and empty lines are counted in ``stats`` (never dropped
     silently). Lines are read by :func:`data.text.read_lines` (strict UTF-8)."""

@@ -8,12 +8,14 @@ autograd (inference), on the CPU, with >= 2 threads; anything else runs the two 
 the other. Each direction gets half of the threads; the caller's thread count is restored
 afterwards.
 """
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -59,8 +61,11 @@ def run_side_by_side(forward: Callable[[], T], backward: Callable[[], U], device
 
     def in_worker() -> U:
         torch.set_num_threads(threads - mine)
-        with torch.inference_mode(inference), torch.no_grad(), \
-                torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast):
+        with (
+            torch.inference_mode(inference),
+            torch.no_grad(),
+            torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast),
+        ):
             return backward()
 
     pending = _worker_pool().submit(in_worker)

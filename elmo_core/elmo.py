@@ -1,4 +1,5 @@
 """Elmo: one frozen biLM feeding any number of named ScalarMixes (one per task), with dropout."""
+
 from __future__ import annotations
 
 import torch

@@ -4,11 +4,12 @@ Output: one dataset per input line index (``"0"``, ``"1"``, ...) of shape
 ``(num_layers, n_tokens, dim)`` float32, plus ``sentence_to_index`` (a JSON string mapping each
 sentence's text to its index), as AllenNLP's former ``elmo --all`` wrote it.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -78,10 +79,17 @@ def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.devi
         return bilm(char_ids).layers.float().cpu().numpy()
 
 
-def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[list[int]],
-                    device: str | torch.device = "cpu", progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+def embed_sentences(
+    bilm: ElmoBiLm,
+    sentences: list[list[str]],
+    batches: list[list[int]],
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch."""
-    with tqdm(total=sum(len(s) for s in sentences), unit="tok", disable=bar_disabled(progress), desc="embedding") as bar:
+    with tqdm(
+        total=sum(len(s) for s in sentences), unit="tok", disable=bar_disabled(progress), desc="embedding"
+    ) as bar:
         for batch in batches:
             layers = embed_batch(bilm, [sentences[i] for i in batch], device)
             for row, index in enumerate(batch):
@@ -89,8 +97,15 @@ def embed_sentences(bilm: ElmoBiLm, sentences: list[list[str]], batches: list[li
             bar.update(sum(len(sentences[i]) for i in batch))
 
 
-def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, batch_size: int = 256,
-               stateful: bool = False, device: str | torch.device = "cpu", progress: bool = True) -> int:
+def embed_file(
+    bilm: ElmoBiLm,
+    input_path: str | Path,
+    output_path: str | Path,
+    batch_size: int = 256,
+    stateful: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> int:
     """Write the HDF5 file; returns the number of sentences. Stateful mode keeps the file's order
     (rows of consecutive lines form a batch) because carried state depends on it."""
     sentences = read_sentence_file(input_path)
@@ -107,5 +122,3 @@ def embed_file(bilm: ElmoBiLm, input_path: str | Path, output_path: str | Path, 
         dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
         dataset[0] = json.dumps(sentence_to_index)
     return len(sentences)
-
-

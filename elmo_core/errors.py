@@ -9,6 +9,7 @@ Every error the backbone raises for bad user input is a :class:`BackboneError` (
 * :class:`BackboneUsageError`: an argument is not valid (unknown precision, device, mix mode, an
   empty sentence, ...).
 """
+
 from __future__ import annotations
 
 

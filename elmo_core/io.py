@@ -6,14 +6,16 @@ the directory (best effort), so a reader, or a run restarted after ``kill -9``, 
 old file or the whole new one. If writing raises, the temporary file is removed and the old file
 is left as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 PART_SUFFIX = ".part"
 

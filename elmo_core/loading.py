@@ -2,6 +2,7 @@
 
 Names are turned into files by :mod:`elmo_core.models`; this module builds the model from them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,9 @@ from .options import load_options
 from .weights import load_weights
 
 
-def load_bilm_from_files(options: str | Path, weights: str | Path, stateful: bool = False,
-                         type_cache_size: int = 100_000) -> ElmoBiLm:
+def load_bilm_from_files(
+    options: str | Path, weights: str | Path, stateful: bool = False, type_cache_size: int = 100_000
+) -> ElmoBiLm:
     bilm = ElmoBiLm(load_options(options), stateful=stateful, type_cache_size=type_cache_size)
     load_weights(bilm, weights)
     return bilm.eval()
@@ -38,9 +40,15 @@ def quantize_int8(bilm: ElmoBiLm) -> ElmoBiLm:
         return torch.ao.quantization.quantize_dynamic(bilm, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def load_bilm(name: str | None = None, options: str | Path | None = None, weights: str | Path | None = None,
-              stateful: bool = False, device: str | torch.device = "cpu", type_cache_size: int = 100_000,
-              precision: str = "fp32") -> ElmoBiLm:
+def load_bilm(
+    name: str | None = None,
+    options: str | Path | None = None,
+    weights: str | Path | None = None,
+    stateful: bool = False,
+    device: str | torch.device = "cpu",
+    type_cache_size: int = 100_000,
+    precision: str = "fp32",
+) -> ElmoBiLm:
     """Load a biLM in eval mode.
 
     Either ``name`` (``default``, ``small``, ``medium``, ``original``, ``original-5.5b``) or both
@@ -70,10 +78,15 @@ def check_device(device: str | torch.device) -> None:
     except RuntimeError:
         kind = None
     if kind == "cuda" and not torch.cuda.is_available():
-        reason = ("this PyTorch is a CPU-only build" if torch.version.cuda is None
-                  else "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)")
-        raise BackboneUsageError(f"device {str(device)!r}: {reason} (torch {torch.__version__}); "
-                                 f"use --device cpu, or install a CUDA build of PyTorch")
+        reason = (
+            "this PyTorch is a CPU-only build"
+            if torch.version.cuda is None
+            else "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)"
+        )
+        raise BackboneUsageError(
+            f"device {str(device)!r}: {reason} (torch {torch.__version__}); "
+            f"use --device cpu, or install a CUDA build of PyTorch"
+        )
     if kind not in ("cpu", "cuda"):
         raise BackboneUsageError(f"device {str(device)!r}: expected cpu, cuda or cuda:N")
 

@@ -13,6 +13,7 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
     step's input gates (``addmm_``), the pointwise math overwrites them, and ``h``/``c`` and the
     pre-projection live in buffers made once per call, whose running prefix each step updates.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,7 +24,9 @@ from torch import nn
 from .errors import BackboneUsageError
 
 
-def cell_elementwise(gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_elementwise(
+    gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The cell's pointwise math: ``gates (n, 4*cell)``, ``c (n, cell)`` -> (pre-projection h, new c)."""
     i, j, f, o = gates.chunk(4, dim=1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
@@ -67,8 +70,15 @@ class ProjectedLstmLayer(nn.Module):
         go_forward: ``False`` reads each sequence from its last valid token back to the first.
     """
 
-    def __init__(self, input_dim: int, cell_dim: int, projection_dim: int,
-                 cell_clip: float | None, proj_clip: float | None, go_forward: bool):
+    def __init__(
+        self,
+        input_dim: int,
+        cell_dim: int,
+        projection_dim: int,
+        cell_clip: float | None,
+        proj_clip: float | None,
+        go_forward: bool,
+    ):
         super().__init__()
         self.input_dim, self.cell_dim, self.projection_dim = input_dim, cell_dim, projection_dim
         self.cell_clip, self.proj_clip, self.go_forward = cell_clip, proj_clip, go_forward
@@ -80,7 +90,7 @@ class ProjectedLstmLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / self.cell_dim ** 0.5
+        bound = 1.0 / self.cell_dim**0.5
         for linear in (self.input_linear, self.state_linear, self.projection):
             nn.init.uniform_(linear.weight, -bound, bound)
         with torch.no_grad():
@@ -95,9 +105,9 @@ class ProjectedLstmLayer(nn.Module):
             h = h.clamp(-self.proj_clip, self.proj_clip)
         return h, c
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, inputs: torch.Tensor, lengths: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer over a padded batch.
 
         Args:
@@ -154,11 +164,15 @@ class ProjectedLstmLayer(nn.Module):
     def _plain_linears(self) -> bool:
         """True when the recurrent weights are ordinary tensors (not int8-quantised modules) and
         the pointwise math is ours (not a compiled replacement), so the in-place step applies."""
-        return (self.elementwise is cell_elementwise and type(self.state_linear) is nn.Linear
-                and type(self.projection) is nn.Linear)
+        return (
+            self.elementwise is cell_elementwise
+            and type(self.state_linear) is nn.Linear
+            and type(self.projection) is nn.Linear
+        )
 
-    def _run_in_place(self, gate_steps, h: torch.Tensor, c: torch.Tensor, active: list[int], steps,
-                      total_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run_in_place(
+        self, gate_steps, h: torch.Tensor, c: torch.Tensor, active: list[int], steps, total_steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step loop without autograd; same math as :meth:`cell`. ``h``/``c`` are the sorted
         initial states (fresh copies, so updating them in place is safe). Returns the sorted
         padded outputs ``(batch, total_steps, proj)`` and the final ``h``, ``c``.
@@ -168,7 +182,9 @@ class ProjectedLstmLayer(nn.Module):
         batch = h.shape[0]
         # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
         # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
-        dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else gate_steps[0].dtype
+        dtype = (
+            torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else gate_steps[0].dtype
+        )
         h, c = h.to(dtype).contiguous(), c.contiguous()
         outputs = h.new_zeros(batch, total_steps, self.projection_dim)
         pre_projection = h.new_empty(batch, self.cell_dim)
@@ -178,7 +194,7 @@ class ProjectedLstmLayer(nn.Module):
         for t in steps:
             n = active[t]
             gates = gate_steps[t].to(dtype).addmm_(h[:n], recurrent)
-            i, j, f, o = gates[:, :cell], gates[:, cell:2 * cell], gates[:, 2 * cell:3 * cell], gates[:, 3 * cell:]
+            i, j, f, o = gates[:, :cell], gates[:, cell : 2 * cell], gates[:, 2 * cell : 3 * cell], gates[:, 3 * cell :]
             i.sigmoid_(), j.tanh_(), f.sigmoid_(), o.sigmoid_()
             c_n = c[:n]
             c_n.mul_(f).addcmul_(i, j)

@@ -9,6 +9,7 @@ whenever the cached copy is used again.
 This module only turns names into local files; building a model from them is
 :mod:`elmo_core.loading`'s job (the dependency goes one way: loading imports models).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,17 +37,22 @@ class NamedModel:
 
 
 def _official(name: str, stem: str, description: str) -> NamedModel:
-    return NamedModel(name, f"{_BASE}/{stem}/elmo_{stem}_options.json",
-                      f"{_BASE}/{stem}/elmo_{stem}_weights.hdf5", description)
+    return NamedModel(
+        name, f"{_BASE}/{stem}/elmo_{stem}_options.json", f"{_BASE}/{stem}/elmo_{stem}_weights.hdf5", description
+    )
 
 
 OFFICIAL_MODELS: dict[str, NamedModel] = {
-    m.name: m for m in (
+    m.name: m
+    for m in (
         _official("small", "2x1024_128_2048cnn_1xhighway", "13.6M parameters, output dim 256"),
         _official("medium", "2x2048_256_2048cnn_1xhighway", "28.0M parameters, output dim 512"),
         _official("original", "2x4096_512_2048cnn_2xhighway", "93.6M parameters, output dim 1024"),
-        _official("original-5.5b", "2x4096_512_2048cnn_2xhighway_5.5B",
-                  "93.6M parameters trained on 5.5B tokens, output dim 1024"),
+        _official(
+            "original-5.5b",
+            "2x4096_512_2048cnn_2xhighway_5.5B",
+            "93.6M parameters trained on 5.5B tokens, output dim 1024",
+        ),
     )
 }
 
@@ -112,7 +118,9 @@ def fetch_official(name: str, folder: Path | None = None) -> tuple[Path, Path]:
         ) from None
     # Structural check: a corrupt download fails here, not in the middle of a training run.
     check_model_files(options, weights)
-    atomic_write_text(folder / "sha256.json", json.dumps({p.name: file_sha256(p) for p in (options, weights)}, indent=1))
+    atomic_write_text(
+        folder / "sha256.json", json.dumps({p.name: file_sha256(p) for p in (options, weights)}, indent=1)
+    )
     return options, weights
 
 

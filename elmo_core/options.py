@@ -2,6 +2,7 @@
 
 Only what the architecture needs is read; every missing field is reported by its JSON path.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,12 @@ class ElmoOptions:
 
     def to_json_dict(self) -> dict:
         cc, ls = self.char_cnn, self.lstm
-        lstm = {"dim": ls.dim, "projection_dim": ls.projection_dim, "n_layers": ls.n_layers,
-                "use_skip_connections": ls.use_skip_connections}
+        lstm = {
+            "dim": ls.dim,
+            "projection_dim": ls.projection_dim,
+            "n_layers": ls.n_layers,
+            "use_skip_connections": ls.use_skip_connections,
+        }
         if ls.cell_clip is not None:
             lstm["cell_clip"] = ls.cell_clip
         if ls.proj_clip is not None:
@@ -89,9 +94,13 @@ def _optional_clip(tree: dict, key: str) -> float | None:
 def options_from_dict(tree: dict, source: str = "<options>") -> ElmoOptions:
     """Validate a parsed options JSON; ``source`` names it in error messages."""
     filters = _require(tree, "char_cnn.filters", source)
-    if not isinstance(filters, list) or not filters or not all(
-        isinstance(f, (list, tuple)) and len(f) == 2 and all(isinstance(x, int) and x > 0 for x in f)
-        for f in filters
+    if (
+        not isinstance(filters, list)
+        or not filters
+        or not all(
+            isinstance(f, (list, tuple)) and len(f) == 2 and all(isinstance(x, int) and x > 0 for x in f)
+            for f in filters
+        )
     ):
         raise ElmoFileError(f"{source}: 'char_cnn.filters' must be a non-empty list of [width, n_filters]")
     activation = tree["char_cnn"].get("activation", "relu")

@@ -29,6 +29,7 @@ vocabulary, the optimiser, the data order, ``heldout_sentences`` so that the per
 A directory whose run never wrote a checkpoint is simply started again (vocabulary and log
 rebuilt), so a corrected rerun is never blocked by a run that failed early.
 """
+
 from __future__ import annotations
 
 import csv
@@ -133,8 +134,10 @@ class _CharCnnSection:
                 return [f"filters: expected [width, n_filters] pairs of integers > 0, found {pair!r}"]
         wide = [w for w, _ in self.filters if w > self.max_characters_per_token]
         if wide:
-            return [f"filters: width {wide[0]} is wider than a token (max_characters_per_token="
-                    f"{self.max_characters_per_token})"]
+            return [
+                f"filters: width {wide[0]} is wider than a token (max_characters_per_token="
+                f"{self.max_characters_per_token})"
+            ]
         return []
 
 
@@ -159,13 +162,26 @@ class _ModelRoot:  # so that key paths (and suggestions) read model.lstm.dim
     model: _ModelSection = field(default_factory=_ModelSection)
 
 
-_MODEL_REQUIRED = ("char_cnn.embedding.dim", "char_cnn.filters", "char_cnn.n_highway", "char_cnn.n_characters",
-                   "lstm.dim", "lstm.projection_dim", "lstm.n_layers")
+_MODEL_REQUIRED = (
+    "char_cnn.embedding.dim",
+    "char_cnn.filters",
+    "char_cnn.n_highway",
+    "char_cnn.n_characters",
+    "lstm.dim",
+    "lstm.projection_dim",
+    "lstm.n_layers",
+)
 # bilm-tf's options.json also holds its training options; here they are top-level keys (or moot).
-_BILM_TF_TRAINING_KEYS = {"dropout": "dropout", "all_clip_norm_val": "clip_norm", "n_train_tokens": "max_tokens_seen",
-                          "n_epochs": "max_tokens_seen or max_minutes", "batch_size": "batch_tokens",
-                          "unroll_steps": "max_sentence_tokens", "n_tokens_vocab": "max_vocab",
-                          "n_negative_samples_batch": "cutoffs (the softmax is adaptive, not sampled)"}
+_BILM_TF_TRAINING_KEYS = {
+    "dropout": "dropout",
+    "all_clip_norm_val": "clip_norm",
+    "n_train_tokens": "max_tokens_seen",
+    "n_epochs": "max_tokens_seen or max_minutes",
+    "batch_size": "batch_tokens",
+    "unroll_steps": "max_sentence_tokens",
+    "n_tokens_vocab": "max_vocab",
+    "n_negative_samples_batch": "cutoffs (the softmax is adaptive, not sampled)",
+}
 
 
 def _missing(tree: dict, dotted: str) -> bool:
@@ -206,7 +222,7 @@ def model_problems(model: dict) -> list[str]:
         quoted = re.search(r"'([A-Za-z_][\w.]*)'", text)
         if quoted is None:
             return [f"model: {text}"]
-        rest_of_text = text[quoted.end():] if text.startswith(quoted.group(0)) else f" {text}"
+        rest_of_text = text[quoted.end() :] if text.startswith(quoted.group(0)) else f" {text}"
         return [f"model.{quoted.group(1)}:{rest_of_text}"]
     except (TypeError, ValueError) as err:
         return [f"model: not valid options.json content ({err})"]
@@ -299,8 +315,9 @@ def word_id_batch(sentences: list[list[str]], vocab: Vocabulary) -> torch.Tensor
     return ids
 
 
-def evaluate_perplexity(model: BiLmLanguageModel, sentences: list[list[str]], vocab: Vocabulary,
-                        batch_tokens: int) -> dict[str, float]:
+def evaluate_perplexity(
+    model: BiLmLanguageModel, sentences: list[list[str]], vocab: Vocabulary, batch_tokens: int
+) -> dict[str, float]:
     """Heldout perplexity per direction and their mean (exp of the mean NLL per target)."""
     was_training = model.training
     model.eval()
@@ -345,8 +362,9 @@ CHECKPOINT_KEYS = ("model", "optimizer", "position", "torch_rng", "config")
 class Pretrainer:
     """Runs (or resumes) a pretraining run in ``out_dir`` (the resume rule is in the module docstring)."""
 
-    def __init__(self, config: PretrainConfig, train_path: Path, heldout_path: Path, out_dir: Path,
-                 progress: bool = True):
+    def __init__(
+        self, config: PretrainConfig, train_path: Path, heldout_path: Path, out_dir: Path, progress: bool = True
+    ):
         if not isinstance(config, PretrainConfig):
             raise TypeError("Pretrainer needs a typed config: elmo_core.pretrain.load_pretrain_config(path, overrides)")
         self.config, self.train_path, self.heldout_path = config, Path(train_path), Path(heldout_path)
@@ -361,8 +379,12 @@ class Pretrainer:
         if reuse and path.is_file():
             return Vocabulary.load(path)
         cfg = self.config
-        sample = (tokens for n, (_, tokens) in zip(range(cfg.vocab_sample_sentences),
-                                                   iter_sentences(self.train_path, cfg.max_sentence_tokens)))
+        sample = (
+            tokens
+            for n, (_, tokens) in zip(
+                range(cfg.vocab_sample_sentences), iter_sentences(self.train_path, cfg.max_sentence_tokens)
+            )
+        )
         vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
         vocab.save(path)
         return vocab
@@ -375,14 +397,18 @@ class Pretrainer:
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as err:  # truncated, foreign or corrupt: torch raises many kinds
-            raise ElmoFileError(f"{self.checkpoint_path}: cannot be read as a pretraining checkpoint (truncated "
-                                f"or corrupt: {type(err).__name__}); delete it to start the run again, "
-                                "or choose another --out") from None
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: cannot be read as a pretraining checkpoint (truncated "
+                f"or corrupt: {type(err).__name__}); delete it to start the run again, "
+                "or choose another --out"
+            ) from None
         missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
         if missing or not isinstance(state["config"], dict) or not isinstance(state["position"], dict):
-            raise ElmoFileError(f"{self.checkpoint_path}: not a pretraining checkpoint (missing or malformed: "
-                                f"{', '.join(missing) or 'config/position'}); delete it to start the run again, "
-                                "or choose another --out")
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: not a pretraining checkpoint (missing or malformed: "
+                f"{', '.join(missing) or 'config/position'}); delete it to start the run again, "
+                "or choose another --out"
+            )
         return state
 
     def _resume_state(self) -> dict | None:
@@ -394,9 +420,11 @@ class Pretrainer:
         changed = [k for k in changed_keys(state["config"], to_dict(self.config)) if k not in RESUMABLE_KEYS]
         if changed:
             shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-            raise ElmoFileError(f"{self.checkpoint_path}: the run in {self.out_dir} was pretrained with a different "
-                                f"config (differs in: {shown}); only {', '.join(RESUMABLE_KEYS)} may change on "
-                                "resume. Choose another --out (nothing was overwritten)")
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: the run in {self.out_dir} was pretrained with a different "
+                f"config (differs in: {shown}); only {', '.join(RESUMABLE_KEYS)} may change on "
+                "resume. Choose another --out (nothing was overwritten)"
+            )
         return state
 
     def _restore(self, model: nn.Module, optimizer, state: dict) -> Position:
@@ -406,9 +434,11 @@ class Pretrainer:
             position = Position(**state["position"])
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
-            raise ElmoFileError(f"{self.checkpoint_path}: cannot resume from it ({type(err).__name__}: "
-                                f"{str(err)[:200]}); delete it to start the run again, "
-                                "or choose another --out") from None
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: cannot resume from it ({type(err).__name__}: "
+                f"{str(err)[:200]}); delete it to start the run again, "
+                "or choose another --out"
+            ) from None
         return position
 
     def _load_model_state(self, model: nn.Module, state: dict) -> None:
@@ -416,12 +446,19 @@ class Pretrainer:
             model.load_state_dict(state["model"])
         except (RuntimeError, TypeError, AttributeError) as err:
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-            raise ElmoFileError(f"{self.checkpoint_path}: the checkpoint does not fit this model (written by another "
-                                f"version of elmo-tasks or another vocabulary): {first[:300]}") from None
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: the checkpoint does not fit this model (written by another "
+                f"version of elmo-tasks or another vocabulary): {first[:300]}"
+            ) from None
 
     def _heldout(self) -> list[list[str]]:
         cfg = self.config
-        return [t for _, (_, t) in zip(range(cfg.heldout_sentences), iter_sentences(self.heldout_path, cfg.max_sentence_tokens))]
+        return [
+            t
+            for _, (_, t) in zip(
+                range(cfg.heldout_sentences), iter_sentences(self.heldout_path, cfg.max_sentence_tokens)
+            )
+        ]
 
     def evaluate_full_heldout(self) -> dict:
         """Perplexity of the checkpoint on every heldout sentence (of at most max_sentence_tokens)."""
@@ -430,13 +467,19 @@ class Pretrainer:
             raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
         torch.set_num_threads(self.config.threads)
         vocab = Vocabulary.load(self.out_dir / "vocab.txt")
-        model = BiLmLanguageModel(options_from_dict(self.config.model), len(vocab), self.config.cutoffs, self.config.dropout)
+        model = BiLmLanguageModel(
+            options_from_dict(self.config.model), len(vocab), self.config.cutoffs, self.config.dropout
+        )
         self._load_model_state(model, state)
         stats: dict = {}
         sentences = [t for _, t in iter_sentences(self.heldout_path, self.config.max_sentence_tokens, stats=stats)]
         result = evaluate_perplexity(model, sentences, vocab, self.config.batch_tokens)
-        return {**result, "sentences": len(sentences), "tokens": sum(len(s) for s in sentences),
-                "skipped_too_long": stats.get("too_long", 0)}
+        return {
+            **result,
+            "sentences": len(sentences),
+            "tokens": sum(len(s) for s in sentences),
+            "skipped_too_long": stats.get("too_long", 0),
+        }
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -459,8 +502,14 @@ class Pretrainer:
         log = self._open_log(position.step if state is not None else None)
         writer = csv.writer(log)
         model.train()
-        bar = tqdm(total=cfg.max_tokens_seen, initial=position.tokens_seen, unit="tok", unit_scale=True,
-                   disable=bar_disabled(self.progress), desc="pretraining")
+        bar = tqdm(
+            total=cfg.max_tokens_seen,
+            initial=position.tokens_seen,
+            unit="tok",
+            unit_scale=True,
+            disable=bar_disabled(self.progress),
+            desc="pretraining",
+        )
         started = time.perf_counter() - position.seconds
         window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
         result: dict = {}
@@ -487,14 +536,27 @@ class Pretrainer:
                 if position.step % cfg.eval_every == 0 or done:
                     ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                    writer.writerow([position.step, position.tokens_seen, round(position.seconds, 1),
-                                     round(window_loss / max(window_targets, 1), 4), round(speed, 1),
-                                     round(ppl["forward_ppl"], 2), round(ppl["backward_ppl"], 2), round(ppl["mean_ppl"], 2)])
+                    writer.writerow(
+                        [
+                            position.step,
+                            position.tokens_seen,
+                            round(position.seconds, 1),
+                            round(window_loss / max(window_targets, 1), 4),
+                            round(speed, 1),
+                            round(ppl["forward_ppl"], 2),
+                            round(ppl["backward_ppl"], 2),
+                            round(ppl["mean_ppl"], 2),
+                        ]
+                    )
                     log.flush()
                     bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}")
                     window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
-                    result = {**ppl, "tokens_seen": position.tokens_seen, "seconds": position.seconds,
-                              "step": position.step}
+                    result = {
+                        **ppl,
+                        "tokens_seen": position.tokens_seen,
+                        "seconds": position.seconds,
+                        "step": position.step,
+                    }
                 if position.step % cfg.checkpoint_every == 0 or done:
                     self._save_checkpoint(model, optimizer, position)
                 if done:
@@ -503,8 +565,12 @@ class Pretrainer:
             bar.close()
             log.close()
         if already_done:
-            result = {**evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens),
-                      "tokens_seen": position.tokens_seen, "seconds": position.seconds, "step": position.step}
+            result = {
+                **evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens),
+                "tokens_seen": position.tokens_seen,
+                "seconds": position.seconds,
+                "step": position.step,
+            }
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)
         return result
@@ -512,7 +578,8 @@ class Pretrainer:
     def _budget_spent(self, position: Position) -> bool:
         cfg = self.config
         return position.tokens_seen >= cfg.max_tokens_seen or (
-            cfg.max_minutes is not None and position.seconds >= 60 * cfg.max_minutes)
+            cfg.max_minutes is not None and position.seconds >= 60 * cfg.max_minutes
+        )
 
     def _open_log(self, resumed_step: int | None):
         """``log.csv`` opened for appending: started afresh for a new run; when resuming, rows written
@@ -545,8 +612,7 @@ class Pretrainer:
                 rng = random.Random()
                 rng.setstate(python_rng_state(position.buffer_rng_state))
                 batches = batches_of(buffer, cfg.batch_tokens, rng)
-                for batch in batches[position.batches_done_in_buffer:]:
-                    yield batch
+                yield from batches[position.batches_done_in_buffer :]
                 position.buffer_start_line = last_line + 1
                 position.batches_done_in_buffer = 0
                 position.buffer_rng_state = rng.getstate()
@@ -554,6 +620,13 @@ class Pretrainer:
             position.buffer_start_line = 0
 
     def _save_checkpoint(self, model, optimizer, position: Position) -> None:
-        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "position": asdict(position), "torch_rng": torch.get_rng_state(),
-                           "config": to_dict(self.config)}, self.checkpoint_path)
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "position": asdict(position),
+                "torch_rng": torch.get_rng_state(),
+                "config": to_dict(self.config),
+            },
+            self.checkpoint_path,
+        )

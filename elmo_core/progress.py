@@ -1,4 +1,5 @@
 """Progress bars that show on a terminal and stay out of log files."""
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@ The written files load through the normal loader (:func:`elmo_core.load_bilm`), 
 them exercises the same path as a real model. The same ``options``, ``seed`` and ``init`` always
 give byte-identical files (and so the same :func:`elmo_core.loading.model_identity`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,10 +22,22 @@ from .weights import save_weights
 
 # A tiny model (2 LSTM layers -> 3 output layers of 16 dims): the test suite's model.
 TINY_OPTIONS = {
-    "lstm": {"cell_clip": 3, "use_skip_connections": True, "n_layers": 2, "proj_clip": 3,
-             "projection_dim": 8, "dim": 16},
-    "char_cnn": {"embedding": {"dim": 4}, "filters": [[1, 4], [2, 8], [3, 8]], "n_highway": 1,
-                 "n_characters": 262, "max_characters_per_token": 50, "activation": "relu"},
+    "lstm": {
+        "cell_clip": 3,
+        "use_skip_connections": True,
+        "n_layers": 2,
+        "proj_clip": 3,
+        "projection_dim": 8,
+        "dim": 16,
+    },
+    "char_cnn": {
+        "embedding": {"dim": 4},
+        "filters": [[1, 4], [2, 8], [3, 8]],
+        "n_highway": 1,
+        "n_characters": 262,
+        "max_characters_per_token": 50,
+        "activation": "relu",
+    },
 }
 
 INITS = ("uniform", "scaled-normal")
@@ -51,8 +64,9 @@ def random_bilm(options: dict | None = None, seed: int = 0, init: str = "uniform
     return bilm
 
 
-def write_random_model(folder: str | Path, options: dict | None = None, seed: int = 0,
-                       init: str = "uniform") -> tuple[Path, Path]:
+def write_random_model(
+    folder: str | Path, options: dict | None = None, seed: int = 0, init: str = "uniform"
+) -> tuple[Path, Path]:
     """A random biLM (see :func:`random_bilm`) written in the official layout into ``folder``
     (created if needed); returns ``(options.json, weights.hdf5)``. ``options`` defaults to
     :data:`TINY_OPTIONS`."""

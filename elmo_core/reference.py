@@ -4,6 +4,7 @@ The shape of AllenNLP's ``LstmCellWithProjection`` loop: at every step both the 
 state projections are computed for all rows, padding included, and the update is masked. Used as
 the baseline in ``benchmarks/backbone_speed.py`` and as an oracle in the tests; not for real work.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,12 @@ from .bilm import ElmoBiLm
 from .lstm import ProjectedLstmLayer
 
 
-def reference_layer_forward(layer: ProjectedLstmLayer, inputs: torch.Tensor, lengths: torch.Tensor,
-                            state: tuple[torch.Tensor, torch.Tensor] | None = None):
+def reference_layer_forward(
+    layer: ProjectedLstmLayer,
+    inputs: torch.Tensor,
+    lengths: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor] | None = None,
+):
     """Same contract as :meth:`ProjectedLstmLayer.forward`, one full-batch step at a time."""
     batch, total_steps, _ = inputs.shape
     h = inputs.new_zeros(batch, layer.projection_dim) if state is None else state[0]
@@ -22,7 +27,9 @@ def reference_layer_forward(layer: ProjectedLstmLayer, inputs: torch.Tensor, len
     steps = range(total_steps) if layer.go_forward else range(total_steps - 1, -1, -1)
     for t in steps:
         valid = (lengths > t).unsqueeze(1)
-        gates = inputs[:, t] @ layer.input_linear.weight.t() + h @ layer.state_linear.weight.t() + layer.input_linear.bias
+        gates = (
+            inputs[:, t] @ layer.input_linear.weight.t() + h @ layer.state_linear.weight.t() + layer.input_linear.bias
+        )
         i, j, f, o = gates.chunk(4, dim=1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
         if layer.cell_clip is not None:
@@ -54,7 +61,9 @@ class ReferenceLayers:
     def __enter__(self) -> ElmoBiLm:
         for layer in list(self.bilm.forward_layers) + list(self.bilm.backward_layers):
             self._saved.append((layer, layer.forward))
-            layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(_layer, x, lengths, state)
+            layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(
+                _layer, x, lengths, state
+            )
         self.bilm.token_embeddings = lambda ids: reference_token_embeddings(self.bilm, ids)
         self._side_by_side = self.bilm.directions_side_by_side
         self.bilm.directions_side_by_side = False  # AllenNLP's order: one direction after the other

@@ -4,6 +4,7 @@
 Fixed modes let benchmarks compare weightings: a single layer ``k``, the equal average, the top
 layer only, and the concatenation of all layers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,9 +39,17 @@ class ScalarMix(nn.Module):
         trainable: ``False`` freezes ``w`` and ``gamma`` (gamma stays trainable only if True).
     """
 
-    def __init__(self, num_layers: int, mode: str = "learned", layer: int | None = None,
-                 do_layer_norm: bool = False, l2_coef: float = 0.0, trainable: bool = True,
-                 initial_weights: list[float] | None = None, initial_gamma: float = 1.0):
+    def __init__(
+        self,
+        num_layers: int,
+        mode: str = "learned",
+        layer: int | None = None,
+        do_layer_norm: bool = False,
+        l2_coef: float = 0.0,
+        trainable: bool = True,
+        initial_weights: list[float] | None = None,
+        initial_gamma: float = 1.0,
+    ):
         super().__init__()
         if mode not in MODES:
             raise BackboneUsageError(f"unknown ScalarMix mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -75,7 +84,7 @@ class ScalarMix(nn.Module):
         """``lambda * sum(w_j^2)`` on the raw (pre-softmax) weights; 0 for fixed modes."""
         if self.mode != "learned" or self.l2_coef == 0.0:
             return self.weights.new_zeros(())
-        return self.l2_coef * (self.weights ** 2).sum()
+        return self.l2_coef * (self.weights**2).sum()
 
     def forward(self, layers: torch.Tensor | list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         """``layers``: ``(num_layers, batch, time, dim)`` or a list of ``(batch, time, dim)``.

@@ -33,6 +33,7 @@ biLM's type cache is off while building, so a sentence's vectors depend only on 
 resumed or sharded build is bitwise equal to a one-shot build with the same ``batch_tokens`` /
 ``max_batch``, device and thread count.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,9 +45,10 @@ import os
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, NamedTuple, Sequence
+from typing import IO, NamedTuple
 
 import numpy as np
 import torch
@@ -86,20 +88,31 @@ class StoreInfo:
     dtype: str
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT_VERSION, "model_id": self.model_id, "num_layers": self.num_layers,
-                           "dim": self.dim, "dtype": self.dtype}, indent=1) + "\n"
+        return (
+            json.dumps(
+                {
+                    "format": FORMAT_VERSION,
+                    "model_id": self.model_id,
+                    "num_layers": self.num_layers,
+                    "dim": self.dim,
+                    "dtype": self.dtype,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 @dataclass
 class BuildReport:
     """What one ``build_store`` call did (for its own shard)."""
 
-    sentences: int = 0           # distinct sentences of this shard
-    already_stored: int = 0      # of those, found in the store and not recomputed
-    embedded: int = 0            # embedded and committed by this call
+    sentences: int = 0  # distinct sentences of this shard
+    already_stored: int = 0  # of those, found in the store and not recomputed
+    embedded: int = 0  # embedded and committed by this call
     tokens_embedded: int = 0
-    batches_run: int = 0         # biLM forward passes
-    batches_skipped: int = 0     # batches whose sentences were all stored already
+    batches_run: int = 0  # biLM forward passes
+    batches_skipped: int = 0  # batches whose sentences were all stored already
     chunks_written: int = 0
     seconds: float = 0.0
 
@@ -112,6 +125,7 @@ def entry_key(model_id: str, tokens: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------- files written atomically
+
 
 def _write_atomically(path: Path, write) -> None:
     """:func:`elmo_core.io.atomic_write` to ``PATH.<pid>.tmp``: readers see the old file or the
@@ -135,6 +149,7 @@ def _lock(path: Path, busy_message: str | None = None) -> IO[str]:
 
 
 # ---------------------------------------------------------------- metadata and index
+
 
 def read_info(directory: Path) -> StoreInfo:
     path = directory / "store.json"
@@ -162,7 +177,8 @@ def create_or_check_info(directory: Path, wanted: StoreInfo) -> None:
         raise FeatureStoreError(
             f"{directory} holds features of model {found.model_id} ({found.num_layers} layers x {found.dim}, "
             f"{found.dtype}); this build is model {wanted.model_id} ({wanted.num_layers} x {wanted.dim}, "
-            f"{wanted.dtype}). Use another directory, or delete this one to rebuild it.")
+            f"{wanted.dtype}). Use another directory, or delete this one to rebuild it."
+        )
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -228,6 +244,7 @@ def compact_index(directory: str | Path) -> int:
 
 # ---------------------------------------------------------------- reading
 
+
 class FeatureStore:
     """Read side of a store directory (see the module docstring for the layout).
 
@@ -240,8 +257,10 @@ class FeatureStore:
         self.directory = Path(directory)
         self.info = read_info(self.directory)
         if model_id is not None and model_id != self.info.model_id:
-            raise FeatureStoreError(f"{self.directory} holds features of model {self.info.model_id}, "
-                                    f"not of model {model_id}: rebuild it for this model")
+            raise FeatureStoreError(
+                f"{self.directory} holds features of model {self.info.model_id}, "
+                f"not of model {model_id}: rebuild it for this model"
+            )
         self._max_open_chunks = max_open_chunks
         self._chunks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU of memory maps (each holds a file descriptor)
         self._entries: dict[str, Entry] = {}
@@ -249,8 +268,9 @@ class FeatureStore:
         self.refresh()
 
     @classmethod
-    def build(cls, directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences: Sequence[Sequence[str]],
-              **kwargs) -> FeatureStore:
+    def build(
+        cls, directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences: Sequence[Sequence[str]], **kwargs
+    ) -> FeatureStore:
         """:func:`build_store` (same keyword arguments), then open the store; what the build did is
         in ``store.build_report``."""
         report = build_store(directory, bilm, model_id, sentences, **kwargs)
@@ -299,12 +319,14 @@ class FeatureStore:
             raise KeyError(f"sentence not in the feature store {self.directory}: {' '.join(tokens)[:80]!r}")
         array = self.get_by_key(key)
         if array.shape[1] != len(tokens):  # only a corrupted index could do this
-            raise FeatureStoreError(f"{self.directory}: entry {key} has {array.shape[1]} tokens, expected {len(tokens)}")
+            raise FeatureStoreError(
+                f"{self.directory}: entry {key} has {array.shape[1]} tokens, expected {len(tokens)}"
+            )
         return array
 
     def get_by_key(self, key: str) -> np.ndarray:
         entry = self._entries[key]
-        rows = self._chunk(entry.chunk)[entry.start: entry.start + entry.length]
+        rows = self._chunk(entry.chunk)[entry.start : entry.start + entry.length]
         return rows.transpose(1, 0, 2)  # chunk rows are (token, layer, dim) so a sentence is one block on disk
 
     def get_many(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -312,9 +334,11 @@ class FeatureStore:
         keys = [self.key(s) for s in sentences]
         missing = [s for s, key in zip(sentences, keys) if key not in self._entries]
         if missing:
-            raise KeyError(f"{len(missing)} of {len(sentences)} sentences are not in the feature store "
-                           f"{self.directory}, e.g. {' '.join(missing[0])[:80]!r}; build it first "
-                           f"(elmo-tasks embed --store DIR, or FeatureStore.build)")
+            raise KeyError(
+                f"{len(missing)} of {len(sentences)} sentences are not in the feature store "
+                f"{self.directory}, e.g. {' '.join(missing[0])[:80]!r}; build it first "
+                f"(elmo-tasks embed --store DIR, or FeatureStore.build)"
+            )
         return [self.get_by_key(key) for key in keys]
 
     def _chunk(self, name: str) -> np.ndarray:
@@ -328,8 +352,9 @@ class FeatureStore:
         return array
 
 
-def layers_for_batch(store: FeatureStore, sentences: Sequence[Sequence[str]],
-                     device: str | torch.device | None = None) -> BiLmOutput:
+def layers_for_batch(
+    store: FeatureStore, sentences: Sequence[Sequence[str]], device: str | torch.device | None = None
+) -> BiLmOutput:
     """What ``bilm(batch_to_ids(sentences))`` returns, read from the store: ``layers``
     ``(num_layers, batch, time, dim)`` float32, zero past each sentence's end; ``mask``
     ``(batch, time)`` bool. It unpacks as ``layers, mask = layers_for_batch(...)``."""
@@ -347,6 +372,7 @@ def layers_for_batch(store: FeatureStore, sentences: Sequence[Sequence[str]],
 
 # ---------------------------------------------------------------- writing
 
+
 class ShardWriter:
     """Appends entries to one shard's chunk files; at most one writer per shard name (flock).
 
@@ -362,8 +388,9 @@ class ShardWriter:
         self.fill = 0
         self.pending: list[tuple[str, int, int]] = []  # (key, first row, n) buffered, not yet committed
         self.chunks_written = 0
-        self._lock = _lock(directory / "locks" / f"{name}.lock",
-                           busy_message=f"{directory}: another build is writing shard {name}")
+        self._lock = _lock(
+            directory / "locks" / f"{name}.lock", busy_message=f"{directory}: another build is writing shard {name}"
+        )
         try:
             self.next_seq = self._remove_leftovers() + 1
         except BaseException:
@@ -396,12 +423,14 @@ class ShardWriter:
         start, placed = self.fill, []
         for key, array in entries:
             n = array.shape[1]
-            self.buffer[start: start + n] = array.transpose(1, 0, 2)
+            self.buffer[start : start + n] = array.transpose(1, 0, 2)
             placed.append((key, start, n))
             start += n
-        if self.info.dtype == "float16" and not np.isfinite(self.buffer[self.fill: start]).all():
-            raise FeatureStoreError(f"{self.directory}: a vector overflows float16; build the store "
-                                    f"with dtype='float32' (--store-dtype float32)")
+        if self.info.dtype == "float16" and not np.isfinite(self.buffer[self.fill : start]).all():
+            raise FeatureStoreError(
+                f"{self.directory}: a vector overflows float16; build the store "
+                f"with dtype='float32' (--store-dtype float32)"
+            )
         self.pending += placed
         self.fill = start
         if self.fill >= len(self.buffer):
@@ -455,10 +484,20 @@ def distinct_sentences(model_id: str, sentences: Sequence[Sequence[str]]) -> tup
     return list(seen), list(seen.values())
 
 
-def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences: Sequence[Sequence[str]],
-                dtype: str = "float16", shard: tuple[int, int] = (0, 1), progress: bool = True,
-                batch_tokens: int = 4000, max_batch: int = 256, chunk_tokens: int | None = None,
-                device: str | torch.device | None = None, compact: bool | None = None) -> BuildReport:
+def build_store(
+    directory: str | Path,
+    bilm: ElmoBiLm,
+    model_id: str,
+    sentences: Sequence[Sequence[str]],
+    dtype: str = "float16",
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    batch_tokens: int = 4000,
+    max_batch: int = 256,
+    chunk_tokens: int | None = None,
+    device: str | torch.device | None = None,
+    compact: bool | None = None,
+) -> BuildReport:
     """Embed the sentences of shard ``(rank, world)`` that the store lacks and commit them.
 
     Resumable: run it again after a crash and it embeds only the batches not yet stored.
@@ -488,12 +527,20 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
 
     writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens)
     try:
-        with _type_cache_off(bilm), tqdm(total=sum(len(unique[i]) for b in todo for i in b), unit="tok",
-                                         disable=bar_disabled(progress), desc=f"store shard {rank}/{world}") as bar:
+        with (
+            _type_cache_off(bilm),
+            tqdm(
+                total=sum(len(unique[i]) for b in todo for i in b),
+                unit="tok",
+                disable=bar_disabled(progress),
+                desc=f"store shard {rank}/{world}",
+            ) as bar,
+        ):
             for batch in todo:
                 layers = embed_batch(bilm, [unique[i] for i in batch], device)
-                new = [(keys[i], layers[:, row, : len(unique[i])])
-                       for row, i in enumerate(batch) if keys[i] not in stored]
+                new = [
+                    (keys[i], layers[:, row, : len(unique[i])]) for row, i in enumerate(batch) if keys[i] not in stored
+                ]
                 writer.add_batch(new)
                 report.batches_run += 1
                 report.embedded += len(new)
@@ -510,13 +557,15 @@ def build_store(directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences:
 
 # ---------------------------------------------------------------- several processes (torchrun)
 
+
 def rank_and_world() -> tuple[int, int]:
     """``(RANK, WORLD_SIZE)`` from the environment torchrun sets; ``(0, 1)`` outside torchrun."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def build_store_distributed(directory: str | Path, bilm: ElmoBiLm, model_id: str,
-                            sentences: Sequence[Sequence[str]], **kwargs) -> BuildReport:
+def build_store_distributed(
+    directory: str | Path, bilm: ElmoBiLm, model_id: str, sentences: Sequence[Sequence[str]], **kwargs
+) -> BuildReport:
     """``build_store`` for this process's shard when run under torchrun (one process otherwise).
 
     Every rank writes its own chunk files; after a barrier rank 0 merges the index, and a second
@@ -548,8 +597,15 @@ def build_store_distributed(directory: str | Path, bilm: ElmoBiLm, model_id: str
 def _sum_reports(reports: list[BuildReport]) -> BuildReport:
     total = BuildReport()
     for report in reports:
-        for field in ("sentences", "already_stored", "embedded", "tokens_embedded", "batches_run",
-                      "batches_skipped", "chunks_written"):
+        for field in (
+            "sentences",
+            "already_stored",
+            "embedded",
+            "tokens_embedded",
+            "batches_run",
+            "batches_skipped",
+            "chunks_written",
+        ):
             setattr(total, field, getattr(total, field) + getattr(report, field))
         total.seconds = max(total.seconds, report.seconds)
     return total

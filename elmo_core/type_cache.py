@@ -3,10 +3,11 @@
 A token's layer-0 vector depends only on its characters, so with frozen weights each distinct
 word needs the char-CNN once. Words not in the cache are simply computed.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -4,11 +4,12 @@
 file is deterministic), keeping words with at least ``min_count`` occurrences and at most
 ``max_size`` entries in all. The file has one word per line.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from data.errors import DataFormatError
 from data.text import read_lines
@@ -37,7 +38,7 @@ class Vocabulary:
         atomic_write_text(path, "\n".join(self.words) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise ElmoFileError(f"{path}: vocabulary file not found")
@@ -47,12 +48,14 @@ class Vocabulary:
             raise ElmoFileError(str(err)) from None
         missing = [t for t in SPECIAL_TOKENS if t not in words[:3]]
         if missing or tuple(words[:3]) != SPECIAL_TOKENS:
-            raise ElmoFileError(f"{path}: the vocabulary must start with the lines {', '.join(SPECIAL_TOKENS)} "
-                                f"(missing or out of place: {', '.join(missing) or 'order'})")
+            raise ElmoFileError(
+                f"{path}: the vocabulary must start with the lines {', '.join(SPECIAL_TOKENS)} "
+                f"(missing or out of place: {', '.join(missing) or 'order'})"
+            )
         return cls(words)
 
     @classmethod
-    def build(cls, sentences: Iterable[list[str]], min_count: int = 3, max_size: int | None = None) -> "Vocabulary":
+    def build(cls, sentences: Iterable[list[str]], min_count: int = 3, max_size: int | None = None) -> Vocabulary:
         counts = Counter(word for sentence in sentences for word in sentence)
         for special in SPECIAL_TOKENS:
             counts.pop(special, None)

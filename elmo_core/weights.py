@@ -6,6 +6,7 @@ TensorFlow conventions translated here (see docs/elmo-format.md of the shared fo
   * dense weights are ``(in, out)``; ``nn.Linear`` stores ``(out, in)``.
   * LSTM ``W_0`` maps ``[input, h_prev]`` to gates ``i, j, f, o``; TF adds 1.0 to ``f`` at run time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,12 +40,16 @@ class _Reader:
         if not isinstance(dataset, h5py.Dataset):
             raise ElmoFileError(f"{self.path}: '{name}' is a group, expected a dataset")
         if tuple(dataset.shape) != tuple(expected_shape):
-            raise ElmoFileError(f"{self.path}: dataset '{name}' has shape {tuple(dataset.shape)}, "
-                                f"expected {tuple(expected_shape)} from the options")
+            raise ElmoFileError(
+                f"{self.path}: dataset '{name}' has shape {tuple(dataset.shape)}, "
+                f"expected {tuple(expected_shape)} from the options"
+            )
         try:
             return np.asarray(dataset[...], dtype=np.float32)
         except OSError as err:  # truncated file: the header is there, the data is not
-            raise ElmoFileError(f"{self.path}: dataset '{name}' cannot be read, the file looks truncated ({err})") from None
+            raise ElmoFileError(
+                f"{self.path}: dataset '{name}' cannot be read, the file looks truncated ({err})"
+            ) from None
 
 
 def _open_hdf5(path: Path, mode: str = "r") -> h5py.File:
@@ -119,8 +124,9 @@ def save_weights(bilm: ElmoBiLm, path: str | Path) -> None:
         for direction, layers in enumerate((bilm.forward_layers, bilm.backward_layers)):
             for k, layer in enumerate(layers):
                 prefix = _lstm_prefix(direction, k)
-                out[f"{prefix}/W_0"] = np.concatenate([array(layer.input_linear.weight).T,
-                                                       array(layer.state_linear.weight).T])
+                out[f"{prefix}/W_0"] = np.concatenate(
+                    [array(layer.input_linear.weight).T, array(layer.state_linear.weight).T]
+                )
                 bias = array(layer.input_linear.bias).copy()
                 bias[2 * lo.dim : 3 * lo.dim] -= FORGET_BIAS
                 out[f"{prefix}/B"] = bias

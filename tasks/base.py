@@ -25,6 +25,7 @@ Shared scaffolding (never overridden)
 A split is any object with ``tokens`` (the words the biLM reads, one list per sentence),
 ``features`` (set by :meth:`attach_features`), ``__len__`` (examples) and ``summary()``.
 """
+
 from __future__ import annotations
 
 import random
@@ -56,8 +57,11 @@ class Head(nn.Module):
         """``{"mode", "s": weights after softmax, "gamma"}`` of the head's mix, or ``None`` without ELMo."""
         if getattr(self, "mix", None) is None:
             return None
-        return {"mode": self.mix.mode, "s": [float(w) for w in self.mix.normalized_weights().detach()],
-                "gamma": float(self.mix.gamma.detach())}
+        return {
+            "mode": self.mix.mode,
+            "s": [float(w) for w in self.mix.normalized_weights().detach()],
+            "gamma": float(self.mix.gamma.detach()),
+        }
 
     def mix_penalty(self) -> torch.Tensor | float:
         return self.mix.penalty() if getattr(self, "mix", None) is not None else 0.0

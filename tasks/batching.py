@@ -1,9 +1,10 @@
 """Batching shared by the token-level and sentence-level tasks: length-sorted index batches and
 padded id tensors."""
+
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, rng: random.R
     return chunks
 
 
-def padded_token_ids(word_ids: list[list[int]], char_ids: list[list[list[int]]], indices: list[int]
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def padded_token_ids(
+    word_ids: list[list[int]], char_ids: list[list[list[int]]], indices: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``word_ids (batch, time)``, ``char_ids (batch, time, longest word)`` and ``mask (batch, time)``
     for the sentences ``indices``; 0 is padding everywhere."""
     longest = max(len(word_ids[i]) for i in indices)

@@ -6,24 +6,26 @@ A task extends :class:`DataConfig` / :class:`ModelConfig` with its own keys and 
 ``task:`` key, finds the task in the registry and checks the whole file against that class before
 anything is read or embedded (unknown keys, wrong types and out-of-range values all at once).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from data.config import (
+from data.config import (  # noqa: F401  (re-exported for callers)
     ConfigError,
     build,
+    expand_env,
     fraction,
+    get_dotted,
     merge_overrides,
     non_negative,
+    parse_overrides,
     positive,
     read_yaml,
     to_dict,
     unit_interval,
 )
-from data.config import expand_env, get_dotted, parse_overrides  # noqa: F401  (re-exported for callers)
 
 SPLITS = ("train", "dev", "test")
 MIX_MODES = ("learned", "average", "top", "single", "concat")
@@ -175,6 +177,24 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-__all__ = ["TaskConfig", "DataConfig", "BackboneConfig", "MixConfig", "ElmoConfig", "WordsConfig", "CharsConfig",
-           "ModelConfig", "TrainConfig", "ConfigError", "changed_keys", "rename_legacy_keys", "to_dict", "fraction", "positive", "non_negative", "unit_interval",
-           "RESUMABLE_KEYS", "SPLITS"]
+__all__ = [
+    "TaskConfig",
+    "DataConfig",
+    "BackboneConfig",
+    "MixConfig",
+    "ElmoConfig",
+    "WordsConfig",
+    "CharsConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ConfigError",
+    "changed_keys",
+    "rename_legacy_keys",
+    "to_dict",
+    "fraction",
+    "positive",
+    "non_negative",
+    "unit_interval",
+    "RESUMABLE_KEYS",
+    "SPLITS",
+]

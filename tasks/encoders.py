@@ -2,6 +2,7 @@
 
 These are the non-ELMo inputs of a head; the no-ELMo baseline uses only them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,7 +33,7 @@ class Vocab:
         return self.index.get(item, 1)
 
     @classmethod
-    def from_counts(cls, counts: Counter, min_count: int = 1) -> "Vocab":
+    def from_counts(cls, counts: Counter, min_count: int = 1) -> Vocab:
         return cls(sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w)))
 
 
@@ -56,7 +57,9 @@ def read_glove(path: str | Path, vocab: Vocab, dim: int) -> tuple[torch.Tensor, 
         for number, line in enumerate(handle, start=1):
             parts = line.rstrip().split(" ")
             if len(parts) != dim + 1:
-                raise DataFormatError(path, number, f"expected a word and {dim} numbers, found {len(parts) - 1} numbers")
+                raise DataFormatError(
+                    path, number, f"expected a word and {dim} numbers, found {len(parts) - 1} numbers"
+                )
             if parts[0] in vocab.index:
                 matrix[vocab.index[parts[0]]] = np.asarray(parts[1:], dtype=np.float32)
                 found += 1
@@ -82,8 +85,16 @@ class CharCnn(nn.Module):
 class TokenEncoder(nn.Module):
     """Concatenates learned word embeddings and char-CNN features (either may be absent)."""
 
-    def __init__(self, word_vocab: Vocab | None, word_dim: int, char_vocab: Vocab | None, char_dim: int,
-                 char_filters: int, char_width: int = 3, pretrained: torch.Tensor | None = None):
+    def __init__(
+        self,
+        word_vocab: Vocab | None,
+        word_dim: int,
+        char_vocab: Vocab | None,
+        char_dim: int,
+        char_filters: int,
+        char_width: int = 3,
+        pretrained: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.words = None
         self.chars = None
@@ -110,21 +121,26 @@ class TokenEncoder(nn.Module):
 def token_vocabularies(words: WordsConfig, sentences: list[list[str]]) -> tuple[Vocab, Vocab]:
     """Word and character vocabularies of the training sentences."""
     word_counts = Counter(normalise_word(w, words.lowercase) for s in sentences for w in s)
-    return (Vocab.from_counts(word_counts, words.min_count),
-            Vocab.from_counts(Counter(ch for s in sentences for w in s for ch in w)))
+    return (
+        Vocab.from_counts(word_counts, words.min_count),
+        Vocab.from_counts(Counter(ch for s in sentences for w in s for ch in w)),
+    )
 
 
-def token_ids(sentences: list[list[str]], words: Vocab, chars: Vocab, lowercase: bool, max_word_chars: int
-              ) -> tuple[list[list[int]], list[list[list[int]]]]:
+def token_ids(
+    sentences: list[list[str]], words: Vocab, chars: Vocab, lowercase: bool, max_word_chars: int
+) -> tuple[list[list[int]], list[list[list[int]]]]:
     """Word ids and (first ``max_word_chars``) character ids of every token."""
     word_ids = [[words.id(normalise_word(w, lowercase)) for w in s] for s in sentences]
     char_ids = [[[chars.id(ch) for ch in w[:max_word_chars]] for w in s] for s in sentences]
     return word_ids, char_ids
 
 
-def token_encoder_from_config(words: WordsConfig, chars: CharsConfig, word_vocab: Vocab, char_vocab: Vocab
-                              ) -> TokenEncoder:
+def token_encoder_from_config(
+    words: WordsConfig, chars: CharsConfig, word_vocab: Vocab, char_vocab: Vocab
+) -> TokenEncoder:
     """The ``model.words`` / ``model.chars`` sections of a task config as a :class:`TokenEncoder`."""
     pretrained = read_glove(words.glove, word_vocab, words.dim)[0] if words.glove and words.dim else None
-    return TokenEncoder(word_vocab if words.dim > 0 else None, words.dim, char_vocab, chars.dim, chars.filters,
-                        chars.width, pretrained)
+    return TokenEncoder(
+        word_vocab if words.dim > 0 else None, words.dim, char_vocab, chars.dim, chars.filters, chars.width, pretrained
+    )

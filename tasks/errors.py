@@ -2,6 +2,7 @@
 (a bad config, a bad command line, a run directory that does not fit). The CLI catches it, the
 readers' :class:`~data.errors.DataError` and the backbone's :class:`~elmo_core.errors.BackboneError`,
 and nothing else: any other exception is a bug and keeps its traceback."""
+
 from __future__ import annotations
 
 from pathlib import Path

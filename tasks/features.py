@@ -10,6 +10,7 @@ head -> metrics. Every source gives a sentence's layers as a ``(num_layers, leng
   which embeds only what it lacks;
 * :class:`LiveFeatures` -- the backbone runs on each batch (prediction on new text).
 """
+
 from __future__ import annotations
 
 import time
@@ -68,8 +69,9 @@ class StoreFeatures(InMemoryFeatures):
     """Read-only, memory-mapped views into a feature store (nothing is copied until a batch is padded)."""
 
     @classmethod
-    def open(cls, store_dir: Path, bilm, model_id: str, sentences: list[list[str]], dtype: str,
-             progress: bool) -> StoreFeatures:
+    def open(
+        cls, store_dir: Path, bilm, model_id: str, sentences: list[list[str]], dtype: str, progress: bool
+    ) -> StoreFeatures:
         from elmo_core.store import FeatureStore
 
         store = FeatureStore.build(store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress)
@@ -113,8 +115,9 @@ def backbone_identity(backbone: BackboneConfig) -> str:
 def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str = "fp32"):
     from elmo_core import load_bilm
 
-    return load_bilm(name=backbone.name, options=backbone.options, weights=backbone.weights, device=device,
-                     precision=precision)
+    return load_bilm(
+        name=backbone.name, options=backbone.options, weights=backbone.weights, device=device, precision=precision
+    )
 
 
 def feature_source(backbone: BackboneConfig, bilm, sentences: list[list[str]], progress: bool) -> FeatureSource:

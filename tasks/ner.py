@@ -1,4 +1,5 @@
 """The NER task: CoNLL files -> (ELMo layers + word/char inputs) -> BiLSTM-CRF -> conlleval."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.conll import ConllDataset, ConllStats, Sentence, read_conll, format_conll_predictions
-from elmo_core.io import atomic_write_text
+from data.conll import ConllDataset, ConllStats, Sentence, format_conll_predictions, read_conll
 from data.tags import SCHEMES, convert, normalize_scheme
+from elmo_core.io import atomic_write_text
 
-from .base import Head, Task, build_mix
+from .base import Task, build_mix
 from .batching import batch_layers, padded_token_ids
-from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, non_negative, positive, unit_interval
+from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, positive, unit_interval
 from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
@@ -101,8 +102,10 @@ def text_split(path: Path, tag_column: str, scheme: str | None) -> TaggingSplit:
     """Unlabelled input, one tokenised sentence per line, as a split whose gold tags are all ``O``."""
     from elmo_core.embed import read_sentence_file
 
-    sentences = [Sentence(tokens, {tag_column: ["O"] * len(tokens)}, i + 1, None)
-                 for i, tokens in enumerate(read_sentence_file(path))]
+    sentences = [
+        Sentence(tokens, {tag_column: ["O"] * len(tokens)}, i + 1, None)
+        for i, tokens in enumerate(read_sentence_file(path))
+    ]
     return TaggingSplit(ConllDataset(str(path), sentences, ConllStats(), scheme, tag_column, scheme), tag_column)
 
 
@@ -150,36 +153,56 @@ class NerTask(Task):
         self.words, self.chars = token_vocabularies(self.config.model.words, train.tokens)
         tags = {t for s in train.tags for t in convert(s, self.file_scheme, self.train_scheme)}
         self.labels = sorted(tags, key=lambda t: (t == "O", t[2:], t))
-        return {"labels": self.labels, "words": self.words.items, "chars": self.chars.items,
-                "file_scheme": self.file_scheme}
+        return {
+            "labels": self.labels,
+            "words": self.words.items,
+            "chars": self.chars.items,
+            "file_scheme": self.file_scheme,
+        }
 
     def restore_vocab(self, state: dict) -> None:
         self.labels, self.file_scheme = state["labels"], state["file_scheme"]
         self.words, self.chars = Vocab(state["words"]), Vocab(state["chars"])
 
     def tensorise(self, split: TaggingSplit) -> None:
-        split.word_ids, split.char_ids = token_ids(split.tokens, self.words, self.chars,
-                                                   self.config.model.words.lowercase, self.max_word_chars)
+        split.word_ids, split.char_ids = token_ids(
+            split.tokens, self.words, self.chars, self.config.model.words.lowercase, self.max_word_chars
+        )
         label_index = {t: i for i, t in enumerate(self.labels)}
         outside = label_index.get("O", 0)
-        split.tag_ids = [[label_index.get(t, outside) for t in convert(s, self.file_scheme, self.train_scheme)]
-                         for s in split.tags]
+        split.tag_ids = [
+            [label_index.get(t, outside) for t in convert(s, self.file_scheme, self.train_scheme)] for s in split.tags
+        ]
 
     # -- model and batches -----------------------------------------------------------------------
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CrfTagger:
         m = self.config.model
         mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
         tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
-        return CrfTagger(self.labels, self.train_scheme, mix, elmo_dim or 0, tokens, hidden=m.hidden,
-                         lstm_layers=m.lstm_layers, dropout=m.dropout, elmo_dropout=m.elmo.dropout)
+        return CrfTagger(
+            self.labels,
+            self.train_scheme,
+            mix,
+            elmo_dim or 0,
+            tokens,
+            hidden=m.hidden,
+            lstm_layers=m.lstm_layers,
+            dropout=m.dropout,
+            elmo_dropout=m.elmo.dropout,
+        )
 
     def make_batch(self, split: TaggingSplit, indices: list[int]) -> dict:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
         tags = np.zeros(tuple(word_ids.shape), dtype=np.int64)  # (batch, time)
         for row, i in enumerate(indices):
             tags[row, : len(split.tag_ids[i])] = split.tag_ids[i]
-        return {"layers": batch_layers(split.features, indices, mask), "mask": mask, "word_ids": word_ids,
-                "char_ids": char_ids, "tags": torch.from_numpy(tags)}
+        return {
+            "layers": batch_layers(split.features, indices, mask),
+            "mask": mask,
+            "word_ids": word_ids,
+            "char_ids": char_ids,
+            "tags": torch.from_numpy(tags),
+        }
 
     # -- prediction and scoring ------------------------------------------------------------------
     def decode(self, model: CrfTagger, batch: dict) -> list[list[str]]:
@@ -191,19 +214,31 @@ class NerTask(Task):
         result = conlleval(split.tags, predictions)
         gold2 = [convert(t, self.file_scheme, "IOB2") for t in split.tags]
         pred2 = [convert(t, self.file_scheme, "IOB2") for t in predictions]
-        return {"f1": result.f1, "precision": result.precision, "recall": result.recall,
-                "accuracy": result.accuracy, "strict_f1": strict_f1(gold2, pred2, "IOB2"),
-                "per_type": {k: {"precision": v.precision, "recall": v.recall, "f1": v.f1, "gold": v.gold}
-                             for k, v in sorted(result.per_type.items())},
-                "report": format_conlleval_report(result)}
+        return {
+            "f1": result.f1,
+            "precision": result.precision,
+            "recall": result.recall,
+            "accuracy": result.accuracy,
+            "strict_f1": strict_f1(gold2, pred2, "IOB2"),
+            "per_type": {
+                k: {"precision": v.precision, "recall": v.recall, "f1": v.f1, "gold": v.gold}
+                for k, v in sorted(result.per_type.items())
+            },
+            "report": format_conlleval_report(result),
+        }
 
     def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
         atomic_write_text(Path(path), format_conll_predictions(split.tokens, split.tags, predictions))
 
     def write_output(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
         """``token tag`` lines, a blank line after each sentence."""
-        atomic_write_text(Path(path), "".join("\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n"
-                                              for tokens, tags in zip(split.tokens, predictions)))
+        atomic_write_text(
+            Path(path),
+            "".join(
+                "\n".join(f"{t} {p}" for t, p in zip(tokens, tags)) + "\n\n"
+                for tokens, tags in zip(split.tokens, predictions)
+            ),
+        )
 
 
 __all__ = ["NerTask", "NerConfig", "NerModel", "ConllData", "TaggingSplit", "looks_like_conll", "text_split"]

@@ -1,5 +1,6 @@
 """Syntactic probes on CoNLL-2003's 2nd and 3rd columns: POS tagging (accuracy) and chunking
 (conlleval chunk F1) with a linear probe over the task's mix of frozen ELMo layers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.conll import read_conll, format_conll_predictions
-
+from data.conll import format_conll_predictions, read_conll
 from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
@@ -74,7 +74,7 @@ class ProbeTask(Task):
     def make_batch(self, split: TaggingSplit, indices: list[int]) -> dict:
         lengths = [len(split.tokens[i]) for i in indices]
         tags = np.zeros((len(indices), max(lengths)), dtype=np.int64)  # (batch, time)
-        mask = np.zeros((len(indices), max(lengths)), dtype=bool)      # (batch, time)
+        mask = np.zeros((len(indices), max(lengths)), dtype=bool)  # (batch, time)
         for row, i in enumerate(indices):
             tags[row, : lengths[row]] = split.tag_ids[i]
             mask[row, : lengths[row]] = True
@@ -89,8 +89,11 @@ class ProbeTask(Task):
         scores = {"accuracy": result.accuracy}
         if self.column == "chunk":
             scores.update(f1=result.f1, precision=result.precision, recall=result.recall)
-        scores["report"] = (f"{self.name}: token accuracy {result.accuracy:.2f}"
-                            + (f", chunk F1 {result.f1:.2f}" if self.column == "chunk" else "") + "\n")
+        scores["report"] = (
+            f"{self.name}: token accuracy {result.accuracy:.2f}"
+            + (f", chunk F1 {result.f1:.2f}" if self.column == "chunk" else "")
+            + "\n"
+        )
         return scores
 
     def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:

@@ -2,6 +2,7 @@
 strict config loader that needs it (the ``task:`` key picks the config class to check against).
 
 Adding a task is one line here (see docs/architecture.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 from data.config import ConfigError, build, expand_env, merge_overrides, read_yaml, to_dict
 
 from .config import TaskConfig, rename_legacy_keys
-
 from .ner import NerTask
 from .probe import ChunkProbeTask, PosProbeTask
 from .sentiment import Sst2Task, Sst5Task

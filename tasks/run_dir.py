@@ -1,5 +1,6 @@
 """A trained run directory (config, vocabularies, best checkpoint) loaded back, and the one
 prediction path that ``evaluate``, ``predict`` and the Python API share."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import yaml
 
 from .base import Head, Task
 from .config import rename_legacy_keys
-from .registry import build_task, task_config_from_tree
 from .errors import RunDirError
 from .features import LiveFeatures, load_backbone
+from .registry import build_task, task_config_from_tree
 
 RUN_FILES = ("config.yaml", "vocab.json", "best.pt")
 
@@ -63,8 +64,10 @@ def load_run(run_dir: str | Path, precision: str = "fp32") -> TrainedRun:
         state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, EOFError, ValueError) as err:
-        raise RunDirError(run_dir / "best.pt", f"is damaged or belongs to another run ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]})") from None
+        raise RunDirError(
+            run_dir / "best.pt",
+            f"is damaged or belongs to another run ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+        ) from None
     model.eval()
     return TrainedRun(task, model, bilm)
 

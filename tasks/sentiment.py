@@ -13,6 +13,7 @@ Every phrase is embedded by the biLM on its own, as the paper's models saw them.
 Scores: accuracy (the dev metric, in percent), macro-F1, per-class scores and the confusion
 matrix (markdown in the report; ``write_predictions`` also draws it as a PNG beside the file).
 """
+
 from __future__ import annotations
 
 import random
@@ -30,17 +31,23 @@ from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
 from .batching import batch_layers, padded_token_ids
-from .config import (CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, fraction, positive,
-                     unit_interval)
+from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, fraction, positive, unit_interval
 from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
 
-
 # SST leaves are PTB-escaped; the biLM's corpus writes brackets and quotes plainly, so the
 # ELMo input (and the word vocabulary) sees the plain forms. The files are never rewritten.
-PTB_UNESCAPE = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
-                "``": '"', "''": '"'}
+PTB_UNESCAPE = {
+    "-LRB-": "(",
+    "-RRB-": ")",
+    "-LSB-": "[",
+    "-RSB-": "]",
+    "-LCB-": "{",
+    "-RCB-": "}",
+    "``": '"',
+    "''": '"',
+}
 
 
 def unescape_ptb(token: str) -> str:
@@ -69,8 +76,9 @@ class SentimentSplit:
     def summary(self) -> str:
         roots = sum(self.is_root) if self.is_root else len(self)
         counts = Counter(self.labels or [])
-        return (f"{len(self)} examples ({roots} sentences), {sum(map(len, self.tokens))} tokens"
-                + (f", labels {dict(sorted(counts.items()))}" if counts else ""))
+        return f"{len(self)} examples ({roots} sentences), {sum(map(len, self.tokens))} tokens" + (
+            f", labels {dict(sorted(counts.items()))}" if counts else ""
+        )
 
 
 def sample_phrases(examples: list[SstExample], fraction: float, seed: int) -> list[SstExample]:
@@ -120,7 +128,8 @@ class SentimentModel(ModelConfig):
     hidden: int = field(default=128, metadata=positive)
     lstm_layers: int = field(default=1, metadata=positive)
     pooling: list[Literal["mean", "max", "attention"]] | Literal["mean", "max", "attention"] = field(
-        default_factory=lambda: ["mean", "max"])
+        default_factory=lambda: ["mean", "max"]
+    )
     mlp: list[int] = field(default_factory=lambda: [128])
     dropout: float = field(default=0.5, metadata=unit_interval)
 
@@ -171,22 +180,37 @@ class SentimentTask(Task):
         if phrases:
             examples = sample_phrases(examples, data.phrase_sample, data.phrase_seed)
         tokens = [[unescape_ptb(t) for t in e.tokens] if data.ptb_unescape else list(e.tokens) for e in examples]
-        return SentimentSplit(str(path), tokens, [str(e.label) for e in examples], [e.line for e in examples],
-                              [e.is_root for e in examples])
+        return SentimentSplit(
+            str(path),
+            tokens,
+            [str(e.label) for e in examples],
+            [e.line for e in examples],
+            [e.is_root for e in examples],
+        )
 
     def _read_tsv(self, path: Path) -> SentimentSplit:
         # read_tsv raises DataFormatError naming FILE:LINE (empty text, missing label, bad UTF-8, ...).
         data = self.config.data
-        examples = read_tsv(path, text_column=data.text_column, label_column=data.label_column, header=data.header,
-                            sep=data.sep)
-        return SentimentSplit(str(path), [e.tokens for e in examples], [e.label for e in examples],
-                              [e.line for e in examples], [True] * len(examples))
+        examples = read_tsv(
+            path, text_column=data.text_column, label_column=data.label_column, header=data.header, sep=data.sep
+        )
+        return SentimentSplit(
+            str(path),
+            [e.tokens for e in examples],
+            [e.label for e in examples],
+            [e.line for e in examples],
+            [True] * len(examples),
+        )
 
     @staticmethod
     def _subset(split: SentimentSplit, keep: list[int]) -> SentimentSplit:
-        return SentimentSplit(split.path, [split.tokens[i] for i in keep],
-                              None if split.labels is None else [split.labels[i] for i in keep],
-                              [split.lines[i] for i in keep], [split.is_root[i] for i in keep])
+        return SentimentSplit(
+            split.path,
+            [split.tokens[i] for i in keep],
+            None if split.labels is None else [split.labels[i] for i in keep],
+            [split.lines[i] for i in keep],
+            [split.is_root[i] for i in keep],
+        )
 
     def read_text(self, path: Path) -> SentimentSplit:
         """Unlabelled input: one whitespace-tokenised sentence per line."""
@@ -220,8 +244,12 @@ class SentimentTask(Task):
             # SST has a fixed label set: keep every class even if a tiny subset lacks one.
             self.labels = [str(i) for i in range(2 if self.binary else 5)]
         self.label_names = self._display_names()
-        return {"labels": self.labels, "label_names": self.label_names, "words": self.words.items,
-                "chars": self.chars.items}
+        return {
+            "labels": self.labels,
+            "label_names": self.label_names,
+            "words": self.words.items,
+            "chars": self.chars.items,
+        }
 
     def _display_names(self) -> list[str]:
         if self.format != "sst":
@@ -233,8 +261,9 @@ class SentimentTask(Task):
         self.words, self.chars = Vocab(state["words"]), Vocab(state["chars"])
 
     def tensorise(self, split: SentimentSplit) -> None:
-        split.word_ids, split.char_ids = token_ids(split.tokens, self.words, self.chars,
-                                                   self.config.model.words.lowercase, self.max_word_chars)
+        split.word_ids, split.char_ids = token_ids(
+            split.tokens, self.words, self.chars, self.config.model.words.lowercase, self.max_word_chars
+        )
         split.label_ids = [] if split.labels is None else self._label_ids(split)
 
     def _label_ids(self, split: SentimentSplit) -> list[int]:
@@ -242,8 +271,9 @@ class SentimentTask(Task):
         ids = []
         for label, line in zip(split.labels, split.lines):
             if label not in index:
-                raise DataFormatError(split.path, line, f"label {label!r} never occurs in the training data "
-                                      f"(known labels: {self.labels})")
+                raise DataFormatError(
+                    split.path, line, f"label {label!r} never occurs in the training data (known labels: {self.labels})"
+                )
             ids.append(index[label])
         return ids
 
@@ -252,15 +282,30 @@ class SentimentTask(Task):
         m = self.config.model
         mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
         tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
-        return PooledClassifier(len(self.labels), mix, elmo_dim or 0, tokens, encoder=m.encoder, hidden=m.hidden,
-                                lstm_layers=m.lstm_layers, pooling=m.pooling, mlp=m.mlp, dropout=m.dropout,
-                                elmo_dropout=m.elmo.dropout)
+        return PooledClassifier(
+            len(self.labels),
+            mix,
+            elmo_dim or 0,
+            tokens,
+            encoder=m.encoder,
+            hidden=m.hidden,
+            lstm_layers=m.lstm_layers,
+            pooling=m.pooling,
+            mlp=m.mlp,
+            dropout=m.dropout,
+            elmo_dropout=m.elmo.dropout,
+        )
 
     def make_batch(self, split: SentimentSplit, indices: list[int]) -> dict:
         word_ids, char_ids, mask = padded_token_ids(split.word_ids, split.char_ids, indices)
         labels = torch.tensor([split.label_ids[i] for i in indices] if split.label_ids else [0] * len(indices))
-        return {"layers": batch_layers(split.features, indices, mask), "mask": mask, "word_ids": word_ids,
-                "char_ids": char_ids, "labels": labels}
+        return {
+            "layers": batch_layers(split.features, indices, mask),
+            "mask": mask,
+            "word_ids": word_ids,
+            "char_ids": char_ids,
+            "labels": labels,
+        }
 
     # -- prediction and scoring ------------------------------------------------------------------
     def decode(self, model: PooledClassifier, batch: dict) -> list[str]:
@@ -278,10 +323,13 @@ class SentimentTask(Task):
     def score(self, split: SentimentSplit, predictions: list[str]) -> dict:
         """accuracy / macro_f1 in percent, per-class scores, the confusion matrix and a markdown report."""
         result = self.report(split, predictions)
-        return {"accuracy": 100 * result.accuracy, "macro_f1": 100 * result.macro_f1,
-                "per_class": {name: {k: float(v) for k, v in row.items()} for name, row in result.per_class.iterrows()},
-                "confusion": {"labels": list(self.label_names), "counts": result.confusion.to_numpy().tolist()},
-                "report": result.to_markdown() + "\n"}
+        return {
+            "accuracy": 100 * result.accuracy,
+            "macro_f1": 100 * result.macro_f1,
+            "per_class": {name: {k: float(v) for k, v in row.items()} for name, row in result.per_class.iterrows()},
+            "confusion": {"labels": list(self.label_names), "counts": result.confusion.to_numpy().tolist()},
+            "report": result.to_markdown() + "\n",
+        }
 
     def write_predictions(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
         """``line<TAB>gold<TAB>predicted<TAB>text`` rows, plus ``<stem>.confusion.png`` when labelled."""
@@ -298,8 +346,13 @@ class SentimentTask(Task):
     def write_output(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
         """``elmo-tasks predict`` output: ``label<TAB>label name<TAB>text`` per input sentence."""
         names = dict(zip(self.labels, self.label_names))
-        atomic_write_text(Path(path), "".join(f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n"
-                                              for tokens, predicted in zip(split.tokens, predictions)))
+        atomic_write_text(
+            Path(path),
+            "".join(
+                f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n"
+                for tokens, predicted in zip(split.tokens, predictions)
+            ),
+        )
 
 
 class Sst5Task(SentimentTask):

@@ -5,6 +5,7 @@ The trainer knows a task only through :class:`tasks.base.Task` and a head only t
 ``forward(**batch)["loss"]`` and ``mix_weights()``. Model selection only ever looks at the dev
 split; test is scored once, with the best checkpoint.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,13 @@ def check_mix_fits(config: TaskConfig, num_layers: int) -> None:
     """``mode: single`` names a layer the backbone has (checked before any sentence is embedded)."""
     mix = config.model.elmo.mix
     if mix.mode == "single" and not 0 <= mix.layer < num_layers:
-        raise ConfigError("<config>", [f"model.elmo.mix.layer: expected 0..{num_layers - 1} (this backbone has "
-                                       f"{num_layers} layers), found {mix.layer}"])
+        raise ConfigError(
+            "<config>",
+            [
+                f"model.elmo.mix.layer: expected 0..{num_layers - 1} (this backbone has "
+                f"{num_layers} layers), found {mix.layer}"
+            ],
+        )
 
 
 def saved_config(run_dir: Path) -> dict | None:
@@ -49,8 +55,15 @@ def saved_config(run_dir: Path) -> dict | None:
 
 
 class Trainer:
-    def __init__(self, config: TaskConfig, run_dir: Path, progress: bool = True, log=print,
-                 feature_cache: dict | None = None, backbone_cache: dict | None = None):
+    def __init__(
+        self,
+        config: TaskConfig,
+        run_dir: Path,
+        progress: bool = True,
+        log=print,
+        feature_cache: dict | None = None,
+        backbone_cache: dict | None = None,
+    ):
         if not isinstance(config, TaskConfig):
             raise TypeError("Trainer needs a typed config: tasks.config.load_task_config(path, overrides)")
         self.config, self.run_dir, self.progress, self.log = config, Path(run_dir), progress, log
@@ -65,9 +78,12 @@ class Trainer:
             return False
         changed = [k for k in changed_keys(saved, to_dict(self.config)) if k not in RESUMABLE_KEYS]
         if changed:
-            raise RunDirError(self.run_dir, f"was trained with a different config ({', '.join(changed[:8])} "
-                              f"differ{'s' if len(changed) == 1 else ''}); only {', '.join(RESUMABLE_KEYS)} may "
-                              "change on resume. Choose another --out (nothing was overwritten)")
+            raise RunDirError(
+                self.run_dir,
+                f"was trained with a different config ({', '.join(changed[:8])} "
+                f"differ{'s' if len(changed) == 1 else ''}); only {', '.join(RESUMABLE_KEYS)} may "
+                "change on resume. Choose another --out (nothing was overwritten)",
+            )
         return True
 
     def backbone(self):
@@ -116,14 +132,21 @@ class Trainer:
         total_seconds = time.perf_counter() - started
         model.load_state_dict(torch.load(self.run_dir / "best.pt", map_location="cpu", weights_only=True)["model"])
         history = state["history"]
-        results = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                   "backbone": backbone_identity(self.config.backbone) if task.uses_elmo() else None,
-                   "train_seconds_total": round(total_seconds, 1),
-                   "seconds_per_epoch": round(sum(r["train_seconds"] for r in history) / max(len(history), 1), 2),
-                   **timings}
+        results = {
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "backbone": backbone_identity(self.config.backbone) if task.uses_elmo() else None,
+            "train_seconds_total": round(total_seconds, 1),
+            "seconds_per_epoch": round(sum(r["train_seconds"] for r in history) / max(len(history), 1), 2),
+            **timings,
+        }
         mix = model.mix_weights()
         if mix is not None:
-            results["mix"] = {"mode": mix["mode"], "s": [round(w, 5) for w in mix["s"]], "gamma": round(mix["gamma"], 5)}
+            results["mix"] = {
+                "mode": mix["mode"],
+                "s": [round(w, 5) for w in mix["s"]],
+                "gamma": round(mix["gamma"], 5),
+            }
         for name in ("dev", "test"):
             if name in task.splits:
                 split = task.splits[name]
@@ -142,8 +165,12 @@ class Trainer:
         model.train()
         total, count = 0.0, 0
         train, dev = task.splits["train"], task.splits["dev"]
-        for indices in tqdm(task.batches(train, self.config.train.batch_size, rng), desc=f"epoch {epoch}/{epochs}",
-                            disable=bar_disabled(self.progress), leave=False):
+        for indices in tqdm(
+            task.batches(train, self.config.train.batch_size, rng),
+            desc=f"epoch {epoch}/{epochs}",
+            disable=bar_disabled(self.progress),
+            leave=False,
+        ):
             loss = model(**task.make_batch(train, indices))["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -153,8 +180,13 @@ class Trainer:
         train_seconds = time.perf_counter() - epoch_start
         metric = task.score(dev, task.predict(model, dev))[task.metric]
         improved = metric > state["best_metric"]
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), f"dev_{task.metric}": metric,
-               "train_seconds": round(train_seconds, 2), "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            f"dev_{task.metric}": metric,
+            "train_seconds": round(train_seconds, 2),
+            "epoch_seconds": round(time.perf_counter() - epoch_start, 2),
+        }
         mix = model.mix_weights()
         if mix is not None and mix["mode"] == "learned":
             row["mix_weights"] = [round(w, 4) for w in mix["s"]]
@@ -166,12 +198,21 @@ class Trainer:
             atomic_torch_save({"model": model.state_dict()}, self.run_dir / "best.pt")
         else:
             state["bad_epochs"] += 1
-        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "trainer_state": json.dumps(state), "torch_rng": torch.get_rng_state(),
-                           "python_rng": json.dumps(rng.getstate())}, self.run_dir / "last.pt")
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "trainer_state": json.dumps(state),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": json.dumps(rng.getstate()),
+            },
+            self.run_dir / "last.pt",
+        )
         self._write_metrics(state["history"])
-        self.log(f"epoch {epoch}: loss {row['train_loss']:.3f}, dev {task.metric} {metric:.2f}"
-                 f"{' (best)' if improved else ''}, {row['epoch_seconds']:.0f}s")
+        self.log(
+            f"epoch {epoch}: loss {row['train_loss']:.3f}, dev {task.metric} {metric:.2f}"
+            f"{' (best)' if improved else ''}, {row['epoch_seconds']:.0f}s"
+        )
 
     def _restore(self, model, optimizer, rng: random.Random) -> dict:
         path = self.run_dir / "last.pt"
@@ -181,8 +222,10 @@ class Trainer:
             optimizer.load_state_dict(saved["optimizer"])
             state = json.loads(saved["trainer_state"])
         except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
-            raise RunDirError(path, f"cannot resume from it ({type(err).__name__}: {str(err)[:200]}); "
-                              "delete it to start the run again") from None
+            raise RunDirError(
+                path,
+                f"cannot resume from it ({type(err).__name__}: {str(err)[:200]}); delete it to start the run again",
+            ) from None
         torch.set_rng_state(saved["torch_rng"])
         rng.setstate(python_rng_state(json.loads(saved["python_rng"])))
         return state

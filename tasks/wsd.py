@@ -22,6 +22,7 @@ epochs cost no backbone time at all. Multiword tokens (SemCor's ``Fulton_County_
 the evaluation sets' ``Air Force``) are split into words for the biLM, which never saw ``_``
 joins, and the instance vector is the mean over its words.
 """
+
 from __future__ import annotations
 
 import random
@@ -86,9 +87,14 @@ def first_sentences(corpus: WsdCorpus, limit: int | None) -> WsdCorpus:
         return corpus
     sentences = corpus.sentences[:limit]
     kept = {i.instance_id for s in sentences for i in s.instances}
-    return WsdCorpus(corpus.name, corpus.xml_path, corpus.key_path, sentences,
-                     {k: v for k, v in corpus.gold.items() if k in kept},
-                     {k: v for k, v in corpus.gold_lines.items() if k in kept})
+    return WsdCorpus(
+        corpus.name,
+        corpus.xml_path,
+        corpus.key_path,
+        sentences,
+        {k: v for k, v in corpus.gold.items() if k in kept},
+        {k: v for k, v in corpus.gold_lines.items() if k in kept},
+    )
 
 
 class InstanceRef(NamedTuple):
@@ -117,8 +123,9 @@ class InstanceFeatures:
         self.num_layers, self.dim = array.shape[1], array.shape[2]
 
     @classmethod
-    def from_sentence_features(cls, features, instances: list[InstanceRef], lengths: list[int],
-                               chunk: int = 64) -> "InstanceFeatures":
+    def from_sentence_features(
+        cls, features, instances: list[InstanceRef], lengths: list[int], chunk: int = 64
+    ) -> InstanceFeatures:
         """Pick (and average over multiword spans) the instance vectors out of any sentence-level
         features object with ``batch(sentence_indices) -> (layers (L, B, T, D), mask)``, e.g.
         any :class:`~tasks.features.FeatureSource`."""
@@ -151,7 +158,9 @@ class InstanceFeatures:
         parts = []
         with torch.no_grad():
             for begin in range(0, len(self.array), chunk):
-                parts.append(mix_instances(mix, self.batch(list(range(begin, min(begin + chunk, len(self.array)))))).numpy())
+                parts.append(
+                    mix_instances(mix, self.batch(list(range(begin, min(begin + chunk, len(self.array)))))).numpy()
+                )
         return np.concatenate(parts) if parts else np.zeros((0, mix.output_dim(self.dim)), dtype=np.float32)
 
 
@@ -177,9 +186,11 @@ class WsdSplit:
 
     def summary(self) -> str:
         multiword = sum(1 for s in self.corpus.sentences for t in s.tokens if len(split_multiword(t)) > 1)
-        return (f"{len(self.corpus.sentences)} sentences, {sum(len(s.tokens) for s in self.corpus.sentences)} tokens "
-                f"({multiword} multiword), {len(self.instances)} instances, "
-                f"{'gold keys' if self.corpus.gold else 'no gold keys'}")
+        return (
+            f"{len(self.corpus.sentences)} sentences, {sum(len(s.tokens) for s in self.corpus.sentences)} tokens "
+            f"({multiword} multiword), {len(self.instances)} instances, "
+            f"{'gold keys' if self.corpus.gold else 'no gold keys'}"
+        )
 
 
 def make_split(corpus: WsdCorpus, split_multiwords: bool = True) -> WsdSplit:
@@ -214,8 +225,11 @@ class CentroidConfig:
     mixes: list[str] = field(default_factory=lambda: ["layer:1", "layer:2", "average"])
 
     def problems(self) -> list[str]:
-        return [f"mixes: expected layer:K, average or top, found {m!r}" for m in self.mixes
-                if not (m in ("average", "top") or re.fullmatch(r"layer:\d+", m))]
+        return [
+            f"mixes: expected layer:K, average or top, found {m!r}"
+            for m in self.mixes
+            if not (m in ("average", "top") or re.fullmatch(r"layer:\d+", m))
+        ]
 
 
 @dataclass
@@ -268,8 +282,12 @@ class WsdTask(Task):
         """The framework's XML (gold keys optional); raw text cannot be disambiguated (instances
         need a lemma and a POS)."""
         if input_format == "text":
-            raise DataFormatError(path, None, "WSD input must be the framework's X.data.xml (instances carry "
-                                  "lemma and POS); raw text cannot be disambiguated")
+            raise DataFormatError(
+                path,
+                None,
+                "WSD input must be the framework's X.data.xml (instances carry "
+                "lemma and POS); raw text cannot be disambiguated",
+            )
         return self.read(path), "wsd-xml"
 
     # -- vocabularies and tensors ----------------------------------------------------------------
@@ -315,13 +333,16 @@ class WsdTask(Task):
 
     def attach_features(self, split: WsdSplit, source) -> None:
         """Keep only the instances' vectors (mean over a multiword's words), not the sentences'."""
-        split.features = InstanceFeatures.from_sentence_features(source, split.instances, [len(t) for t in split.tokens])
+        split.features = InstanceFeatures.from_sentence_features(
+            source, split.instances, [len(t) for t in split.tokens]
+        )
 
     # -- model and batches -----------------------------------------------------------------------
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CandidateSenseClassifier:
         m = self.config.model
-        return CandidateSenseClassifier(len(self.senses), build_mix(num_layers, m.elmo.mix), elmo_dim,
-                                        sense_dim=m.sense_dim, dropout=m.dropout)
+        return CandidateSenseClassifier(
+            len(self.senses), build_mix(num_layers, m.elmo.mix), elmo_dim, sense_dim=m.sense_dim, dropout=m.dropout
+        )
 
     def batches(self, split: WsdSplit, batch_size: int, rng: random.Random | None) -> list[list[int]]:
         """Training (``rng`` given): shuffled instances with at least two candidates and a gold one.
@@ -334,14 +355,13 @@ class WsdTask(Task):
     def make_batch(self, split: WsdSplit, indices: list[int]) -> dict:
         widest = max(len(split.candidates[i]) for i in indices)
         candidates = torch.zeros(len(indices), widest, dtype=torch.long)  # (batch, max_candidates) sense ids
-        mask = torch.zeros(len(indices), widest, dtype=torch.bool)        # (batch, max_candidates)
+        mask = torch.zeros(len(indices), widest, dtype=torch.bool)  # (batch, max_candidates)
         for row, i in enumerate(indices):
             n = len(split.candidates[i])
             candidates[row, :n] = torch.tensor(split.candidates[i])
             mask[row, :n] = True
         gold = torch.tensor([split.gold_positions[i] for i in indices])  # (batch,) -1: none
-        return {"layers": split.features.batch(indices), "candidates": candidates, "candidate_mask": mask,
-                "gold": gold}
+        return {"layers": split.features.batch(indices), "candidates": candidates, "candidate_mask": mask, "gold": gold}
 
     # -- prediction and scoring ------------------------------------------------------------------
     def decode(self, model: CandidateSenseClassifier, batch: dict) -> list[str]:
@@ -377,11 +397,16 @@ class WsdTask(Task):
         report = evaluate(split.corpus, self.answer_keys(split, predictions))
         baseline = evaluate(split.corpus, self.first_sense_answers(split))
         unseen = len(split) - len(split.answerable)
-        return {**score_dict(report), "unseen_lemma_instances": unseen,
-                "first_sense": score_dict(baseline),
-                "report": format_report({"system": report, "WordNet first sense": baseline},
-                                        note=f"{unseen} of {len(split)} instances have a lemma + POS unseen in "
-                                             f"training and take WordNet's first sense.")}
+        return {
+            **score_dict(report),
+            "unseen_lemma_instances": unseen,
+            "first_sense": score_dict(baseline),
+            "report": format_report(
+                {"system": report, "WordNet first sense": baseline},
+                note=f"{unseen} of {len(split)} instances have a lemma + POS unseen in "
+                f"training and take WordNet's first sense.",
+            ),
+        }
 
     def write_predictions(self, split: WsdSplit, predictions: list[str | None], path: Path) -> None:
         """The framework's key format (``id key``), which Scorer.java reads too."""
@@ -390,12 +415,21 @@ class WsdTask(Task):
 
 def score_dict(report: WsdReport) -> dict:
     """JSON-able percentages: overall P/R/F1 plus F1 per dataset and per POS."""
-    def one(s):
-        return {"precision": 100 * s.precision, "recall": 100 * s.recall, "f1": 100 * s.f1,
-                "answered": s.answered, "total": s.total}
 
-    return {**one(report.overall), "by_dataset": {k: one(v) for k, v in report.by_dataset.items()},
-            "by_pos": {k: one(v) for k, v in report.by_pos.items()}}
+    def one(s):
+        return {
+            "precision": 100 * s.precision,
+            "recall": 100 * s.recall,
+            "f1": 100 * s.f1,
+            "answered": s.answered,
+            "total": s.total,
+        }
+
+    return {
+        **one(report.overall),
+        "by_dataset": {k: one(v) for k, v in report.by_dataset.items()},
+        "by_pos": {k: one(v) for k, v in report.by_pos.items()},
+    }
 
 
 def format_report(reports: dict[str, WsdReport], note: str = "") -> str:
@@ -404,5 +438,14 @@ def format_report(reports: dict[str, WsdReport], note: str = "") -> str:
     return "\n\n".join(parts) + (f"\n\n{note}" if note else "") + "\n"
 
 
-__all__ = ["WsdTask", "WsdConfig", "WsdSplit", "InstanceFeatures", "InstanceRef", "expand_sentence",
-           "split_multiword", "score_dict", "format_report"]
+__all__ = [
+    "WsdTask",
+    "WsdConfig",
+    "WsdSplit",
+    "InstanceFeatures",
+    "InstanceRef",
+    "expand_sentence",
+    "split_multiword",
+    "score_dict",
+    "format_report",
+]

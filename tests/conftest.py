@@ -1,4 +1,5 @@
 """Fixtures shared by the tests; the helpers they use live in tests/helpers.py."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 ``python tests/golden_runs.py`` records them under tests/golden/ (done once, before a refactor);
 tests/test_golden.py runs them again and compares exactly, timings removed.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ RUNS = {
     "sst5": ("sst5.yaml", {"data.limit": 200}),
     "wsd": ("wsd.yaml", {"data.limit": 200}),
 }
-GRID = {"tasks": ["ner", "pos"], "mixes": ["layer1", "learned λ=0.001", "concat"],
-        "extra": {**NER_LIMITS, "model.hidden": 32, "train.epochs": 3, "train.batch_size": 16, "train.threads": 1}}
+GRID = {
+    "tasks": ["ner", "pos"],
+    "mixes": ["layer1", "learned λ=0.001", "concat"],
+    "extra": {**NER_LIMITS, "model.hidden": 32, "train.epochs": 3, "train.batch_size": 16, "train.threads": 1},
+}
 
 
 def without_timings(value):
@@ -49,15 +53,25 @@ def run_task(name: str, out: Path, keep: Path | None = None) -> dict:
         keep.mkdir(parents=True, exist_ok=True)
         for file in ("config.yaml", "vocab.json", "best.pt", "dev.predictions.txt"):
             shutil.copy(out / file, keep / file)
-    return {"results": without_timings(json.loads((out / "results.json").read_text())),
-            "metrics": without_timings(json.loads((out / "metrics.json").read_text()))}
+    return {
+        "results": without_timings(json.loads((out / "results.json").read_text())),
+        "metrics": without_timings(json.loads((out / "metrics.json").read_text())),
+    }
 
 
 def run_grid_golden(out: Path) -> dict:
     from tasks.experiments.layer_grid import run_grid
 
-    rows = run_grid(GRID["tasks"], 1, {"name": "default"}, out, mixes=GRID["mixes"], extra=GRID["extra"],
-                    log=lambda *_: None, store=None)
+    rows = run_grid(
+        GRID["tasks"],
+        1,
+        {"name": "default"},
+        out,
+        mixes=GRID["mixes"],
+        extra=GRID["extra"],
+        log=lambda *_: None,
+        store=None,
+    )
     cells = {}
     for path in sorted((out / "runs").glob("*/*/seed*/results.json")):
         cells[str(path.relative_to(out / "runs").parent)] = without_timings(json.loads(path.read_text()))
@@ -71,10 +85,13 @@ def main() -> None:
     names = sys.argv[1:] or [*RUNS, "grid"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            result = run_grid_golden(Path(tmp) / name) if name == "grid" else run_task(name, Path(tmp) / name, GOLDEN / "runs" / name)
+            result = (
+                run_grid_golden(Path(tmp) / name)
+                if name == "grid"
+                else run_task(name, Path(tmp) / name, GOLDEN / "runs" / name)
+            )
             (GOLDEN / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
             print(f"recorded {name}")
-
 
 
 def record_old_runs() -> None:
@@ -84,9 +101,19 @@ def record_old_runs() -> None:
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from helpers import (MONEY, MULTIWORD, NEGATIVE, NEUTRAL, PLANT, POSITIVE, RIVER, SENTENCES, write_conll,
-                         write_trees, write_wsd)
-
+    from helpers import (
+        MONEY,
+        MULTIWORD,
+        NEGATIVE,
+        NEUTRAL,
+        PLANT,
+        POSITIVE,
+        RIVER,
+        SENTENCES,
+        write_conll,
+        write_trees,
+        write_wsd,
+    )
     from tasks.registry import load_task_config
     from tasks.trainer import Trainer
 
@@ -106,9 +133,10 @@ def record_old_runs() -> None:
             "wsd": ("wsd.yaml", "semcor", {"train.batch_size": 4}),
         }
         for name, (config_name, data, overrides) in runs.items():
-            config = load_task_config(REPO / "configs" / config_name,
-                                 {**tiny, **overrides, "data.dir": str(tmp), "data.train": data, "data.dev": data,
-                                  "data.test": None})
+            config = load_task_config(
+                REPO / "configs" / config_name,
+                {**tiny, **overrides, "data.dir": str(tmp), "data.train": data, "data.dev": data, "data.test": None},
+            )
             run = tmp / f"run-{name}"
             Trainer(config, run, progress=False, log=lambda *_: None).run()
             keep = target / name

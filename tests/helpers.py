@@ -1,5 +1,6 @@
 """Everything tests share: where the shared data lives, tiny random ELMo models on disk, and small
 made-up files in each benchmark's format (CoNLL, SST trees, the WSD framework's XML)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,29 +74,52 @@ def require_wordnet() -> None:
         pytest.skip("WordNet 3.0 is not installed (apt-get install -y wordnet-base wordnet-sense-index)")
 
 
-BANK_LAND, BANK_MONEY = "bank%1:17:01::", "bank%1:14:00::"   # WordNet's first and second noun senses
-PLANT_FIRST = "plant%1:06:01::"                               # 'industrial plant', WordNet's first sense
+BANK_LAND, BANK_MONEY = "bank%1:17:01::", "bank%1:14:00::"  # WordNet's first and second noun senses
+PLANT_FIRST = "plant%1:06:01::"  # 'industrial plant', WordNet's first sense
 DEPOSIT = "deposit%2:40:00::"
 
 # (word, lemma, pos, sense key or None for a plain <wf>)
 Token = tuple[str, str, str, "str | None"]
-MONEY = [("I", "i", "PRON", None), ("robbed", "rob", "VERB", None), ("the", "the", "DET", None),
-         ("bank", "bank", "NOUN", BANK_MONEY), ("and", "and", "CONJ", None),
-         ("deposited", "deposit", "VERB", DEPOSIT), ("cash", "cash", "NOUN", "cash%1:21:00::")]
-RIVER = [("we", "we", "PRON", None), ("sat", "sit", "VERB", None), ("on", "on", "ADP", None), ("the", "the", "DET", None),
-         ("river", "river", "NOUN", "river%1:17:00::"), ("bank", "bank", "NOUN", BANK_LAND), (".", ".", ".", None)]
-PLANT = [("the", "the", "DET", None), ("plant", "plant", "NOUN", PLANT_FIRST), ("near", "near", "ADP", None),
-         ("the", "the", "DET", None), ("bank", "bank", "NOUN", BANK_MONEY)]
-MULTIWORD = [("The", "the", "DET", None), ("Fulton_County", "group", "NOUN", "group%1:03:00::"),
-             ("took_place", "take_place", "VERB", "take_place%2:30:00::")]
+MONEY = [
+    ("I", "i", "PRON", None),
+    ("robbed", "rob", "VERB", None),
+    ("the", "the", "DET", None),
+    ("bank", "bank", "NOUN", BANK_MONEY),
+    ("and", "and", "CONJ", None),
+    ("deposited", "deposit", "VERB", DEPOSIT),
+    ("cash", "cash", "NOUN", "cash%1:21:00::"),
+]
+RIVER = [
+    ("we", "we", "PRON", None),
+    ("sat", "sit", "VERB", None),
+    ("on", "on", "ADP", None),
+    ("the", "the", "DET", None),
+    ("river", "river", "NOUN", "river%1:17:00::"),
+    ("bank", "bank", "NOUN", BANK_LAND),
+    (".", ".", ".", None),
+]
+PLANT = [
+    ("the", "the", "DET", None),
+    ("plant", "plant", "NOUN", PLANT_FIRST),
+    ("near", "near", "ADP", None),
+    ("the", "the", "DET", None),
+    ("bank", "bank", "NOUN", BANK_MONEY),
+]
+MULTIWORD = [
+    ("The", "the", "DET", None),
+    ("Fulton_County", "group", "NOUN", "group%1:03:00::"),
+    ("took_place", "take_place", "VERB", "take_place%2:30:00::"),
+]
 
 
 def write_wsd(folder: Path, name: str, sentences: list[list[Token]], prefix: str = "") -> Path:
     """A framework-style ``name/name.data.xml`` + ``name.gold.key.txt``."""
     folder = folder / name
     folder.mkdir(parents=True, exist_ok=True)
-    xml, keys = ['<?xml version="1.0" encoding="UTF-8" ?>', f'<corpus lang="en" source="{name}">',
-                 f'<text id="{prefix}d000">'], []
+    xml, keys = (
+        ['<?xml version="1.0" encoding="UTF-8" ?>', f'<corpus lang="en" source="{name}">', f'<text id="{prefix}d000">'],
+        [],
+    )
     for s, sentence in enumerate(sentences):
         xml.append(f'<sentence id="{prefix}d000.s{s:03d}">')
         t = 0

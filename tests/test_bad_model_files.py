@@ -1,4 +1,5 @@
 """Every bad model file gets one clear ElmoFileError naming the file and the problem."""
+
 import json
 
 import h5py
@@ -73,8 +74,20 @@ def test_options_not_json(tiny_model, tmp_path):
 def run_embed(tiny_model, tmp_path, content: bytes, capsys):
     text = tmp_path / "in.txt"
     text.write_bytes(content)
-    code = main(["embed", "--options", str(tiny_model[0]), "--weights", str(tiny_model[1]), "--input", str(text),
-                 "--output", str(tmp_path / "out.hdf5"), "--quiet"])
+    code = main(
+        [
+            "embed",
+            "--options",
+            str(tiny_model[0]),
+            "--weights",
+            str(tiny_model[1]),
+            "--input",
+            str(text),
+            "--output",
+            str(tmp_path / "out.hdf5"),
+            "--quiet",
+        ]
+    )
     return code, capsys.readouterr().err, text
 
 
@@ -95,8 +108,19 @@ def test_embed_non_utf8_line_reports_file_and_line(tiny_model, tmp_path, capsys)
 
 
 def test_embed_missing_input_file(tiny_model, tmp_path, capsys):
-    code = main(["embed", "--options", str(tiny_model[0]), "--weights", str(tiny_model[1]),
-                 "--input", str(tmp_path / "none.txt"), "--output", str(tmp_path / "o.hdf5")])
+    code = main(
+        [
+            "embed",
+            "--options",
+            str(tiny_model[0]),
+            "--weights",
+            str(tiny_model[1]),
+            "--input",
+            str(tmp_path / "none.txt"),
+            "--output",
+            str(tmp_path / "o.hdf5"),
+        ]
+    )
     assert code == 2 and "input file not found" in capsys.readouterr().err
 
 
@@ -104,20 +128,49 @@ def test_embed_bad_weights_through_cli_is_one_line_not_a_traceback(tiny_model, t
     fake = tmp_path / "fake.hdf5"
     fake.write_text("nope")
     (tmp_path / "in.txt").write_text("a b\n")
-    code = main(["embed", "--options", str(tiny_model[0]), "--weights", str(fake),
-                 "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.hdf5")])
+    code = main(
+        [
+            "embed",
+            "--options",
+            str(tiny_model[0]),
+            "--weights",
+            str(fake),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "o.hdf5"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "not an HDF5 file" in err and "Traceback" not in err
 
 
 def test_embed_default_mode_output_matches_api(tiny_model, tmp_path):
-    from elmo_core import batch_to_ids
     import torch
+
+    from elmo_core import batch_to_ids
 
     lines = ["a b c", "the dog let out a sharp bark", "x"]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
-    assert main(["embed", "--options", str(tiny_model[0]), "--weights", str(tiny_model[1]), "--input",
-                 str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.hdf5"), "--batch-size", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--options",
+                str(tiny_model[0]),
+                "--weights",
+                str(tiny_model[1]),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(tmp_path / "o.hdf5"),
+                "--batch-size",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
     with h5py.File(tmp_path / "o.hdf5", "r") as handle:
         for i, line in enumerate(lines):

@@ -1,12 +1,13 @@
 """Backbone behaviour on random weights in the official layout, for many option combinations."""
+
 import copy
 
 import pytest
 import torch
 
-from helpers import TINY_OPTIONS, write_random_model
 from elmo_core import ElmoBiLm, batch_to_ids, load_bilm, load_weights
 from elmo_core.reference import ReferenceLayers
+from helpers import TINY_OPTIONS, write_random_model
 
 SENTENCES = [
     "The dog let out a sharp bark".split(),

@@ -1,4 +1,5 @@
 """Classification report (accuracy, macro-F1, confusion matrix) and its PNG plot."""
+
 from __future__ import annotations
 
 import pytest

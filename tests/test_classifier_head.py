@@ -1,4 +1,5 @@
 """Pooled classifier head: padding never changes an output, pooling maths, loss terms, bad settings."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,9 @@ NUM_LAYERS, DIM = 3, 8
 def make_head(encoder: str, pooling, with_tokens: bool = True, seed: int = 0, l2: float = 0.0) -> PooledClassifier:
     torch.manual_seed(seed)
     tokens = TokenEncoder(Vocab(["a", "b", "c"]), 5, Vocab(list("abc")), 4, 6) if with_tokens else None
-    head = PooledClassifier(3, ScalarMix(NUM_LAYERS, l2_coef=l2), DIM, tokens, encoder=encoder, hidden=7,
-                            pooling=pooling, mlp=[9])
+    head = PooledClassifier(
+        3, ScalarMix(NUM_LAYERS, l2_coef=l2), DIM, tokens, encoder=encoder, hidden=7, pooling=pooling, mlp=[9]
+    )
     return head.eval()
 
 
@@ -65,7 +67,9 @@ def test_elmo_only_head_without_token_encoder():
     head = make_head("none", "mean", with_tokens=False)
     layers, mask, words, chars = inputs([3, 5], 5)
     assert head.logits(layers, mask, words, chars).shape == (2, 3)
-    assert head.predict(layers, mask, words, chars).tolist() == head.logits(layers, mask, words, chars).argmax(-1).tolist()
+    assert (
+        head.predict(layers, mask, words, chars).tolist() == head.logits(layers, mask, words, chars).argmax(-1).tolist()
+    )
 
 
 def test_loss_is_cross_entropy_plus_the_mix_penalty():

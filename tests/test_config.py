@@ -1,5 +1,6 @@
 """Typed, strict configs: every unknown key, wrong type and out-of-range value is reported, with
 the file and key path, before any data is read; one resume rule; the CLI's error contract."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO
 from data.config import ConfigError, parse_overrides
+from helpers import REPO, SENTENCES, write_conll
 from tasks.cli import main
-from tasks.registry import load_task_config
 from tasks.errors import RunDirError
+from tasks.registry import load_task_config
 from tasks.trainer import Trainer
-from helpers import SENTENCES, write_conll
 
 NER = REPO / "configs" / "ner_conll2003.yaml"
 
@@ -26,32 +26,42 @@ def problems(path: Path, overrides: dict) -> list[str]:
     return caught.value.problems
 
 
-@pytest.mark.parametrize("key, suggestion", [
-    ("model.hiden", "did you mean model.hidden?"),
-    ("train.epoch", "did you mean train.epochs?"),
-    ("model.elmo.mix.moed", "did you mean model.elmo.mix.mode?"),
-    ("model.epochs", "'epochs' belongs in train.epochs"),
-])
+@pytest.mark.parametrize(
+    "key, suggestion",
+    [
+        ("model.hiden", "did you mean model.hidden?"),
+        ("train.epoch", "did you mean train.epochs?"),
+        ("model.elmo.mix.moed", "did you mean model.elmo.mix.mode?"),
+        ("model.epochs", "'epochs' belongs in train.epochs"),
+    ],
+)
 def test_unknown_keys_name_the_key_path_and_the_closest_valid_key(key, suggestion):
     assert problems(NER, {key: 3}) == [f"{key}: unknown key; {suggestion}"]
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("train.epochs", "ten", "train.epochs: expected an integer, found 'ten' (str)"),
-    ("train.epochs", 0, "train.epochs: expected a number > 0, found 0"),
-    ("train.batch_size", -32, "train.batch_size: expected a number > 0, found -32"),
-    ("train.lr", 0, "train.lr: expected a number > 0, found 0.0"),
-    ("model.dropout", 1.0, "model.dropout: expected a number in [0, 1), found 1.0"),
-    ("model.elmo.dropout", -0.1, "model.elmo.dropout: expected a number in [0, 1), found -0.1"),
-    ("model.elmo.mix.mode", "learnt", "model.elmo.mix.mode: expected one of 'learned', 'average', 'top', "
-                                      "'single', 'concat', found 'learnt' (str)"),
-    ("model.tag_scheme", "BIOXYZ", "model.tag_scheme: expected one of IOB1, IOB2, BIOES, IO, found 'BIOXYZ'"),
-    ("data.scheme", "IOB9", "data.scheme: expected one of auto, IOB1, IOB2, BIOES, IO, found 'IOB9'"),
-    ("model.elmo.enabled", "yes", "model.elmo.enabled: expected true or false, found 'yes' (str)"),
-    ("data.limit", 0, "data.limit: expected a number > 0, found 0"),
-    ("data.limit", {"trian": 5}, "data.limit.trian: expected one of train, dev, test"),
-    ("model.words", 5, "model.words: expected a section (key: value lines), found 5 (int)"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.epochs", "ten", "train.epochs: expected an integer, found 'ten' (str)"),
+        ("train.epochs", 0, "train.epochs: expected a number > 0, found 0"),
+        ("train.batch_size", -32, "train.batch_size: expected a number > 0, found -32"),
+        ("train.lr", 0, "train.lr: expected a number > 0, found 0.0"),
+        ("model.dropout", 1.0, "model.dropout: expected a number in [0, 1), found 1.0"),
+        ("model.elmo.dropout", -0.1, "model.elmo.dropout: expected a number in [0, 1), found -0.1"),
+        (
+            "model.elmo.mix.mode",
+            "learnt",
+            "model.elmo.mix.mode: expected one of 'learned', 'average', 'top', "
+            "'single', 'concat', found 'learnt' (str)",
+        ),
+        ("model.tag_scheme", "BIOXYZ", "model.tag_scheme: expected one of IOB1, IOB2, BIOES, IO, found 'BIOXYZ'"),
+        ("data.scheme", "IOB9", "data.scheme: expected one of auto, IOB1, IOB2, BIOES, IO, found 'IOB9'"),
+        ("model.elmo.enabled", "yes", "model.elmo.enabled: expected true or false, found 'yes' (str)"),
+        ("data.limit", 0, "data.limit: expected a number > 0, found 0"),
+        ("data.limit", {"trian": 5}, "data.limit.trian: expected one of train, dev, test"),
+        ("model.words", 5, "model.words: expected a section (key: value lines), found 5 (int)"),
+    ],
+)
 def test_wrong_types_and_ranges_name_key_expected_and_found(key, value, message):
     assert problems(NER, {key: value}) == [message]
 
@@ -66,11 +76,14 @@ def test_every_problem_is_reported_at_once_and_the_message_stays_short():
 
 def test_mode_single_needs_a_layer_and_the_task_name_is_checked(tmp_path):
     assert problems(NER, {"model.elmo.mix": {"mode": "single"}}) == [
-        "model.elmo.mix.layer: mode 'single' needs the layer index (0 = the char CNN)"]
-    assert problems(NER, {"task": "nre"}) == ["task: 'nre'; expected one of ner, pos, chunk, sst5, sst2, wsd; "
-                                              "did you mean ner?"]
+        "model.elmo.mix.layer: mode 'single' needs the layer index (0 = the char CNN)"
+    ]
+    assert problems(NER, {"task": "nre"}) == [
+        "task: 'nre'; expected one of ner, pos, chunk, sst5, sst2, wsd; did you mean ner?"
+    ]
     assert problems(REPO / "configs" / "probe_pos.yaml", {"model.elmo.enabled": False}) == [
-        "model.elmo.enabled: a probe reads the ELMo layers only; it cannot run without them"]
+        "model.elmo.enabled: a probe reads the ELMo layers only; it cannot run without them"
+    ]
 
 
 def test_values_from_the_environment_are_typed(tmp_path, monkeypatch):
@@ -113,10 +126,21 @@ def tiny_ner(tmp_path):
     from helpers import write_random_model
 
     options, weights = write_random_model(tmp_path / "model")
-    return tmp_path, {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": None,
-                      "backbone.name": None, "backbone.options": str(options), "backbone.weights": str(weights),
-                      "backbone.store": None, "train.epochs": 2, "train.patience": 5, "train.threads": 1,
-                      "model.hidden": 8, "model.words.min_count": 1}
+    return tmp_path, {
+        "data.dir": str(tmp_path),
+        "data.train": "train.txt",
+        "data.dev": "dev.txt",
+        "data.test": None,
+        "backbone.name": None,
+        "backbone.options": str(options),
+        "backbone.weights": str(weights),
+        "backbone.store": None,
+        "train.epochs": 2,
+        "train.patience": 5,
+        "train.threads": 1,
+        "model.hidden": 8,
+        "model.words.min_count": 1,
+    }
 
 
 def cli_set(overrides: dict) -> list[str]:
@@ -148,7 +172,9 @@ def test_a_run_that_failed_on_its_data_does_not_block_the_corrected_rerun(tiny_n
     tmp_path, overrides = tiny_ner
     (tmp_path / "broken.txt").write_text("EU B-ORG\n\n")  # one column short of the configured four
     out = tmp_path / "run"
-    assert main(["train", str(NER), "--out", str(out), "--quiet", *cli_set({**overrides, "data.dev": "broken.txt"})]) == 2
+    assert (
+        main(["train", str(NER), "--out", str(out), "--quiet", *cli_set({**overrides, "data.dev": "broken.txt"})]) == 2
+    )
     assert "broken.txt:1" in capsys.readouterr().err
     assert main(["train", str(NER), "--out", str(out), "--quiet", *cli_set(overrides)]) == 0
 
@@ -185,8 +211,11 @@ def test_grid_arguments_are_checked_before_any_cell(tmp_path):
     from tasks.errors import UsageError
     from tasks.experiments.layer_grid import run_grid
 
-    for kwargs, message in [({"mixes": ["layer7"]}, "unknown mix"), ({"jobs": 0}, "--jobs must be >= 1"),
-                            ({"tasks": ["nre"]}, "unknown task")]:
+    for kwargs, message in [
+        ({"mixes": ["layer7"]}, "unknown mix"),
+        ({"jobs": 0}, "--jobs must be >= 1"),
+        ({"tasks": ["nre"]}, "unknown task"),
+    ]:
         args = {"tasks": ["pos"], "seeds": 1, "backbone": {"name": "default"}, "out": tmp_path / "g", **kwargs}
         with pytest.raises(UsageError, match=message):
             run_grid(log=lambda *_: None, **args)

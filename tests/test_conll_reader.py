@@ -1,11 +1,12 @@
 """CoNLL column reader and prediction writer, on small files and on the real CoNLL-2003."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from data.conll import read_conll, format_conll_predictions
+from data.conll import format_conll_predictions, read_conll
 from data.errors import DataFormatError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -42,10 +43,13 @@ def read_error(path: Path, **kwargs) -> DataFormatError:
 
 # --------------------------------------------------------------------------- well-formed input
 
+
 def test_reads_sentences_documents_and_line_numbers(tmp_path):
     dataset = read_conll(write(tmp_path, SMALL))
     assert [s.tokens for s in dataset.sentences] == [
-        ["EU", "rejects", "German"], ["Peter", "Blackburn"], ["Paris", "Bonn"],
+        ["EU", "rejects", "German"],
+        ["Peter", "Blackburn"],
+        ["Paris", "Bonn"],
     ]
     assert [s.line for s in dataset.sentences] == [3, 7, 12]
     assert [s.doc_id for s in dataset.sentences] == [0, 0, 1]
@@ -127,13 +131,13 @@ def test_target_scheme_converts_tags_but_stats_keep_the_file_scheme(tmp_path):
 
 def test_invalid_transitions_are_counted_not_dropped(tmp_path):
     # "O B-LOC" is ill-formed IOB1 (B- only after the same type): kept and counted.
-    dataset = read_conll(write(tmp_path, "a I-PER\nb O\nc B-LOC\nd I-LOC\n"), columns=2,
-                         scheme="IOB1")
+    dataset = read_conll(write(tmp_path, "a I-PER\nb O\nc B-LOC\nd I-LOC\n"), columns=2, scheme="IOB1")
     assert dataset.stats.invalid_transitions == 1
     assert dataset.stats.tokens == 4
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def test_wrong_number_of_columns(tmp_path):
     error = read_error(write(tmp_path, SMALL.replace("rejects VBZ I-VP O", "rejects VBZ O")))
@@ -182,9 +186,11 @@ def test_file_with_no_sentences(tmp_path):
 
 # --------------------------------------------------------------------------- writing
 
+
 def test_format_conll_predictions_format():
-    text = format_conll_predictions([["Peter", "Blackburn"], ["Paris"]], [["B-PER", "I-PER"], ["B-LOC"]],
-                                    [["B-PER", "O"], ["B-LOC"]])
+    text = format_conll_predictions(
+        [["Peter", "Blackburn"], ["Paris"]], [["B-PER", "I-PER"], ["B-LOC"]], [["B-PER", "O"], ["B-LOC"]]
+    )
     assert text == "Peter B-PER B-PER\nBlackburn I-PER O\n\nParis B-LOC B-LOC\n\n"
 
 
@@ -213,7 +219,9 @@ def test_conll2003_counts(name):
     dataset = read_conll(path)
     assert dataset.scheme == "IOB1"
     assert (dataset.stats.documents, dataset.stats.sentences, dataset.stats.tokens) == (
-        documents, sentences, tokens,
+        documents,
+        sentences,
+        tokens,
     )
     assert dataset.stats.entity_count == entities
     if per_type is not None:

@@ -1,4 +1,5 @@
 """Task-side token encoders: GloVe-format initialisation and the character CNN."""
+
 import pytest
 import torch
 

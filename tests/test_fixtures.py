@@ -1,12 +1,13 @@
 """The reference procedure against outputs of the original TensorFlow biLM (AllenNLP's check)."""
+
 import json
 
 import h5py
 import numpy as np
 import torch
 
-from helpers import shared_path
 from elmo_core import batch_to_ids, load_bilm
+from helpers import shared_path
 from tasks.cli import main
 
 
@@ -55,8 +56,23 @@ def test_cli_embed_stateful_reproduces_tensorflow_top_layer(tmp_path):
     text = tmp_path / "sentences.txt"
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out.hdf5"
-    code = main(["embed", "--options", str(folder / "options.json"), "--weights", str(folder / "lm_weights.hdf5"),
-                 "--input", str(text), "--output", str(out), "--batch-size", "3", "--stateful", "--quiet"])
+    code = main(
+        [
+            "embed",
+            "--options",
+            str(folder / "options.json"),
+            "--weights",
+            str(folder / "lm_weights.hdf5"),
+            "--input",
+            str(text),
+            "--output",
+            str(out),
+            "--batch-size",
+            "3",
+            "--stateful",
+            "--quiet",
+        ]
+    )
     assert code == 0
     with h5py.File(out, "r") as handle:
         index = json.loads(handle["sentence_to_index"][0])

@@ -1,16 +1,16 @@
 """Results recorded before the Task-protocol refactor (tests/golden_runs.py) are reproduced exactly,
 and run directories written then still load and predict the same."""
+
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers import shared_path
 from data.wordnet import DEBIAN_WORDNET_DIR
 from golden_runs import GOLDEN, RUNS, run_grid_golden, run_task
+from helpers import shared_path
 from tasks.cli import main
 
 DATA_OF = {"ner": "conll2003", "pos": "conll2003", "sst5": "sst", "wsd": "wsd", "grid": "conll2003"}

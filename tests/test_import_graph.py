@@ -2,6 +2,7 @@
 elmo_core/ does not import tasks/, no module takes part in an import cycle (function-level imports
 included), the package never reads repository files at run time, and benchmarks/ import the
 installed packages, never tests/."""
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,11 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = (".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
-                        if node.level else node.module)
+                base = (
+                    ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                    if node.level
+                    else node.module
+                )
                 targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
             else:
                 continue
@@ -78,9 +82,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_layering():
     graph = import_graph()
-    wrong = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
-             if (m.startswith("data") and t.startswith(("elmo_core", "tasks")))
-             or (m.startswith("elmo_core") and t.startswith("tasks"))]
+    wrong = [
+        f"{m} -> {t}"
+        for m, targets in graph.items()
+        for t in targets
+        if (m.startswith("data") and t.startswith(("elmo_core", "tasks")))
+        or (m.startswith("elmo_core") and t.startswith("tasks"))
+    ]
     assert wrong == []
 
 

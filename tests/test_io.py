@@ -1,13 +1,13 @@
 """elmo_core.io (atomic writes, file hashing), data.text (the line reader) and the two error roots."""
-from __future__ import annotations
 
-import pickle
+from __future__ import annotations
 
 import bz2
 import gzip
 import hashlib
 import json
 import lzma
+import pickle
 from pathlib import Path
 
 import h5py
@@ -37,13 +37,14 @@ def leftovers(folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------- atomic writes
 
+
 def test_writers_produce_the_expected_bytes(tmp_path):
     atomic_write_bytes(tmp_path / "b.bin", b"\x00\xffabc")
     atomic_write_text(tmp_path / "t.txt", "héllo\nwörld\n")
     value = {"b": [1, 2.5, None], "a": "ü", "nested": {"x": True}}
     atomic_write_json(tmp_path / "v.json", value)
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\xffabc"
-    assert (tmp_path / "t.txt").read_bytes() == "héllo\nwörld\n".encode("utf-8")
+    assert (tmp_path / "t.txt").read_bytes() == "héllo\nwörld\n".encode()
     # byte for byte what the hand-written writers produced: json.dumps(indent=2) + newline
     assert (tmp_path / "v.json").read_text() == json.dumps(value, indent=2) + "\n"
     assert json.loads((tmp_path / "v.json").read_text()) == value
@@ -132,6 +133,7 @@ def test_save_weights_is_atomic(tiny_model, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- hashing
 
+
 def test_file_sha256_matches_hashlib_whatever_the_chunk(tmp_path):
     data = bytes(range(256)) * 1000 + b"tail"
     path = tmp_path / "blob"
@@ -151,13 +153,16 @@ def test_model_identity_is_unchanged(tiny_model):
     from elmo_core.models import packaged_model_files
 
     options, weights = tiny_model
-    assert model_identity(options, weights) == hashlib.sha256(options.read_bytes() + weights.read_bytes()).hexdigest()[:16]
+    assert (
+        model_identity(options, weights) == hashlib.sha256(options.read_bytes() + weights.read_bytes()).hexdigest()[:16]
+    )
     shipped = packaged_model_files("default")
     if shipped is not None:
         assert model_identity(*shipped) == "327698d38dab027d"
 
 
 # ---------------------------------------------------------------- the line reader
+
 
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
@@ -166,15 +171,20 @@ def write(path: Path, data: bytes) -> Path:
 
 def test_read_lines_numbers_and_line_ends(tmp_path):
     path = write(tmp_path / "a.txt", b"\xef\xbb\xbffirst\r\nsecond\n\nfourth \xc2\x85 still fourth\nlast\r")
-    assert list(read_lines(path)) == [(1, "first"), (2, "second"), (3, ""), (4, "fourth \x85 still fourth"),
-                                      (5, "last")]
+    assert list(read_lines(path)) == [
+        (1, "first"),
+        (2, "second"),
+        (3, ""),
+        (4, "fourth \x85 still fourth"),
+        (5, "last"),
+    ]
     assert list(read_lines(write(tmp_path / "e.txt", b""))) == []
     assert list(read_lines(write(tmp_path / "n.txt", b"a\n"))) == [(1, "a")]
 
 
 @pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".xz", lzma.compress), (".bz2", bz2.compress)])
 def test_read_lines_decompresses(tmp_path, suffix, compress):
-    path = write(tmp_path / f"corpus.txt{suffix}", compress("ein Satz\nzwei Sätze\n".encode("utf-8")))
+    path = write(tmp_path / f"corpus.txt{suffix}", compress("ein Satz\nzwei Sätze\n".encode()))
     assert list(read_lines(path)) == [(1, "ein Satz"), (2, "zwei Sätze")]
 
 
@@ -210,6 +220,7 @@ def test_damaged_compressed_file(tmp_path):
 
 
 # ---------------------------------------------------------------- the error roots
+
 
 def test_error_roots():
     for error in (DataFormatError, DataUsageError, TagSchemeError, WordNetNotFoundError):

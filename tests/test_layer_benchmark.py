@@ -1,9 +1,9 @@
 """The layer-weighting grid and the linear POS/chunk probes on tiny files."""
+
 import csv
 
-from helpers import write_random_model
+from helpers import SENTENCES, write_conll, write_random_model
 from tasks.experiments.layer_grid import MIXES, run_grid
-from helpers import SENTENCES, write_conll
 
 
 def _tiny_grid_inputs(tmp_path):
@@ -12,8 +12,14 @@ def _tiny_grid_inputs(tmp_path):
     write_conll(tmp_path / "test.txt", SENTENCES[3:])
     options, weights = write_random_model(tmp_path / "model")
     backbone = {"name": None, "options": str(options), "weights": str(weights)}
-    extra = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
-             "train.epochs": 2, "train.threads": 1}
+    extra = {
+        "data.dir": str(tmp_path),
+        "data.train": "train.txt",
+        "data.dev": "dev.txt",
+        "data.test": "test.txt",
+        "train.epochs": 2,
+        "train.threads": 1,
+    }
     return backbone, extra
 
 
@@ -25,8 +31,13 @@ def test_grid_runs_cells_aggregates_invocations_and_plots(tmp_path):
     out = tmp_path / "grid"
     run_grid(["pos", "chunk"], 1, backbone, out, mixes=["layer1", "learned λ=0.001"], extra=extra, log=lambda *_: None)
     rows = run_grid(["ner"], 1, backbone, out, mixes=["concat"], extra={**extra, **NER_EXTRA}, log=lambda *_: None)
-    assert {(r["task"], r["mix"]) for r in rows} == {("pos", "layer1"), ("pos", "learned λ=0.001"),
-                                                     ("chunk", "layer1"), ("chunk", "learned λ=0.001"), ("ner", "concat")}
+    assert {(r["task"], r["mix"]) for r in rows} == {
+        ("pos", "layer1"),
+        ("pos", "learned λ=0.001"),
+        ("chunk", "layer1"),
+        ("chunk", "learned λ=0.001"),
+        ("ner", "concat"),
+    }
     learned = [r for r in rows if r["mix"] == "learned λ=0.001"]
     assert all(abs(sum(r["mix_s"]) - 1) < 1e-4 and r["gamma"] > 0 for r in learned)
     assert all(r["mix_s"] == [0.0, 1.0, 0.0] for r in rows if r["mix"] == "layer1")
@@ -50,11 +61,13 @@ def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cel
     mixes = ["layer1", "learned λ=0.001"]
     serial = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "serial", mixes=mixes, extra=extra, log=lambda *_: None)
     lines = []
-    parallel = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra,
-                        log=lines.append, jobs=2)
+    parallel = run_grid(
+        ["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra, log=lines.append, jobs=2
+    )
     assert len(serial) == len(parallel) == 8
-    assert [(r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in serial] == \
-           [(r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in parallel]
+    assert [(r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in serial] == [
+        (r["task"], r["mix"], r["seed"], r["dev"], r["test"], r["mix_s"]) for r in parallel
+    ]
     assert sum("done]" in line for line in lines) == 8 and "8 cells on 2 worker processes" in "\n".join(lines)
     workers = {line.rsplit("worker ", 1)[1] for line in capfd.readouterr().out.splitlines() if "started" in line}
     assert len(workers) >= 1 and str(os.getpid()) + ")" not in workers  # cells ran in child processes
@@ -64,8 +77,9 @@ def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cel
     results = tmp_path / "parallel" / "runs" / "pos" / "layer1" / "seed1" / "results.json"
     before = results.stat().st_mtime_ns
     lines.clear()
-    again = run_grid(["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra,
-                     log=lines.append, jobs=2)
+    again = run_grid(
+        ["pos", "chunk"], 2, backbone, tmp_path / "parallel", mixes=mixes, extra=extra, log=lines.append, jobs=2
+    )
     assert results.stat().st_mtime_ns == before and len(again) == 8
     assert lines[0] == "8 of 8 cells already finished in this output directory: kept"
     assert "Total wall time" in (tmp_path / "parallel" / "table.md").read_text()
@@ -74,11 +88,16 @@ def test_parallel_workers_give_the_serial_results_and_a_rerun_keeps_finished_cel
 def test_a_cut_off_invocation_is_reported_as_such():
     from tasks.experiments.layer_grid import describe_invocations
 
-    text = describe_invocations([
-        {"tasks": ["ner"], "cells": 24, "seconds": 600.0, "jobs": 2, "cells_done": 5, "finished": False},
-        {"tasks": ["ner"], "cells": 24, "seconds": 1200.0, "jobs": 2, "cells_done": 24, "finished": True}])
-    assert text == ("Invocations: ner: 5/24 cells done after 10.0 min (2 jobs, cut off); "
-                    "ner: 24/24 cells done after 20.0 min (2 jobs). Total wall time: 30.0 min.")
+    text = describe_invocations(
+        [
+            {"tasks": ["ner"], "cells": 24, "seconds": 600.0, "jobs": 2, "cells_done": 5, "finished": False},
+            {"tasks": ["ner"], "cells": 24, "seconds": 1200.0, "jobs": 2, "cells_done": 24, "finished": True},
+        ]
+    )
+    assert text == (
+        "Invocations: ner: 5/24 cells done after 10.0 min (2 jobs, cut off); "
+        "ner: 24/24 cells done after 20.0 min (2 jobs). Total wall time: 30.0 min."
+    )
 
 
 def test_time_left_is_estimated_per_task_and_shared_by_the_workers():
@@ -135,8 +154,9 @@ def test_cells_read_the_feature_store_so_a_later_invocation_skips_the_backbone(t
     assert [r for r in rows if r["mix"] == "layer1"] == first
     with_memory_only = tmp_path / "in-memory"
     monkeypatch.undo()
-    in_memory = run_grid(["pos"], 1, backbone, with_memory_only, mixes=["layer1"], extra=extra, log=lambda *_: None,
-                         store=None)
+    in_memory = run_grid(
+        ["pos"], 1, backbone, with_memory_only, mixes=["layer1"], extra=extra, log=lambda *_: None, store=None
+    )
     assert not (with_memory_only / "features").exists() and len(in_memory) == 1
 
 
@@ -146,8 +166,20 @@ def test_command_line_puts_the_store_where_asked_and_none_with_no_store(tmp_path
     from tasks.cli import main
 
     backbone, extra = _tiny_grid_inputs(tmp_path)
-    common = ["benchmark", "layers", "--tasks", "pos", "--seeds", "1", "--mixes", "layer1",
-              "--options", backbone["options"], "--weights", backbone["weights"]]
+    common = [
+        "benchmark",
+        "layers",
+        "--tasks",
+        "pos",
+        "--seeds",
+        "1",
+        "--mixes",
+        "layer1",
+        "--options",
+        backbone["options"],
+        "--weights",
+        backbone["weights"],
+    ]
     common += [arg for key, value in extra.items() for arg in ("--set", f"{key}={value}")]
     assert main(common + ["--out", str(tmp_path / "a"), "--store", str(tmp_path / "shared-store")]) == 0
     assert (tmp_path / "shared-store" / "store.json").is_file() and not (tmp_path / "a" / "features").exists()
@@ -165,8 +197,15 @@ def test_a_grid_wide_override_no_task_of_the_grid_has_is_an_error_before_any_cel
 
     backbone, extra = _tiny_grid_inputs(tmp_path)
     with pytest.raises(UsageError, match="model.hiden: no task of this grid"):
-        run_grid(["pos", "ner"], 1, backbone, tmp_path / "grid", mixes=["layer1"], extra={**extra, "model.hiden": 8},
-                 log=lambda *_: None)
+        run_grid(
+            ["pos", "ner"],
+            1,
+            backbone,
+            tmp_path / "grid",
+            mixes=["layer1"],
+            extra={**extra, "model.hiden": 8},
+            log=lambda *_: None,
+        )
     assert not (tmp_path / "grid" / "runs").exists()
 
 

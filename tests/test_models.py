@@ -1,4 +1,5 @@
 """Named models: download into a cache with integrity checks (tested on local file:// URLs)."""
+
 import json
 
 import pytest
@@ -35,16 +36,22 @@ def test_tampered_cache_is_downloaded_again(local_registry, tmp_path):
 def test_corrupt_download_is_rejected(local_registry, tmp_path, monkeypatch):
     bad = tmp_path / "bad.hdf5"
     bad.write_text("not hdf5")
-    monkeypatch.setitem(models.OFFICIAL_MODELS, "tiny-local",
-                        models.NamedModel("tiny-local", local_registry.options_url, bad.as_uri(), ""))
+    monkeypatch.setitem(
+        models.OFFICIAL_MODELS,
+        "tiny-local",
+        models.NamedModel("tiny-local", local_registry.options_url, bad.as_uri(), ""),
+    )
     with pytest.raises(ElmoFileError, match="not an HDF5 file"):
         models.resolve("tiny-local")
 
 
 def test_offline_error_names_the_urls_and_the_local_alternative(monkeypatch, tmp_path):
     monkeypatch.setenv("ELMO_TASKS_CACHE", str(tmp_path))
-    monkeypatch.setitem(models.OFFICIAL_MODELS, "small", models.NamedModel(
-        "small", "http://127.0.0.1:9/options.json", "http://127.0.0.1:9/weights.hdf5", ""))
+    monkeypatch.setitem(
+        models.OFFICIAL_MODELS,
+        "small",
+        models.NamedModel("small", "http://127.0.0.1:9/options.json", "http://127.0.0.1:9/weights.hdf5", ""),
+    )
     with pytest.raises(ModelNotAvailableError) as info:
         models.resolve("small")
     message = str(info.value)
@@ -54,7 +61,8 @@ def test_offline_error_names_the_urls_and_the_local_alternative(monkeypatch, tmp
 def test_official_registry_has_the_four_public_models():
     assert set(models.OFFICIAL_MODELS) == {"small", "medium", "original", "original-5.5b"}
     assert models.OFFICIAL_MODELS["original"].weights_url.endswith(
-        "2x4096_512_2048cnn_2xhighway/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5")
+        "2x4096_512_2048cnn_2xhighway/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5"
+    )
 
 
 def test_unknown_name():

@@ -1,13 +1,15 @@
 """End-to-end NER on tiny files: training, determinism, exact resume, evaluate and predict."""
+
 import json
 from pathlib import Path
 
 import pytest
 
-from helpers import SENTENCES, write_conll,  write_random_model
+from helpers import SENTENCES, write_conll, write_random_model
 from tasks.cli import main
 from tasks.registry import load_task_config
 from tasks.trainer import Trainer
+
 
 @pytest.fixture
 def ner_setup(tmp_path):
@@ -15,10 +17,21 @@ def ner_setup(tmp_path):
     write_conll(tmp_path / "dev.txt", SENTENCES[:3])
     write_conll(tmp_path / "test.txt", SENTENCES[3:])
     options, weights = write_random_model(tmp_path / "model")
-    overrides = {"data.dir": str(tmp_path), "data.train": "train.txt", "data.dev": "dev.txt", "data.test": "test.txt",
-                 "backbone.name": None, "backbone.options": str(options), "backbone.weights": str(weights),
-                 "train.epochs": 3, "train.patience": 5, "train.threads": 1, "model.hidden": 16,
-                 "model.words.min_count": 1, "backbone.store": str(tmp_path / "store")}
+    overrides = {
+        "data.dir": str(tmp_path),
+        "data.train": "train.txt",
+        "data.dev": "dev.txt",
+        "data.test": "test.txt",
+        "backbone.name": None,
+        "backbone.options": str(options),
+        "backbone.weights": str(weights),
+        "train.epochs": 3,
+        "train.patience": 5,
+        "train.threads": 1,
+        "model.hidden": 16,
+        "model.words.min_count": 1,
+        "backbone.store": str(tmp_path / "store"),
+    }
     return tmp_path, overrides
 
 
@@ -30,8 +43,17 @@ def test_training_writes_a_complete_run_directory(ner_setup):
     tmp_path, overrides = ner_setup
     results = Trainer(config(overrides), tmp_path / "run", progress=False, log=lambda *_: None).run()
     run = tmp_path / "run"
-    for name in ("config.yaml", "vocab.json", "best.pt", "last.pt", "metrics.csv", "metrics.json",
-                 "results.json", "dev.predictions.txt", "test.report.txt"):
+    for name in (
+        "config.yaml",
+        "vocab.json",
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "metrics.json",
+        "results.json",
+        "dev.predictions.txt",
+        "test.report.txt",
+    ):
         assert (run / name).is_file(), name
     history = json.loads((run / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
@@ -47,8 +69,10 @@ def test_same_seed_gives_identical_results(ner_setup):
     tmp_path, overrides = ner_setup
     a = Trainer(config(overrides), tmp_path / "a", progress=False, log=lambda *_: None).run()
     b = Trainer(config(overrides), tmp_path / "b", progress=False, log=lambda *_: None).run()
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text())[-1]["train_loss"] == \
-        json.loads((tmp_path / "b" / "metrics.json").read_text())[-1]["train_loss"]
+    assert (
+        json.loads((tmp_path / "a" / "metrics.json").read_text())[-1]["train_loss"]
+        == json.loads((tmp_path / "b" / "metrics.json").read_text())[-1]["train_loss"]
+    )
     assert a["test"] == b["test"]
 
 
@@ -78,7 +102,13 @@ def test_run_directory_of_another_config_is_not_overwritten(ner_setup, capsys):
     tmp_path, overrides = ner_setup
     Trainer(config(overrides), tmp_path / "run", progress=False, log=lambda *_: None).run()
     before = (tmp_path / "run" / "best.pt").read_bytes()
-    args = ["train", str(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+    args = [
+        "train",
+        str(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     assert main(args) == 2
     assert "different config" in capsys.readouterr().err
     assert (tmp_path / "run" / "best.pt").read_bytes() == before
@@ -91,16 +121,37 @@ def test_evaluate_and_predict_verbs(ner_setup, capsys):
     out = capsys.readouterr().out
     assert f"f1 {results['test']['f1']:.2f}" in out and "processed 13 tokens" in out
     (tmp_path / "raw.txt").write_text("Peter visited Britain\nEU said\n")
-    assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "raw.txt"), "--output", str(tmp_path / "o.txt")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(tmp_path / "raw.txt"),
+                "--output",
+                str(tmp_path / "o.txt"),
+            ]
+        )
+        == 0
+    )
     blocks = (tmp_path / "o.txt").read_text().strip().split("\n\n")
     assert [len(b.splitlines()) for b in blocks] == [3, 2]
-    assert all(line.split()[1] in {"O", "I-PER", "I-LOC", "I-ORG", "I-MISC", "B-PER", "B-LOC", "B-ORG", "B-MISC"}
-               for b in blocks for line in b.splitlines())
+    assert all(
+        line.split()[1] in {"O", "I-PER", "I-LOC", "I-ORG", "I-MISC", "B-PER", "B-LOC", "B-ORG", "B-MISC"}
+        for b in blocks
+        for line in b.splitlines()
+    )
 
 
 def test_missing_data_gives_a_clear_message(tmp_path, capsys):
-    args = ["train", str(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml"),
-            "--set", f"data.dir={tmp_path}", "--out", str(tmp_path / "run")]
+    args = [
+        "train",
+        str(Path(__file__).resolve().parents[1] / "configs" / "ner_conll2003.yaml"),
+        "--set",
+        f"data.dir={tmp_path}",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "eng.train" in err and "CONLL2003_DIR" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 """biLM pretraining: export round trip, resume after kill -9, bad input."""
+
 import os
 import signal
 import subprocess
@@ -21,13 +22,17 @@ def write_corpus(path: Path, n: int, seed: int = 0, length: tuple[int, int] = (3
     import random
 
     rng = random.Random(seed)
-    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(*length))) for _ in range(n)) + "\n")
+    path.write_text(
+        "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(*length))) for _ in range(n)) + "\n"
+    )
     return path
 
 
 def tiny_config(**overrides):
-    return load_pretrain_config(REPO / "configs" / "bilm_tiny.yaml",
-                                {"max_tokens_seen": 3000, "eval_every": 5, "checkpoint_every": 2, **overrides})
+    return load_pretrain_config(
+        REPO / "configs" / "bilm_tiny.yaml",
+        {"max_tokens_seen": 3000, "eval_every": 5, "checkpoint_every": 2, **overrides},
+    )
 
 
 def test_exported_files_reproduce_the_training_model(tmp_path):
@@ -37,11 +42,15 @@ def test_exported_files_reproduce_the_training_model(tmp_path):
     first_eval = float((tmp_path / "run" / "log.csv").read_text().splitlines()[1].split(",")[-1])
     assert result["mean_ppl"] < first_eval  # it learns
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
-    from elmo_core.pretrain import BiLmLanguageModel
     from elmo_core.options import options_from_dict
+    from elmo_core.pretrain import BiLmLanguageModel
 
-    model = BiLmLanguageModel(options_from_dict(tiny_config().model), len(Vocabulary.load(tmp_path / "run" / "vocab.txt")),
-                              tiny_config().cutoffs, 0.0)
+    model = BiLmLanguageModel(
+        options_from_dict(tiny_config().model),
+        len(Vocabulary.load(tmp_path / "run" / "vocab.txt")),
+        tiny_config().cutoffs,
+        0.0,
+    )
     model.load_state_dict(state)
     model.eval()
     loaded = load_bilm(options=tmp_path / "run" / "options.json", weights=tmp_path / "run" / "weights.hdf5")
@@ -55,9 +64,27 @@ def test_exported_files_reproduce_the_training_model(tmp_path):
 def test_resume_after_kill_9_continues_where_it_stopped(tmp_path):
     train, heldout = write_corpus(tmp_path / "train.txt", 3000), write_corpus(tmp_path / "heldout.txt", 30, seed=1)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tasks.cli", "pretrain", "--config", str(REPO / "configs" / "bilm_tiny.yaml"),
-           "--train", str(train), "--heldout", str(heldout), "--out", str(out), "--quiet",
-           "--set", "max_tokens_seen=200000", "--set", "checkpoint_every=2", "--set", "eval_every=1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tasks.cli",
+        "pretrain",
+        "--config",
+        str(REPO / "configs" / "bilm_tiny.yaml"),
+        "--train",
+        str(train),
+        "--heldout",
+        str(heldout),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "max_tokens_seen=200000",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "eval_every=1000",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(cmd, cwd=REPO, env=env)
     deadline = time.time() + 120
@@ -72,8 +99,13 @@ def test_resume_after_kill_9_continues_where_it_stopped(tmp_path):
     step_before = saved["position"]["step"]
     assert step_before >= 2 and not (out / "weights.hdf5").exists()
     budget = saved["position"]["tokens_seen"] + 1500
-    resumed = subprocess.run(cmd[:-6] + ["--set", f"max_tokens_seen={budget}", "--set", "checkpoint_every=2",
-                                         "--set", "eval_every=1000"], cwd=REPO, env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        cmd[:-6] + ["--set", f"max_tokens_seen={budget}", "--set", "checkpoint_every=2", "--set", "eval_every=1000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     final = torch.load(out / "checkpoint.pt", weights_only=True)["position"]
     assert final["step"] > step_before and final["tokens_seen"] >= budget

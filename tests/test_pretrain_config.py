@@ -1,6 +1,7 @@
 """Pretraining configs are strict and typed like task configs (unknown keys with a suggestion, dotted
 ``--set`` overrides, ``${ENV}`` expansion, types and ranges, every problem at once, before any corpus
 is read), and a run directory resumes under the task-training rule (budgets may change, nothing else)."""
+
 from __future__ import annotations
 
 import csv
@@ -73,8 +74,10 @@ def test_unknown_key_names_file_path_and_closest_key(tmp_path):
 def test_training_option_inside_model_points_to_the_top_level_key():
     problems = problems_of(overrides={"model.dropout": 0.2, "model.use_skip_connections": True})
     assert "model.dropout: unknown key; a training option: set dropout at the top level instead" in problems
-    assert any(p.startswith("model.use_skip_connections: unknown key") and "model.lstm.use_skip_connections" in p
-               for p in problems)
+    assert any(
+        p.startswith("model.use_skip_connections: unknown key") and "model.lstm.use_skip_connections" in p
+        for p in problems
+    )
 
 
 def test_dotted_override_reaches_model_lstm_dim():
@@ -100,24 +103,30 @@ def test_wrong_type_names_key_expected_and_found():
     assert "cutoffs: expected a list of an integer, found 5 (int)" in problems
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("lr", 0, "lr: expected a number > 0, found 0.0"),
-    ("lr", -1e-3, "lr: expected a number > 0, found -0.001"),
-    ("dropout", 1.0, "dropout: expected a number in [0, 1), found 1.0"),
-    ("dropout", -0.1, "dropout: expected a number in [0, 1), found -0.1"),
-    ("batch_tokens", 0, "batch_tokens: expected a number > 0, found 0"),
-    ("max_minutes", 0, "max_minutes: expected a number > 0, found 0.0"),
-    ("max_tokens_seen", -5, "max_tokens_seen: expected a number > 0, found -5"),
-    ("clip_norm", 0, "clip_norm: expected a number > 0, found 0.0"),
-    ("max_vocab", 3, "max_vocab: expected an integer >= 4, found 3"),
-    ("seed", -1, "seed: expected an integer in [0, 2**63), found -1"),
-    ("cutoffs", [1000, 200], "cutoffs: expected increasing integers > 0, found [1000, 200]"),
-    ("model.lstm.n_layers", 0, "model.lstm.n_layers: expected a number > 0, found 0"),
-    ("model.char_cnn.n_characters", 300, "model.char_cnn.n_characters: expected one of 261, 262, found 300 (int)"),
-    ("model.char_cnn.filters", [[1, 8], [0, 8]],
-     "model.char_cnn.filters: expected [width, n_filters] pairs of integers > 0, found [0, 8]"),
-    ("model.char_cnn.filters", [], "model.char_cnn.filters: must be a non-empty list of [width, n_filters]"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("lr", 0, "lr: expected a number > 0, found 0.0"),
+        ("lr", -1e-3, "lr: expected a number > 0, found -0.001"),
+        ("dropout", 1.0, "dropout: expected a number in [0, 1), found 1.0"),
+        ("dropout", -0.1, "dropout: expected a number in [0, 1), found -0.1"),
+        ("batch_tokens", 0, "batch_tokens: expected a number > 0, found 0"),
+        ("max_minutes", 0, "max_minutes: expected a number > 0, found 0.0"),
+        ("max_tokens_seen", -5, "max_tokens_seen: expected a number > 0, found -5"),
+        ("clip_norm", 0, "clip_norm: expected a number > 0, found 0.0"),
+        ("max_vocab", 3, "max_vocab: expected an integer >= 4, found 3"),
+        ("seed", -1, "seed: expected an integer in [0, 2**63), found -1"),
+        ("cutoffs", [1000, 200], "cutoffs: expected increasing integers > 0, found [1000, 200]"),
+        ("model.lstm.n_layers", 0, "model.lstm.n_layers: expected a number > 0, found 0"),
+        ("model.char_cnn.n_characters", 300, "model.char_cnn.n_characters: expected one of 261, 262, found 300 (int)"),
+        (
+            "model.char_cnn.filters",
+            [[1, 8], [0, 8]],
+            "model.char_cnn.filters: expected [width, n_filters] pairs of integers > 0, found [0, 8]",
+        ),
+        ("model.char_cnn.filters", [], "model.char_cnn.filters: must be a non-empty list of [width, n_filters]"),
+    ],
+)
 def test_out_of_range_values_are_refused(key, value, expected):
     assert problems_of(overrides={key: value}) == [expected]
 
@@ -130,8 +139,14 @@ def test_every_problem_is_reported_at_once(tmp_path):
     path = config_file(tmp_path, "lr: 0\nbatch_tokens: many\nwarmup: 3\n")
     problems = problems_of(path, {"dropout": 2, "model.lstm.projection_dim": -1, "model.char_cnn.activation": "gelu"})
     assert len(problems) == 6, problems
-    assert {p.split(":")[0] for p in problems} == {"lr", "batch_tokens", "warmup", "dropout",
-                                                   "model.lstm.projection_dim", "model.char_cnn.activation"}
+    assert {p.split(":")[0] for p in problems} == {
+        "lr",
+        "batch_tokens",
+        "warmup",
+        "dropout",
+        "model.lstm.projection_dim",
+        "model.char_cnn.activation",
+    }
 
 
 def test_missing_model_section_and_missing_model_fields(tmp_path):
@@ -163,9 +178,26 @@ def test_env_placeholders_are_expanded(tmp_path, monkeypatch):
 # -- the CLI: a config that fails validation leaves nothing behind ------------------------------------
 def test_failed_validation_leaves_nothing_behind_and_reads_no_corpus(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["pretrain", "--config", str(TINY), "--train", str(tmp_path / "absent_train.txt"),
-                 "--heldout", str(tmp_path / "absent_heldout.txt"), "--out", str(out), "--quiet",
-                 "--set", "model.lstm.dimm=64", "--set", "lr=0", "--set", "max_tokens_seen=500"])
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(TINY),
+            "--train",
+            str(tmp_path / "absent_train.txt"),
+            "--heldout",
+            str(tmp_path / "absent_heldout.txt"),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "model.lstm.dimm=64",
+            "--set",
+            "lr=0",
+            "--set",
+            "max_tokens_seen=500",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "invalid config (2 problems)" in err and "did you mean model.lstm.dim?" in err and "lr: expected" in err
@@ -176,8 +208,24 @@ def test_failed_validation_leaves_nothing_behind_and_reads_no_corpus(tmp_path, c
 def test_cli_set_reaches_the_trained_model(tmp_path, corpora, capsys):
     train, heldout = corpora
     out = tmp_path / "run"
-    code = main(["pretrain", "--config", str(TINY), "--train", str(train), "--heldout", str(heldout),
-                 "--out", str(out), "--quiet", "--set", "model.lstm.dim=24", "--set", "max_tokens_seen=300"])
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(TINY),
+            "--train",
+            str(train),
+            "--heldout",
+            str(heldout),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "model.lstm.dim=24",
+            "--set",
+            "max_tokens_seen=300",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     from elmo_core.options import load_options
 
@@ -197,8 +245,13 @@ def test_resume_with_a_raised_budget_continues(tmp_path, corpora):
     first = torch.load(out / "checkpoint.pt", weights_only=True)["position"]
     assert first["tokens_seen"] >= 500
     # budgets and cadences may change; the run continues from its checkpoint
-    result = Pretrainer(tiny(max_tokens_seen=1200, eval_every=3, checkpoint_every=5, threads=2, max_minutes=30),
-                        train, heldout, out, progress=False).run()
+    result = Pretrainer(
+        tiny(max_tokens_seen=1200, eval_every=3, checkpoint_every=5, threads=2, max_minutes=30),
+        train,
+        heldout,
+        out,
+        progress=False,
+    ).run()
     final = torch.load(out / "checkpoint.pt", weights_only=True)["position"]
     assert final["step"] > first["step"] and final["tokens_seen"] >= 1200 and result["step"] == final["step"]
     steps = log_steps(out)
@@ -214,11 +267,14 @@ def test_rerunning_a_finished_run_trains_no_further(tmp_path, corpora):
     assert again["step"] == first["step"] and again["mean_ppl"] == pytest.approx(first["mean_ppl"])
 
 
-@pytest.mark.parametrize("changed, named", [
-    ({"model.lstm.dim": 24}, "model.lstm.dim"),
-    ({"lr": 0.5, "heldout_sentences": 10}, "heldout_sentences, lr"),
-    ({"model.char_cnn.filters": [[1, 8], [2, 8]], "seed": 5}, "model.char_cnn.filters, seed"),
-])
+@pytest.mark.parametrize(
+    "changed, named",
+    [
+        ({"model.lstm.dim": 24}, "model.lstm.dim"),
+        ({"lr": 0.5, "heldout_sentences": 10}, "heldout_sentences, lr"),
+        ({"model.char_cnn.filters": [[1, 8], [2, 8]], "seed": 5}, "model.char_cnn.filters, seed"),
+    ],
+)
 def test_resume_with_a_changed_key_is_refused_and_nothing_is_overwritten(tmp_path, corpora, changed, named):
     train, heldout = corpora
     out = tmp_path / "run"
@@ -258,7 +314,21 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, corpora, capsys):
     torch.save({"model": {}}, checkpoint)  # readable, but not ours
     with pytest.raises(ElmoFileError, match=r"checkpoint\.pt: not a pretraining checkpoint"):
         Pretrainer(tiny(), train, heldout, out, progress=False).run()
-    code = main(["pretrain", "--config", str(TINY), "--train", str(train), "--heldout", str(heldout),
-                 "--out", str(out), "--quiet", "--set", "max_tokens_seen=500"])
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(TINY),
+            "--train",
+            str(train),
+            "--heldout",
+            str(heldout),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "max_tokens_seen=500",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(checkpoint) in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 """elmo_core.random_model, and models with other layer counts than the usual 2 LSTM layers."""
+
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ import torch
 
 import helpers
 from elmo_core import batch_to_ids, load_bilm
-from elmo_core.embed import embed_file, plan_embedding_batches
+from elmo_core.embed import embed_file
 from elmo_core.errors import BackboneUsageError
 from elmo_core.io import file_sha256
 from elmo_core.loading import model_identity

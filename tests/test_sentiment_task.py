@@ -1,4 +1,5 @@
 """Sentiment task end to end on tiny files: SST trees and TSV, phrases, SST-2, run directory, CLI, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -7,20 +8,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import POSITIVE, NEGATIVE, NEUTRAL, tree, write_trees, quiet,  REPO, shared_path, write_random_model
 from data.errors import DataFormatError
+from helpers import NEGATIVE, NEUTRAL, POSITIVE, REPO, quiet, shared_path, write_random_model, write_trees
 from tasks.cli import main
-from tasks.registry import load_task_config
-from tasks.registry import build_task
+from tasks.registry import build_task, load_task_config
 from tasks.sentiment import unescape_ptb
 from tasks.trainer import Trainer
 
 torch.set_num_threads(1)
 
+
 @pytest.fixture
 def sst_dir(tmp_path: Path) -> Path:
-    rows = [(w, 4) for w in POSITIVE[:2]] + [(w, 3) for w in POSITIVE[2:]] + \
-           [(w, 0) for w in NEGATIVE[:2]] + [(w, 1) for w in NEGATIVE[2:]] + [(w, 2) for w in NEUTRAL]
+    rows = (
+        [(w, 4) for w in POSITIVE[:2]]
+        + [(w, 3) for w in POSITIVE[2:]]
+        + [(w, 0) for w in NEGATIVE[:2]]
+        + [(w, 1) for w in NEGATIVE[2:]]
+        + [(w, 2) for w in NEUTRAL]
+    )
     write_trees(tmp_path / "train.txt", rows * 2)
     write_trees(tmp_path / "dev.txt", rows[::2])
     write_trees(tmp_path / "test.txt", rows[1::2])
@@ -29,17 +35,37 @@ def sst_dir(tmp_path: Path) -> Path:
 
 def sst_config(data_dir: Path, model_dir: Path, config: str = "sst5.yaml", **extra) -> dict:
     options, weights = write_random_model(model_dir)
-    overrides = {"data.dir": str(data_dir), "backbone.name": None, "backbone.options": str(options),
-                 "backbone.weights": str(weights), "train.epochs": 3, "train.patience": 5, "train.threads": 1,
-                 "train.batch_size": 4, "model.hidden": 8, "model.mlp": [8], **extra}
+    overrides = {
+        "data.dir": str(data_dir),
+        "backbone.name": None,
+        "backbone.options": str(options),
+        "backbone.weights": str(weights),
+        "train.epochs": 3,
+        "train.patience": 5,
+        "train.threads": 1,
+        "train.batch_size": 4,
+        "model.hidden": 8,
+        "model.mlp": [8],
+        **extra,
+    }
     return load_task_config(REPO / "configs" / config, overrides)
 
 
 def test_training_on_sst_trees_writes_a_complete_run_directory(sst_dir, tmp_path):
     results = Trainer(sst_config(sst_dir, tmp_path / "model"), tmp_path / "run", progress=False, log=quiet).run()
     run = tmp_path / "run"
-    for name in ("config.yaml", "vocab.json", "best.pt", "last.pt", "metrics.csv", "results.json",
-                 "dev.predictions.txt", "dev.report.txt", "test.confusion.png", "dev.confusion.png"):
+    for name in (
+        "config.yaml",
+        "vocab.json",
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "results.json",
+        "dev.predictions.txt",
+        "dev.report.txt",
+        "test.confusion.png",
+        "dev.confusion.png",
+    ):
         assert (run / name).is_file(), name
     assert (run / "test.confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = json.loads((run / "metrics.json").read_text())
@@ -63,8 +89,11 @@ def test_same_seed_gives_identical_results(sst_dir, tmp_path):
 
 
 def test_no_elmo_baseline_trains_from_words_and_chars(sst_dir, tmp_path):
-    config = sst_config(sst_dir, tmp_path / "model", **{"model.elmo.enabled": False, "model.words.dim": 8,
-                                                        "model.words.min_count": 1, "model.chars.filters": 6})
+    config = sst_config(
+        sst_dir,
+        tmp_path / "model",
+        **{"model.elmo.enabled": False, "model.words.dim": 8, "model.words.min_count": 1, "model.chars.filters": 6},
+    )
     results = Trainer(config, tmp_path / "run", progress=False, log=quiet).run()
     assert results["backbone"] is None and "accuracy" in results["test"]
 
@@ -95,19 +124,49 @@ def test_sst2_drops_neutral_and_uses_two_labels(sst_dir, tmp_path):
 
 
 def test_ptb_escapes_become_plain_text_for_the_bilm():
-    assert [unescape_ptb(t) for t in ["-LRB-", "-RRB-", "``", "''", "1\\/2", "\\*", "word"]] == \
-        ["(", ")", '"', '"', "1/2", "*", "word"]
+    assert [unescape_ptb(t) for t in ["-LRB-", "-RRB-", "``", "''", "1\\/2", "\\*", "word"]] == [
+        "(",
+        ")",
+        '"',
+        '"',
+        "1/2",
+        "*",
+        "word",
+    ]
 
 
 def test_evaluate_and_predict_verbs_on_a_sentiment_run(sst_dir, tmp_path, capsys):
-    Trainer(sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1}), tmp_path / "run", progress=False,
-            log=quiet).run()
-    assert main(["evaluate", str(tmp_path / "run"), "--data", str(sst_dir / "test.txt"),
-                 "--output", str(tmp_path / "eval.txt")]) == 0
+    Trainer(
+        sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1}), tmp_path / "run", progress=False, log=quiet
+    ).run()
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "run"),
+                "--data",
+                str(sst_dir / "test.txt"),
+                "--output",
+                str(tmp_path / "eval.txt"),
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out and (tmp_path / "eval.confusion.png").is_file()
     (tmp_path / "raw.txt").write_text("a great movie\nawful acting !\n")
-    assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "raw.txt"),
-                 "--output", str(tmp_path / "pred.txt")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(tmp_path / "raw.txt"),
+                "--output",
+                str(tmp_path / "pred.txt"),
+            ]
+        )
+        == 0
+    )
     lines = (tmp_path / "pred.txt").read_text().splitlines()
     assert len(lines) == 2 and lines[0].split("\t")[2] == "a great movie"
     assert lines[0].split("\t")[0] in {"0", "1", "2", "3", "4"}
@@ -123,10 +182,19 @@ def tsv_config(tmp_path: Path, **extra) -> dict:
     write_tsv(tmp_path / "train.tsv", rows * 2)
     write_tsv(tmp_path / "dev.tsv", rows[::2])
     write_tsv(tmp_path / "test.tsv", rows[1::2])
-    return sst_config(tmp_path, tmp_path / "model", **{"data.format": "tsv", "data.train": "train.tsv",
-                                                       "data.dev": "dev.tsv", "data.test": "test.tsv",
-                                                       "data.text_column": "sentence", "data.label_column": "label",
-                                                       **extra})
+    return sst_config(
+        tmp_path,
+        tmp_path / "model",
+        **{
+            "data.format": "tsv",
+            "data.train": "train.tsv",
+            "data.dev": "dev.tsv",
+            "data.test": "test.tsv",
+            "data.text_column": "sentence",
+            "data.label_column": "label",
+            **extra,
+        },
+    )
 
 
 def test_tsv_format_trains_with_the_file_labels(tmp_path):
@@ -174,7 +242,11 @@ def test_real_sst_splits_load_with_the_published_counts():
 def test_a_training_limit_does_not_cut_the_file_given_to_predict(sst_dir, tmp_path):
     from tasks.run_dir import load_run
 
-    Trainer(sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1, "data.limit": 2}), tmp_path / "run",
-            progress=False, log=quiet).run()
+    Trainer(
+        sst_config(sst_dir, tmp_path / "model", **{"train.epochs": 1, "data.limit": 2}),
+        tmp_path / "run",
+        progress=False,
+        log=quiet,
+    ).run()
     task = load_run(tmp_path / "run").task
     assert len(task.read(sst_dir / "test.txt").lines) == len((sst_dir / "test.txt").read_text().splitlines())

@@ -3,6 +3,7 @@
 Every expected number below was worked out by hand from the Perl script's rules (and agrees
 with what conlleval.pl prints for the same ``token gold pred`` file).
 """
+
 from __future__ import annotations
 
 import random
@@ -27,6 +28,7 @@ def counts(result, chunk_type=None):
 
 
 # --------------------------------------------------------------------------- well-formed schemes
+
 
 def test_iob2_with_a_type_error():
     gold = [["B-PER", "I-PER", "O", "B-LOC"]]
@@ -97,6 +99,7 @@ def test_the_perl_rules_alone_do_not_know_s_tags():
 
 # --------------------------------------------------------------------------- ill-formed sequences
 
+
 def test_sentence_starting_with_i_counts_as_a_chunk():
     result = conlleval([["B-PER", "I-PER", "O"]], [["I-PER", "I-PER", "O"]])
     assert counts(result) == (1, 1, 1)
@@ -127,10 +130,8 @@ def test_chunks_end_at_sentence_boundaries():
 
 
 def test_several_sentences_mixing_every_case():
-    gold = [["B-PER", "I-PER", "O"], ["O", "B-LOC", "I-LOC"], ["B-PER", "B-LOC"],
-            ["B-PER", "I-PER", "B-PER"]]
-    pred = [["I-PER", "I-PER", "O"], ["O", "I-LOC", "I-LOC"], ["I-PER", "I-LOC"],
-            ["B-PER", "I-PER", "I-PER"]]
+    gold = [["B-PER", "I-PER", "O"], ["O", "B-LOC", "I-LOC"], ["B-PER", "B-LOC"], ["B-PER", "I-PER", "B-PER"]]
+    pred = [["I-PER", "I-PER", "O"], ["O", "I-LOC", "I-LOC"], ["I-PER", "I-LOC"], ["B-PER", "I-PER", "I-PER"]]
     report = format_conlleval_report(conlleval(gold, pred))
     assert report == (
         "processed 11 tokens with 6 phrases; found: 5 phrases; correct: 4.\n"
@@ -158,15 +159,14 @@ def test_mismatched_lengths_are_rejected():
 
 # --------------------------------------------------------------------------- files
 
+
 def test_scoring_a_written_prediction_file_gives_the_same_result(tmp_path):
     gold = [["B-PER", "I-PER", "O"], ["O", "B-LOC", "I-LOC"], ["B-PER", "B-LOC"]]
     pred = [["I-PER", "I-PER", "O"], ["O", "I-LOC", "O"], ["I-PER", "I-LOC"]]
     tokens = [[f"w{i}" for i in range(len(tags))] for tags in gold]
     path = tmp_path / "pred.txt"
     path.write_text(format_conll_predictions(tokens, gold, pred))
-    assert format_conlleval_report(conlleval_file(path)) == format_conlleval_report(
-        conlleval(gold, pred)
-    )
+    assert format_conlleval_report(conlleval_file(path)) == format_conlleval_report(conlleval(gold, pred))
 
 
 def test_conlleval_file_counts_docstart_lines_as_tokens_like_the_script(tmp_path):
@@ -176,6 +176,7 @@ def test_conlleval_file_counts_docstart_lines_as_tokens_like_the_script(tmp_path
 
 
 # --------------------------------------------------------------------------- seqeval strict mode
+
 
 def test_strict_and_lenient_agree_on_well_formed_predictions():
     gold = [["B-PER", "I-PER", "O", "B-LOC"]]
@@ -217,9 +218,7 @@ def test_per_type_counts_match_seqeval_default_mode_on_random_iob():
     gold = [[rng.choice(tags) for _ in range(rng.randint(1, 9))] for _ in range(60)]
     pred = [[rng.choice(tags) if rng.random() < 0.4 else tag for tag in sent] for sent in gold]
     result = conlleval(gold, pred)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        gold, pred, average=None, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
     seqeval_types = sorted({t.split("-", 1)[1] for sent in gold for t in sent if t != "O"})
     for i, chunk_type in enumerate(seqeval_types):
         ours = result.per_type[chunk_type]

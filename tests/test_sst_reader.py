@@ -1,4 +1,5 @@
 """SST reader: tree parsing, the published split statistics, SST-2, phrases, and bad input."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -1,5 +1,6 @@
 """The on-disk feature store: right vectors, never stale ones, crash safety under a real SIGKILL,
 resumption without recomputation, and torchrun sharding equal to one process (bitwise)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +17,20 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO, write_random_model
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.embed import plan_embedding_batches
 from elmo_core.loading import model_identity
-from elmo_core.store import (FeatureStore, FeatureStoreError, ShardWriter, build_store, compact_index,
-                             distinct_sentences, layers_for_batch, read_index)
+from elmo_core.store import (
+    FeatureStore,
+    FeatureStoreError,
+    ShardWriter,
+    build_store,
+    compact_index,
+    distinct_sentences,
+    layers_for_batch,
+    read_index,
+)
+from helpers import REPO, write_random_model
 from tasks.cli import main
 
 MODEL_ID = "tiny-test-model"
@@ -30,8 +39,9 @@ MODEL_ID = "tiny-test-model"
 def synthetic_sentences(n: int, seed: int = 0) -> list[list[str]]:
     """``n`` sentences of 1-12 made-up words (plus one exact duplicate, stored once)."""
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzAB.,'") for _ in range(rng.randint(1, 9)))
-                  for _ in range(300)]
+    vocabulary = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyzAB.,'") for _ in range(rng.randint(1, 9))) for _ in range(300)
+    ]
     distinct: dict[tuple[str, ...], None] = {}
     while len(distinct) < n:
         distinct[tuple(rng.choice(vocabulary) for _ in range(rng.randint(1, 12)))] = None
@@ -60,8 +70,10 @@ def contents(store: FeatureStore) -> dict[str, bytes]:
 
 def chunk_fingerprints(directory: Path) -> dict[str, tuple[int, str]]:
     """chunk name -> (inode, sha256): proves a chunk was neither rewritten nor replaced."""
-    return {p.name: (p.stat().st_ino, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in (directory / "chunks").glob("*.npy")}
+    return {
+        p.name: (p.stat().st_ino, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in (directory / "chunks").glob("*.npy")
+    }
 
 
 def subprocess_env() -> dict[str, str]:
@@ -70,12 +82,22 @@ def subprocess_env() -> dict[str, str]:
 
 # ---------------------------------------------------------------- contents and API
 
+
 def test_store_returns_the_bilm_vectors(tiny_bilm, tmp_path):
     sentences = synthetic_sentences(40)
-    store32 = FeatureStore.build(tmp_path / "f32", tiny_bilm, MODEL_ID, sentences, dtype="float32",
-                                 batch_tokens=50, chunk_tokens=64, progress=False)
-    store16 = FeatureStore.build(tmp_path / "f16", tiny_bilm, MODEL_ID, sentences, batch_tokens=50,
-                                 chunk_tokens=64, progress=False)
+    store32 = FeatureStore.build(
+        tmp_path / "f32",
+        tiny_bilm,
+        MODEL_ID,
+        sentences,
+        dtype="float32",
+        batch_tokens=50,
+        chunk_tokens=64,
+        progress=False,
+    )
+    store16 = FeatureStore.build(
+        tmp_path / "f16", tiny_bilm, MODEL_ID, sentences, batch_tokens=50, chunk_tokens=64, progress=False
+    )
     with torch.no_grad():
         expected = tiny_bilm(batch_to_ids(sentences))  # one batch: other batching than the store's
     assert len(store32) == len(store16) == len(sentences) - 1  # the duplicate is stored once
@@ -159,6 +181,7 @@ def test_vectors_do_not_depend_on_what_the_bilm_ran_before(tiny_model, tiny_bilm
 
 # ---------------------------------------------------------------- crash safety
 
+
 def test_leftovers_of_a_crash_are_invisible_then_cleaned(tiny_bilm, tmp_path):
     sentences = synthetic_sentences(20)
     directory = tmp_path / "s"
@@ -216,13 +239,25 @@ build_store(store, load_bilm(options=options, weights=weights), "tiny-test-model
 
 def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_bilm, tmp_path, single_thread):
     sentences = synthetic_sentences(400)
-    one_shot = FeatureStore.build(tmp_path / "one-shot", tiny_bilm, MODEL_ID, sentences, batch_tokens=40,
-                                  chunk_tokens=60, progress=False)
+    one_shot = FeatureStore.build(
+        tmp_path / "one-shot", tiny_bilm, MODEL_ID, sentences, batch_tokens=40, chunk_tokens=60, progress=False
+    )
     reference = contents(one_shot)
     (tmp_path / "sentences.json").write_text(json.dumps(sentences))
     directory = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, "-c", CHILD_BUILD, str(tiny_model[0]), str(tiny_model[1]),
-                              str(directory), str(tmp_path / "sentences.json")], cwd=REPO, env=subprocess_env())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD_BUILD,
+            str(tiny_model[0]),
+            str(tiny_model[1]),
+            str(directory),
+            str(tmp_path / "sentences.json"),
+        ],
+        cwd=REPO,
+        env=subprocess_env(),
+    )
     try:
         deadline = time.monotonic() + 60
         while len(list((directory / "chunks").glob("*.keys"))) < 4:
@@ -230,8 +265,9 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
             assert time.monotonic() < deadline, "the build committed nothing within 60 s"
             time.sleep(0.01)
         while_writing = FeatureStore(directory, MODEL_ID)  # read while the child keeps writing
-        assert all(np.ascontiguousarray(while_writing.get_by_key(k)).tobytes() == reference[k]
-                   for k in while_writing.keys())
+        assert all(
+            np.ascontiguousarray(while_writing.get_by_key(k)).tobytes() == reference[k] for k in while_writing.keys()
+        )
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -245,14 +281,16 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
     plan = plan_embedding_batches(unique, max_tokens=40)
     stored_per_batch = [sum(keys[i] in stored for i in batch) for batch in plan]
     assert all(n in (0, len(batch)) for n, batch in zip(stored_per_batch, plan))  # a batch commits whole
-    committed_chunks = {name: print_ for name, print_ in chunk_fingerprints(directory).items()
-                        if name in {e.chunk for e in read_index(directory).values()}}
+    committed_chunks = {
+        name: print_
+        for name, print_ in chunk_fingerprints(directory).items()
+        if name in {e.chunk for e in read_index(directory).values()}
+    }
 
     calls = []
     forward = tiny_bilm.forward
     tiny_bilm.forward = lambda char_ids: calls.append(char_ids.shape[0]) or forward(char_ids)
-    report = build_store(directory, tiny_bilm, MODEL_ID, sentences, batch_tokens=40, chunk_tokens=60,
-                         progress=False)
+    report = build_store(directory, tiny_bilm, MODEL_ID, sentences, batch_tokens=40, chunk_tokens=60, progress=False)
     assert report.already_stored == len(stored) and report.embedded == len(reference) - len(stored)
     assert len(calls) == report.batches_run == sum(n == 0 for n in stored_per_batch)
     assert sum(calls) == report.embedded  # no stored sentence went through the biLM again
@@ -262,11 +300,16 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
 
 # ---------------------------------------------------------------- shards and torchrun
 
+
 def test_shards_built_separately_equal_one_build_bitwise(tiny_bilm, tmp_path):
     sentences = synthetic_sentences(60)
     one = FeatureStore.build(tmp_path / "one", tiny_bilm, MODEL_ID, sentences, batch_tokens=30, progress=False)
-    reports = [build_store(tmp_path / "sharded", tiny_bilm, MODEL_ID, sentences, shard=(rank, 3),
-                           batch_tokens=30, progress=False) for rank in range(3)]
+    reports = [
+        build_store(
+            tmp_path / "sharded", tiny_bilm, MODEL_ID, sentences, shard=(rank, 3), batch_tokens=30, progress=False
+        )
+        for rank in range(3)
+    ]
     assert all(r.embedded > 0 for r in reports) and sum(r.embedded for r in reports) == len(one)
     assert not (tmp_path / "sharded" / "index.tsv").exists()  # shards only commit their own keys files
     assert contents(FeatureStore(tmp_path / "sharded")) == contents(one)
@@ -276,8 +319,18 @@ def test_shards_built_separately_equal_one_build_bitwise(tiny_bilm, tmp_path):
 
 
 def embed_arguments(tiny_model, text: Path) -> list[str]:
-    return ["embed", "--options", str(tiny_model[0]), "--weights", str(tiny_model[1]), "--input", str(text),
-            "--batch-size", "4", "--quiet"]
+    return [
+        "embed",
+        "--options",
+        str(tiny_model[0]),
+        "--weights",
+        str(tiny_model[1]),
+        "--input",
+        str(text),
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
 
 
 def test_cli_embed_store(tiny_model, tmp_path, capsys):
@@ -308,9 +361,26 @@ def test_torchrun_two_processes_equal_one_process(tiny_model, tmp_path, single_t
     args = embed_arguments(tiny_model, text)
     assert main(args + ["--store", str(tmp_path / "one")]) == 0
     # `python -m torch.distributed.run` is torchrun, with this interpreter whatever PATH says.
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                           "-m", "tasks.cli", *args, "--store", str(tmp_path / "two")],
-                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            "-m",
+            "tasks.cli",
+            *args,
+            "--store",
+            str(tmp_path / "two"),
+        ],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "60 distinct sentences" in done.stdout and "2 process(es)" in done.stdout
     two = tmp_path / "two"

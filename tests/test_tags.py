@@ -1,4 +1,5 @@
 """Tag schemes: detection, conversion, scheme membership and CRF transition constraints."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,9 +44,7 @@ def test_scheme_aliases_are_normalised_and_unknown_names_rejected():
         normalize_scheme("BILOU")
 
 
-@pytest.mark.parametrize(
-    ("corpus", "expected"), [(IOB1, "IOB1"), (IOB2, "IOB2"), (BIOES, "BIOES"), (IO, "IO")]
-)
+@pytest.mark.parametrize(("corpus", "expected"), [(IOB1, "IOB1"), (IOB2, "IOB2"), (BIOES, "BIOES"), (IO, "IO")])
 def test_detect_scheme(corpus, expected):
     assert detect_scheme(corpus) == expected
 
@@ -93,7 +92,10 @@ def test_every_conversion_preserves_the_spans(source, target):
 
 def test_convert_repairs_ill_formed_iob2_like_conlleval():
     assert convert(["O", "I-PER", "I-PER", "I-LOC"], "IOB2", "IOB2") == [
-        "O", "B-PER", "I-PER", "B-LOC",
+        "O",
+        "B-PER",
+        "I-PER",
+        "B-LOC",
     ]
 
 
@@ -107,7 +109,9 @@ def test_extract_spans_is_lenient():
     assert extract_spans(["I-PER", "I-LOC"]) == [Span("PER", 0, 1), Span("LOC", 1, 2)]
     assert extract_spans(["I-PER", "B-PER"]) == [Span("PER", 0, 1), Span("PER", 1, 2)]
     assert extract_spans(["S-PER", "S-PER", "B-LOC", "E-LOC"]) == [
-        Span("PER", 0, 1), Span("PER", 1, 2), Span("LOC", 2, 4),
+        Span("PER", 0, 1),
+        Span("PER", 1, 2),
+        Span("LOC", 2, 4),
     ]
 
 
@@ -158,7 +162,14 @@ def test_is_valid_transition(prev, cur, scheme, valid):
 def test_allowed_transitions_for_bio():
     labels = ["O", "B-PER", "I-PER"]
     assert sorted(allowed_transitions(labels, "IOB2")) == [
-        (0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2),
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+        (2, 1),
+        (2, 2),
     ]
     assert allowed_start_labels(labels, "IOB2") == {0, 1}
     assert allowed_end_labels(labels, "IOB2") == {0, 1, 2}
@@ -168,10 +179,19 @@ def test_allowed_transitions_for_bioes():
     labels = ["O", "B-X", "I-X", "E-X", "S-X"]
     pairs = set(allowed_transitions(labels, "BIOES"))
     assert pairs == {
-        (0, 0), (0, 1), (0, 4),
-        (1, 2), (1, 3), (2, 2), (2, 3),
-        (3, 0), (3, 1), (3, 4),
-        (4, 0), (4, 1), (4, 4),
+        (0, 0),
+        (0, 1),
+        (0, 4),
+        (1, 2),
+        (1, 3),
+        (2, 2),
+        (2, 3),
+        (3, 0),
+        (3, 1),
+        (3, 4),
+        (4, 0),
+        (4, 1),
+        (4, 4),
     }
     assert allowed_start_labels(labels, "BIOES") == {0, 1, 4}
     assert allowed_end_labels(labels, "BIOES") == {0, 3, 4}

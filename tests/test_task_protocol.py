@@ -1,11 +1,11 @@
 """The Task contract is all the trainer, CLI, run loader and layer grid need: a toy task written in
 three pieces -- a task module, a config, a registry line -- trains, evaluates, predicts and runs in
 the grid end to end."""
+
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -96,8 +96,14 @@ model:
 train: {{epochs: 3, batch_size: 4, lr: 0.01, patience: 5, threads: 1}}
 """
 
-SENTENCES = [("he paid 20 dollars", 1), ("she sang a song", 0), ("3 dogs ran", 1), ("the cat slept", 0),
-             ("we met at 9", 1), ("birds fly south", 0)]
+SENTENCES = [
+    ("he paid 20 dollars", 1),
+    ("she sang a song", 0),
+    ("3 dogs ran", 1),
+    ("the cat slept", 0),
+    ("we met at 9", 1),
+    ("birds fly south", 0),
+]
 
 
 @pytest.fixture
@@ -136,17 +142,24 @@ def test_a_toy_task_runs_in_the_layer_grid(toy):
 
     config = (toy / "toy.yaml").read_text()
     options = next(line for line in config.splitlines() if "options:" in line)
-    backbone = {"name": None, "options": options.split("options: ")[1].split(",")[0],
-                "weights": options.split("weights: ")[1].rstrip("}")}
-    rows = run_grid(["toy"], 1, backbone, toy / "grid", mixes=["layer0", "learned λ=0.001"], log=lambda *_: None,
-                    store=None)
+    backbone = {
+        "name": None,
+        "options": options.split("options: ")[1].split(",")[0],
+        "weights": options.split("weights: ")[1].rstrip("}"),
+    }
+    rows = run_grid(
+        ["toy"], 1, backbone, toy / "grid", mixes=["layer0", "learned λ=0.001"], log=lambda *_: None, store=None
+    )
     assert {r["mix"] for r in rows} == {"layer0", "learned λ=0.001"}
     assert "toy dev accuracy" in (toy / "grid" / "table.md").read_text()
 
 
 def test_the_contract_is_small_and_every_task_keeps_its_facts_on_the_class():
-    overridable = {name for name, value in vars(Task).items()
-                   if callable(value) and not isinstance(value, type) and not name.startswith("_")}
+    overridable = {
+        name
+        for name, value in vars(Task).items()
+        if callable(value) and not isinstance(value, type) and not name.startswith("_")
+    }
     shared = {"load", "predict", "uses_elmo", "data_path", "configured_splits"}
     assert len(overridable - shared) <= 13, sorted(overridable - shared)
     for name, task in TASKS.items():

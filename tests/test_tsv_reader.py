@@ -1,4 +1,5 @@
 """Delimited text/label reader: columns by name or index, header detection, bad lines."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,8 @@ def test_columns_by_index_without_header(tmp_path):
     path = write(tmp_path, "good movie\tpos\nbad movie\tneg\n")
     examples = read_tsv(path, text_column=0, label_column=1, header=False)
     assert [(e.tokens, e.label, e.line) for e in examples] == [
-        (["good", "movie"], "pos", 1), (["bad", "movie"], "neg", 2),
+        (["good", "movie"], "pos", 1),
+        (["bad", "movie"], "neg", 2),
     ]
 
 
@@ -84,8 +86,9 @@ def test_empty_label_field(tmp_path):
 
 
 def test_empty_text(tmp_path):
-    error = read_error(write(tmp_path, "sentence\tlabel\ngood\t1\n  \t0\n"),
-                       text_column="sentence", label_column="label")
+    error = read_error(
+        write(tmp_path, "sentence\tlabel\ngood\t1\n  \t0\n"), text_column="sentence", label_column="label"
+    )
     assert error.line == 3
     assert "empty text" in str(error)
 
@@ -108,7 +111,8 @@ def test_empty_file(tmp_path):
 
 
 def test_unknown_column_name(tmp_path):
-    error = read_error(write(tmp_path, "text\tlabel\nhi\t1\n"), text_column="sentence",
-                       label_column="label", header=True)
+    error = read_error(
+        write(tmp_path, "text\tlabel\nhi\t1\n"), text_column="sentence", label_column="label", header=True
+    )
     assert error.line == 1
     assert "'sentence'" in str(error)

@@ -1,4 +1,5 @@
 """WordNet 3.0 sense inventory read from the Debian packages through nltk."""
+
 from __future__ import annotations
 
 from pathlib import Path

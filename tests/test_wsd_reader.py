@@ -1,4 +1,5 @@
 """Raganato-framework reader: published counts, sentence structure, and bad input."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -36,7 +37,9 @@ SMALL_XML = """<?xml version="1.0" encoding="UTF-8" ?>
 </text>
 </corpus>
 """
-SMALL_KEYS = "d000.s000.t000 art%1:09:00::\nd000.s000.t001 long%3:00:02:: long%3:00:01::\nd000.s001.t000 air_force%1:14:00::\n"
+SMALL_KEYS = (
+    "d000.s000.t000 art%1:09:00::\nd000.s000.t001 long%3:00:02:: long%3:00:01::\nd000.s001.t000 air_force%1:14:00::\n"
+)
 
 
 def dataset_paths(name: str) -> tuple[Path, Path]:
@@ -108,7 +111,10 @@ def test_semcor_counts():
     assert len(instances) == 224716
     assert sum(len(sentence.tokens) for sentence in corpus.sentences) == 778587
     assert Counter(instance.pos for instance in instances) == {
-        "NOUN": 86662, "VERB": 88084, "ADJ": 31029, "ADV": 18941,
+        "NOUN": 86662,
+        "VERB": 88084,
+        "ADJ": 31029,
+        "ADV": 18941,
     }
     assert all(len(keys) == 1 for keys in corpus.gold.values())
     assert corpus.sentences[0].tokens[1] == "Fulton_County_Grand_Jury"  # multiwords stay joined

@@ -1,28 +1,39 @@
 """WSD task: nearest sense centroid with first-sense backoff, the candidate-masked classifier,
 scoring through the framework scorer, multiword handling, features, the trainer and the CLI."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import require_wordnet, BANK_LAND, BANK_MONEY, PLANT_FIRST, MONEY, RIVER, PLANT, MULTIWORD, write_wsd,  REPO, shared_path, write_random_model
 from data.errors import DataFormatError
-from data.wordnet import DEBIAN_WORDNET_DIR
 from elmo_core import load_bilm
 from elmo_core.scalar_mix import ScalarMix
+from helpers import (
+    BANK_LAND,
+    BANK_MONEY,
+    MONEY,
+    MULTIWORD,
+    PLANT,
+    PLANT_FIRST,
+    REPO,
+    RIVER,
+    require_wordnet,
+    shared_path,
+    write_random_model,
+    write_wsd,
+)
 from tasks.cli import main
-from tasks.registry import load_task_config
+from tasks.experiments.wsd_centroid import centroid_answers, fit_centroids, fixed_mix, prepare_task, run_centroid_method
 from tasks.features import InMemoryFeatures, LiveFeatures
 from tasks.heads.sense import CandidateSenseClassifier, SenseCentroids
 from tasks.metrics.wsd import evaluate
+from tasks.registry import load_task_config
 from tasks.trainer import Trainer
-from tasks.experiments.wsd_centroid import (centroid_answers, fit_centroids, fixed_mix, prepare_task,
-                                            run_centroid_method)
 from tasks.wsd import InstanceFeatures, WsdConfig, WsdTask, expand_sentence, make_split, split_multiword
 
 torch.set_num_threads(1)
@@ -38,8 +49,15 @@ def wsd_dir(tmp_path: Path) -> Path:
 
 
 def wsd_config(data_dir: Path, model_dir: Path | None = None, **extra) -> dict:
-    overrides = {"data.dir": str(data_dir), "train.epochs": 3, "train.patience": 5, "train.threads": 1,
-                 "train.batch_size": 4, "model.sense_dim": 8, **extra}
+    overrides = {
+        "data.dir": str(data_dir),
+        "train.epochs": 3,
+        "train.patience": 5,
+        "train.threads": 1,
+        "train.batch_size": 4,
+        "model.sense_dim": 8,
+        **extra,
+    }
     if model_dir is not None:
         options, weights = write_random_model(model_dir)
         overrides.update({"backbone.name": None, "backbone.options": str(options), "backbone.weights": str(weights)})
@@ -95,8 +113,12 @@ def test_centroid_results_are_scored_by_the_framework_scorer(wsd_dir, tmp_path):
         set_features(split, {k: list(np.eye(len(keys))[n]) for n, k in enumerate(keys)}, [0.0] * len(keys))
     results = run_centroid_method(task, ["layer:1", "average"], tmp_path / "out", log=lambda *_: None)
     assert set(results) == {"centroid layer:1", "centroid average", "WordNet first sense", "SemCor most frequent sense"}
-    answers = dict(line.split() for line in (tmp_path / "out" / "centroid_layer1.test.key.txt").read_text().splitlines())
-    assert results["centroid layer:1"]["test"]["f1"] == pytest.approx(100 * evaluate(task.splits["test"].corpus, answers).overall.f1)
+    answers = dict(
+        line.split() for line in (tmp_path / "out" / "centroid_layer1.test.key.txt").read_text().splitlines()
+    )
+    assert results["centroid layer:1"]["test"]["f1"] == pytest.approx(
+        100 * evaluate(task.splits["test"].corpus, answers).overall.f1
+    )
     # Seen lemmas are all right (one direction per sense); only 'plant' (unseen) rests on WordNet's first sense.
     assert results["centroid layer:1"]["test"]["f1"] == pytest.approx(100.0)
     assert results["WordNet first sense"]["test"]["by_dataset"].keys() == {"senseval2"}
@@ -155,15 +177,43 @@ def test_classifier_trains_through_the_trainer_and_answers_only_candidates(wsd_d
 
 
 def test_evaluate_and_predict_verbs_on_a_wsd_run(wsd_dir, tmp_path, capsys):
-    Trainer(wsd_config(wsd_dir, tmp_path / "model", **{"train.epochs": 1}), tmp_path / "run", progress=False,
-            log=lambda *_: None).run()
+    Trainer(
+        wsd_config(wsd_dir, tmp_path / "model", **{"train.epochs": 1}),
+        tmp_path / "run",
+        progress=False,
+        log=lambda *_: None,
+    ).run()
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(wsd_dir / "ALL")]) == 0
     assert "f1" in capsys.readouterr().out
-    assert main(["predict", str(tmp_path / "run"), "--input", str(wsd_dir / "ALL" / "ALL.data.xml"),
-                 "--output", str(tmp_path / "answers.key")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(wsd_dir / "ALL" / "ALL.data.xml"),
+                "--output",
+                str(tmp_path / "answers.key"),
+            ]
+        )
+        == 0
+    )
     assert len((tmp_path / "answers.key").read_text().splitlines()) == 7
-    assert main(["predict", str(tmp_path / "run"), "--input", str(wsd_dir / "ALL" / "ALL.data.xml"),
-                 "--output", str(tmp_path / "x.key"), "--format", "text"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(wsd_dir / "ALL" / "ALL.data.xml"),
+                "--output",
+                str(tmp_path / "x.key"),
+                "--format",
+                "text",
+            ]
+        )
+        == 2
+    )
 
 
 # -- data and features ----------------------------------------------------------------------------
@@ -229,7 +279,12 @@ def test_first_sense_backoff_reproduces_the_published_baseline_on_all():
     report = evaluate(split.corpus, task.first_sense_answers(split))
     assert round(100 * report.overall.f1, 1) == 65.2  # Raganato et al. (2017), WN 1st sense, ALL
     assert {k: round(100 * v.f1, 1) for k, v in report.by_dataset.items()} == {
-        "senseval2": 66.8, "senseval3": 66.2, "semeval2007": 55.2, "semeval2013": 63.0, "semeval2015": 67.8}
+        "senseval2": 66.8,
+        "senseval3": 66.2,
+        "semeval2007": 55.2,
+        "semeval2013": 63.0,
+        "semeval2015": 67.8,
+    }
 
 
 def test_make_split_keeps_instance_order_of_the_corpus(wsd_dir):

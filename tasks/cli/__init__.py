@@ -9,6 +9,7 @@
 
 Run `elmo-tasks VERB --help` for each verb's options and an example.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ VERBS = (embed, train, evaluate, predict, benchmark, pretrain)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elmo-tasks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="elmo-tasks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
         verb.add_parser(verbs)

@@ -1,4 +1,5 @@
 """What several verbs share: the backbone arguments and how scores are printed."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,12 @@ PRECISIONS = ["fp32", "int8", "bf16", "fp16"]
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backbone (a model name, or an options JSON + HDF5 weights)")
-    group.add_argument("--backbone", default=None, metavar="NAME",
-                       help="named model: default (shipped), small, medium, original, original-5.5b (downloaded)")
+    group.add_argument(
+        "--backbone",
+        default=None,
+        metavar="NAME",
+        help="named model: default (shipped), small, medium, original, original-5.5b (downloaded)",
+    )
     group.add_argument("--options", type=Path, help="options JSON in the bilm-tf layout")
     group.add_argument("--weights", type=Path, help="HDF5 weights in the bilm-tf layout")
 
@@ -26,8 +31,14 @@ def backbone_from_args(args: argparse.Namespace, stateful: bool = False):
     from elmo_core import load_bilm
 
     check_backbone_arguments(args)
-    return load_bilm(name=args.backbone, options=args.options, weights=args.weights, stateful=stateful,
-                     device=getattr(args, "device", "cpu"), precision=getattr(args, "precision", "fp32"))
+    return load_bilm(
+        name=args.backbone,
+        options=args.options,
+        weights=args.weights,
+        stateful=stateful,
+        device=getattr(args, "device", "cpu"),
+        precision=getattr(args, "precision", "fp32"),
+    )
 
 
 def format_scores(scores: dict) -> str:

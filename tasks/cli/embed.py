@@ -1,4 +1,5 @@
 """``elmo-tasks embed``: every biLM layer of each line, as bilm-tf's HDF5 dump or into a feature store."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,15 @@ def embed_to_hdf5(args: argparse.Namespace) -> str:
         raise UsageError("several processes (torchrun) can only write a --store, not an HDF5 --output")
     bilm = backbone_from_args(args, stateful=args.stateful)
     batch_size = args.batch_size or (64 if args.stateful else 256)
-    n = embed_file(bilm, args.input, args.output, batch_size=batch_size, stateful=args.stateful,
-                   device=args.device, progress=not args.quiet)
+    n = embed_file(
+        bilm,
+        args.input,
+        args.output,
+        batch_size=batch_size,
+        stateful=args.stateful,
+        device=args.device,
+        progress=not args.quiet,
+    )
     return f"wrote {n} sentences x {bilm.num_layers} layers x {bilm.output_dim} dims to {args.output}"
 
 
@@ -30,8 +38,10 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
     from elmo_core.store import build_store_distributed, rank_and_world
 
     if args.stateful:
-        raise UsageError("--stateful cannot write a --store: stateful vectors depend on the batches before them, "
-                         "so they cannot be keyed by the sentence alone")
+        raise UsageError(
+            "--stateful cannot write a --store: stateful vectors depend on the batches before them, "
+            "so they cannot be keyed by the sentence alone"
+        )
     rank, world = rank_and_world()
     if world > 1 and args.device == "cuda":
         args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
@@ -41,14 +51,23 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
     model_id = model_identity(options, weights)
     if args.precision != "fp32":  # other numerics give other vectors: they must not share keys with fp32
         model_id = f"{model_id}+{args.precision}"
-    report = build_store_distributed(args.store, bilm, model_id, sentences, dtype=args.store_dtype,
-                                     max_batch=args.batch_size or 256, device=args.device,
-                                     progress=not args.quiet and rank == 0)
+    report = build_store_distributed(
+        args.store,
+        bilm,
+        model_id,
+        sentences,
+        dtype=args.store_dtype,
+        max_batch=args.batch_size or 256,
+        device=args.device,
+        progress=not args.quiet and rank == 0,
+    )
     if rank != 0:
         return None
-    return (f"store {args.store}: {report.sentences} distinct sentences x {bilm.num_layers} layers x "
-            f"{bilm.output_dim} dims ({args.store_dtype}): {report.embedded} embedded, "
-            f"{report.already_stored} already stored; {world} process(es), {report.seconds:.1f} s")
+    return (
+        f"store {args.store}: {report.sentences} distinct sentences x {bilm.num_layers} layers x "
+        f"{bilm.output_dim} dims ({args.store_dtype}): {report.embedded} embedded, "
+        f"{report.already_stored} already stored; {world} process(es), {report.seconds:.1f} s"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,32 +86,51 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(verbs) -> None:
     parser = verbs.add_parser(
-        "embed", help="embed sentences with all biLM layers",
+        "embed",
+        help="embed sentences with all biLM layers",
         description="Embed a file with one whitespace-tokenised sentence per line. The HDF5 output has one "
-                    "dataset per line index ('0', '1', ...) of shape (layers, tokens, dim) and a "
-                    "'sentence_to_index' JSON dataset: the format of bilm-tf's dump_bilm_embeddings.",
+        "dataset per line index ('0', '1', ...) of shape (layers, tokens, dim) and a "
+        "'sentence_to_index' JSON dataset: the format of bilm-tf's dump_bilm_embeddings.",
         epilog="example: elmo-tasks embed --options options.json --weights weights.hdf5 "
-               "--input sentences.txt --output elmo.hdf5")
+        "--input sentences.txt --output elmo.hdf5",
+    )
     add_backbone_arguments(parser)
     parser.add_argument("--input", type=Path, required=True, help="UTF-8 text, one tokenised sentence per line")
     destination = parser.add_mutually_exclusive_group(required=True)
     destination.add_argument("--output", type=Path, help="HDF5 file to write (written atomically)")
-    destination.add_argument("--store", type=Path, metavar="DIR",
-                             help="instead of --output: add the sentences to a feature store directory (memory-mapped "
-                                  "chunks keyed by model + sentence; resumable; shards over ranks under torchrun "
-                                  "--no-python elmo-tasks embed ...). See docs/store.md")
-    parser.add_argument("--store-dtype", choices=("float16", "float32"), default="float16",
-                        help="precision of the --store vectors (default float16)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="sentences per batch: default 256 (length-sorted, at most 4000 tokens a batch); "
-                             "stateful mode batches the file's lines in order, default 64")
-    parser.add_argument("--stateful", action="store_true",
-                        help="carry LSTM state from batch to batch like bilm-tf (default: every sentence starts "
-                             "from zero)")
+    destination.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="instead of --output: add the sentences to a feature store directory (memory-mapped "
+        "chunks keyed by model + sentence; resumable; shards over ranks under torchrun "
+        "--no-python elmo-tasks embed ...). See docs/store.md",
+    )
+    parser.add_argument(
+        "--store-dtype",
+        choices=("float16", "float32"),
+        default="float16",
+        help="precision of the --store vectors (default float16)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sentences per batch: default 256 (length-sorted, at most 4000 tokens a batch); "
+        "stateful mode batches the file's lines in order, default 64",
+    )
+    parser.add_argument(
+        "--stateful",
+        action="store_true",
+        help="carry LSTM state from batch to batch like bilm-tf (default: every sentence starts from zero)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="fp32 (exact, default); int8: dynamic quantisation of the linear layers (CPU); "
-                             "bf16/fp16: autocast (GPU)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (exact, default); int8: dynamic quantisation of the linear layers (CPU); bf16/fp16: autocast (GPU)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)

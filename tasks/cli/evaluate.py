@@ -1,4 +1,5 @@
 """``elmo-tasks evaluate RUN_DIR --data FILE``: score a trained run on a labelled file."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(verbs) -> None:
-    parser = verbs.add_parser("evaluate", help="score a trained run on a labelled file",
-                              description="Score a run's best checkpoint on a labelled file in the task's format "
-                                          "(CoNLL for NER and the probes, scored like conlleval; SST trees or TSV; "
-                                          "the WSD framework's XML + gold keys).",
-                              epilog="example: elmo-tasks evaluate runs/ner_conll2003-seed1 --data eng.testb")
+    parser = verbs.add_parser(
+        "evaluate",
+        help="score a trained run on a labelled file",
+        description="Score a run's best checkpoint on a labelled file in the task's format "
+        "(CoNLL for NER and the probes, scored like conlleval; SST trees or TSV; "
+        "the WSD framework's XML + gold keys).",
+        epilog="example: elmo-tasks evaluate runs/ner_conll2003-seed1 --data eng.testb",
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--data", type=Path, required=True, help="labelled file in the task's format")
     parser.add_argument("--output", type=Path, help="also write the predictions beside the gold labels")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="backbone numerics for this evaluation (e.g. int8 to measure its cost)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="backbone numerics for this evaluation (e.g. int8 to measure its cost)",
+    )
     parser.set_defaults(run=run)

@@ -1,4 +1,5 @@
 """``elmo-tasks predict RUN_DIR --input FILE --output FILE``: tag or classify new text."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,21 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(verbs) -> None:
     parser = verbs.add_parser(
-        "predict", help="tag or classify a file with a trained run",
+        "predict",
+        help="tag or classify a file with a trained run",
         description="Raw text (one tokenised sentence per line) or a file in the task's labelled format. NER "
-                    "writes 'token tag' lines with a blank line between sentences; sentiment 'label<TAB>name<TAB>"
-                    "text' lines; WSD the framework's key file.",
-        epilog="example: elmo-tasks predict runs/ner_conll2003-seed1 --input news.txt --output news.tags")
+        "writes 'token tag' lines with a blank line between sentences; sentiment 'label<TAB>name<TAB>"
+        "text' lines; WSD the framework's key file.",
+        epilog="example: elmo-tasks predict runs/ner_conll2003-seed1 --input news.txt --output news.tags",
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--format", choices=["auto", "text", "labelled", "conll"], default="auto",
-                        help="auto (default): the task's labelled format when the file has its structure, text "
-                             "otherwise; conll is an alias of labelled")
+    parser.add_argument(
+        "--format",
+        choices=["auto", "text", "labelled", "conll"],
+        default="auto",
+        help="auto (default): the task's labelled format when the file has its structure, text "
+        "otherwise; conll is an alias of labelled",
+    )
     parser.set_defaults(run=run)

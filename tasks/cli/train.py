@@ -1,4 +1,5 @@
 """``elmo-tasks train CONFIG.yaml``: train a task head from a YAML config; re-running resumes."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,9 @@ from pathlib import Path
 from .common import format_scores
 
 
-def train(config_path: Path, overrides: dict | None = None, out: Path | None = None, progress: bool = True,
-          log=print) -> tuple[dict, Path]:
+def train(
+    config_path: Path, overrides: dict | None = None, out: Path | None = None, progress: bool = True, log=print
+) -> tuple[dict, Path]:
     """Check the config (all of it, before any data is read), train, and return ``(results, run directory)``."""
     from ..registry import load_task_config
     from ..trainer import Trainer
@@ -31,16 +33,22 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(verbs) -> None:
     parser = verbs.add_parser(
-        "train", help="train a task model from a YAML config",
+        "train",
+        help="train a task model from a YAML config",
         description="Train a task head on the frozen backbone. The whole config is checked first (unknown keys, "
-                    "types, ranges). The run directory receives the resolved config, vocabularies, per-epoch "
-                    "metrics (metrics.csv/json), best.pt (best dev score) and last.pt, dev/test predictions and "
-                    "reports. Running the same command again resumes; train.epochs and train.patience may be "
-                    "raised on resume, nothing that changes the model may.",
-        epilog="example: elmo-tasks train configs/ner_conll2003.yaml --set train.seed=2 --out runs/ner-s2")
+        "types, ranges). The run directory receives the resolved config, vocabularies, per-epoch "
+        "metrics (metrics.csv/json), best.pt (best dev score) and last.pt, dev/test predictions and "
+        "reports. Running the same command again resumes; train.epochs and train.patience may be "
+        "raised on resume, nothing that changes the model may.",
+        epilog="example: elmo-tasks train configs/ner_conll2003.yaml --set train.seed=2 --out runs/ner-s2",
+    )
     parser.add_argument("config", type=Path, help="YAML config (see configs/)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a dotted config key, e.g. model.hidden=200 or data.limit=500 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a dotted config key, e.g. model.hidden=200 or data.limit=500 (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<config>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)

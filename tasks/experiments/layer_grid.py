@@ -4,6 +4,7 @@ The ELMo paper's analysis as one command: does mixing all layers beat the top la
 layer holds syntax (POS, chunking) and which semantics (WSD)? Features are computed once per
 dataset and shared by all cells (only the heads train), model selection uses dev, test is reported.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,11 +25,10 @@ from data.config import known_key
 from elmo_core.io import atomic_write_json, atomic_write_text
 
 from ..config import TaskConfig
-from ..registry import load_task_config
 from ..errors import UsageError
-from ..metrics.classification import save_png
 from ..features import attach_features, backbone_files, backbone_identity, load_backbone
-from ..registry import TASKS, build_task
+from ..metrics.classification import save_png
+from ..registry import TASKS, build_task, load_task_config
 
 
 def grid_mixes(num_layers: int) -> dict[str, dict]:
@@ -36,9 +36,14 @@ def grid_mixes(num_layers: int) -> dict[str, dict]:
     each layer alone, the top layer, the equal average, the learned ScalarMix with a strong and a
     weak L2 penalty, and the concatenation."""
     mixes = {f"layer{k}": {"mode": "single", "layer": k} for k in range(num_layers)}
-    return {**mixes, "top": {"mode": "top"}, "average": {"mode": "average"},
-            "learned λ=1": {"mode": "learned", "l2": 1.0}, "learned λ=0.001": {"mode": "learned", "l2": 0.001},
-            "concat": {"mode": "concat"}}
+    return {
+        **mixes,
+        "top": {"mode": "top"},
+        "average": {"mode": "average"},
+        "learned λ=1": {"mode": "learned", "l2": 1.0},
+        "learned λ=0.001": {"mode": "learned", "l2": 0.001},
+        "concat": {"mode": "concat"},
+    }
 
 
 MIXES = grid_mixes(3)  # the mixes on an ELMo with 2 LSTM layers (every published ELMo)
@@ -59,8 +64,9 @@ def backbone_layers(backbone: dict) -> int:
     return int(options["lstm"]["n_layers"]) + 1
 
 
-def cell_config(task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict,
-                store: Path | None = None) -> TaskConfig:
+def cell_config(
+    task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict, store: Path | None = None
+) -> TaskConfig:
     """The task's config for one cell. ``store``: the on-disk feature store every cell reads (and
     the first one fills); ``None`` keeps the features in memory only."""
     backbone = {**backbone, "store": str(store) if store is not None else None}
@@ -77,8 +83,9 @@ def overrides_for(task: str, extra: dict) -> dict:
     return {k: v for k, v in extra.items() if known_key(TASKS[task].Config, k)}
 
 
-def check_grid(tasks: list[str], mixes: list[str], backbone: dict, seeds: int, jobs: int,
-               extra: dict | None = None) -> dict[str, dict]:
+def check_grid(
+    tasks: list[str], mixes: list[str], backbone: dict, seeds: int, jobs: int, extra: dict | None = None
+) -> dict[str, dict]:
     """Every argument checked before any cell starts; returns the mixes this backbone has."""
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
@@ -100,9 +107,18 @@ def check_grid(tasks: list[str], mixes: list[str], backbone: dict, seeds: int, j
 _inherited: dict = {}  # the feature and backbone caches forked workers inherit (see run_grid)
 
 
-def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: bool = False,
-             mixes: list[str] | None = None, extra: dict | None = None, log=print, jobs: int = 1,
-             store: Path | None | str = "default") -> list[dict]:
+def run_grid(
+    tasks: list[str],
+    seeds: int,
+    backbone: dict,
+    out: Path,
+    reduced: bool = False,
+    mixes: list[str] | None = None,
+    extra: dict | None = None,
+    log=print,
+    jobs: int = 1,
+    store: Path | None | str = "default",
+) -> list[dict]:
     """Train and score every (task, mix, seed) cell into ``out/runs``; cells already finished
     there (by any earlier invocation) are kept, a cell cut off mid-training resumes from its last
     epoch. ``jobs > 1`` trains that many cells at once in forked worker processes with one thread
@@ -120,7 +136,9 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     if jobs > 1:
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
     cells = [(t, m, s) for t in tasks for m in mixes for s in range(1, seeds + 1)]
-    configs = {c: cell_config(c[0], available[c[1]], c[2], backbone, reduced, extra, store) for c in cells}  # all checked now
+    configs = {
+        c: cell_config(c[0], available[c[1]], c[2], backbone, reduced, extra, store) for c in cells
+    }  # all checked now
     todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
     same = equal_mixes(mixes, backbone)
     copies = [c for c in todo if c[1] in same]
@@ -135,9 +153,14 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         for task, mix, seed in todo:
             progress.starting(task, mix, seed)
             started = time.perf_counter()
-            result = Trainer(configs[task, mix, seed], cell_dir(out, task, mix, seed), progress=False,
-                             log=lambda *_: clock.tick(progress.done),  # the trainer logs once per epoch
-                             feature_cache=feature_cache, backbone_cache=backbone_cache).run()
+            result = Trainer(
+                configs[task, mix, seed],
+                cell_dir(out, task, mix, seed),
+                progress=False,
+                log=lambda *_: clock.tick(progress.done),  # the trainer logs once per epoch
+                feature_cache=feature_cache,
+                backbone_cache=backbone_cache,
+            ).run()
             progress.finished(task, mix, seed, result, time.perf_counter() - started)
             clock.tick(progress.done)
     elif todo:
@@ -149,9 +172,17 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
         todo.sort(key=lambda c: -TASKS[c[0]].cost)  # stable: task, mix, seed order within a cost
         _inherited.update(features=feature_cache, backbones=backbone_cache)
         log(f"{len(todo)} cells on {jobs} worker processes (1 thread each)")
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending = {pool.submit(_run_cell_in_worker, configs[t, m, s], cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (t, m, s) for t, m, s in todo}
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            pending = {
+                pool.submit(_run_cell_in_worker, configs[t, m, s], cell_dir(out, t, m, s), f"{t} | {m} | seed {s}"): (
+                    t,
+                    m,
+                    s,
+                )
+                for t, m, s in todo
+            }
             running = set(pending)
             while running:
                 # wake at least every minute, so the clock of a killed invocation is at most a minute short
@@ -169,8 +200,9 @@ def run_grid(tasks: list[str], seeds: int, backbone: dict, out: Path, reduced: b
     return all_rows
 
 
-def warm_feature_cache(config: TaskConfig, feature_cache: dict, backbone_cache: dict,
-                       progress: bool = False) -> dict[str, float]:
+def warm_feature_cache(
+    config: TaskConfig, feature_cache: dict, backbone_cache: dict, progress: bool = False
+) -> dict[str, float]:
     """Embed (or read from the store) every split of the task ``config`` describes into
     ``feature_cache``, so that later ``Trainer`` runs given the same dicts, in this process or in
     processes forked from it, train without running the backbone. Returns seconds per split."""
@@ -202,9 +234,11 @@ def copy_equal_cell(out: Path, task: str, mix: str, source_mix: str, seed: int) 
 def _flushing(log):
     """``log``, then flush stdout: lines reach a log file whole and in order beside the workers'
     lines, and forked workers never inherit (and print again) buffered text."""
+
     def log_and_flush(line: str) -> None:
         log(line)
         sys.stdout.flush()
+
     return log_and_flush
 
 
@@ -215,8 +249,14 @@ def _run_cell_in_worker(config: TaskConfig, run_dir: Path, label: str) -> tuple[
     sys.stdout.write(f"  started {label} (worker {os.getpid()})\n")  # one write: workers share the stream
     sys.stdout.flush()
     started = time.perf_counter()
-    result = Trainer(config, run_dir, progress=False, log=lambda *_: None,
-                     feature_cache=_inherited.get("features"), backbone_cache=_inherited.get("backbones")).run()
+    result = Trainer(
+        config,
+        run_dir,
+        progress=False,
+        log=lambda *_: None,
+        feature_cache=_inherited.get("features"),
+        backbone_cache=_inherited.get("backbones"),
+    ).run()
     return result, time.perf_counter() - started
 
 
@@ -258,8 +298,10 @@ class GridProgress:
         self.seconds.setdefault(task, []).append(seconds)
         dev, test = _metric(task, result.get("dev", {})), _metric(task, result.get("test", {}))
         scores = f"dev {dev:.2f}, test {test:.2f}" if dev is not None and test is not None else "no scores"
-        self.log(f"[{self.done}/{self.total} done] {task} | {mix} | seed {seed}: {scores} ({seconds / 60:.1f} min)"
-                 f"{self._eta()}")
+        self.log(
+            f"[{self.done}/{self.total} done] {task} | {mix} | seed {seed}: {scores} ({seconds / 60:.1f} min)"
+            f"{self._eta()}"
+        )
 
 
 class InvocationClock:
@@ -271,12 +313,18 @@ class InvocationClock:
         out.mkdir(parents=True, exist_ok=True)
         self.path, self.started = out / "timings.jsonl", time.perf_counter()
         self.previous = self.path.read_text().splitlines() if self.path.is_file() else []
-        self.entry = {"tasks": tasks, "cells": cells, "reduced": reduced, "jobs": jobs,
-                      "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        self.entry = {
+            "tasks": tasks,
+            "cells": cells,
+            "reduced": reduced,
+            "jobs": jobs,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
 
     def tick(self, cells_done: int, finished: bool = False) -> None:
-        entry = dict(self.entry, seconds=round(time.perf_counter() - self.started, 1), cells_done=cells_done,
-                     finished=finished)
+        entry = dict(
+            self.entry, seconds=round(time.perf_counter() - self.started, 1), cells_done=cells_done, finished=finished
+        )
         atomic_write_text(self.path, "\n".join(self.previous + [json.dumps(entry)]) + "\n")
 
 
@@ -285,9 +333,15 @@ def mix_dirname(mix: str) -> str:
 
 
 def cell_row(task: str, mix: str, seed: int, result: dict) -> dict:
-    return {"task": task, "mix": mix, "seed": seed, "dev": _metric(task, result["dev"]),
-            "test": _metric(task, result.get("test", {})), "mix_s": result.get("mix", {}).get("s"),
-            "gamma": result.get("mix", {}).get("gamma")}
+    return {
+        "task": task,
+        "mix": mix,
+        "seed": seed,
+        "dev": _metric(task, result["dev"]),
+        "test": _metric(task, result.get("test", {})),
+        "mix_s": result.get("mix", {}).get("s"),
+        "gamma": result.get("mix", {}).get("gamma"),
+    }
 
 
 def collect_rows(out: Path) -> list[dict]:
@@ -320,7 +374,11 @@ def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
     atomic_write_text(out / "cells.csv", csv_text(rows, ["task", "mix", "seed", "dev", "test", "mix_s", "gamma"]))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     mixes = list(dict.fromkeys(r["mix"] for r in rows))
-    header = "| mix | " + " | ".join(f"{t} dev {TASKS[t].metric_label} | {t} test {TASKS[t].metric_label}" for t in tasks) + " |"
+    header = (
+        "| mix | "
+        + " | ".join(f"{t} dev {TASKS[t].metric_label} | {t} test {TASKS[t].metric_label}" for t in tasks)
+        + " |"
+    )
     lines = [header, "|---|" + "---:|---:|" * len(tasks)]
     summary_rows = []
     for mix in mixes:
@@ -328,20 +386,37 @@ def write_outputs(rows: list[dict], out: Path, reduced: bool) -> str:
         for task in tasks:
             sel = [r for r in rows if r["task"] == task and r["mix"] == mix]
             cells += [_mean_std([r["dev"] for r in sel]), _mean_std([r["test"] for r in sel])]
-            summary_rows.append({"task": task, "mix": mix, "dev_mean": statistics.mean([r["dev"] for r in sel]) if sel else None,
-                                 "test": _mean_std([r["test"] for r in sel]), "dev": _mean_std([r["dev"] for r in sel])})
+            summary_rows.append(
+                {
+                    "task": task,
+                    "mix": mix,
+                    "dev_mean": statistics.mean([r["dev"] for r in sel]) if sel else None,
+                    "test": _mean_std([r["test"] for r in sel]),
+                    "dev": _mean_std([r["dev"] for r in sel]),
+                }
+            )
         lines.append(f"| {mix} | " + " | ".join(cells) + " |")
     weights = ["| task | mix | s_j (after softmax, mean over seeds) | γ |", "|---|---|---|---:|"]
     for task in tasks:
         for mix in mixes:
-            sel = [r for r in rows if r["task"] == task and r["mix"] == mix and r["mix_s"] and mix.startswith("learned")]
+            sel = [
+                r for r in rows if r["task"] == task and r["mix"] == mix and r["mix_s"] and mix.startswith("learned")
+            ]
             if sel:
-                s = [statistics.mean(col) for col in zip(*[r["mix_s"] for r in sel])]
-                weights.append(f"| {task} | {mix} | {', '.join(f'{v:.3f}' for v in s)} | {statistics.mean(r['gamma'] for r in sel):.3f} |")
+                s = ", ".join(f"{v:.3f}" for v in (statistics.mean(col) for col in zip(*[r["mix_s"] for r in sel])))
+                gamma = statistics.mean(r["gamma"] for r in sel)
+                weights.append(f"| {task} | {mix} | {s} | {gamma:.3f} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(weights) + "\n"
-    timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()] if (out / "timings.jsonl").is_file() else []
-    atomic_write_text(out / "table.md", f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. "
-                      f"{describe_invocations(timings)}\n\n" + table)
+    timings = (
+        [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()]
+        if (out / "timings.jsonl").is_file()
+        else []
+    )
+    atomic_write_text(
+        out / "table.md",
+        f"Grid {'(reduced)' if reduced else '(full)'}: {len(rows)} finished cells. "
+        f"{describe_invocations(timings)}\n\n" + table,
+    )
     atomic_write_text(out / "summary.csv", csv_text(summary_rows, ["task", "mix", "dev", "test", "dev_mean"]))
     plot(rows, out, tasks, mixes)
     return table
@@ -363,8 +438,10 @@ def describe_invocations(timings: list[dict]) -> str:
     for t in timings:
         done = t.get("cells_done", t["cells"])
         state = "" if t.get("finished", True) else ", cut off"
-        parts.append(f"{'+'.join(t['tasks'])}: {done}/{t['cells']} cells done after {t['seconds'] / 60:.1f} min "
-                     f"({t.get('jobs', 1)} job{'s' if t.get('jobs', 1) > 1 else ''}{state})")
+        parts.append(
+            f"{'+'.join(t['tasks'])}: {done}/{t['cells']} cells done after {t['seconds'] / 60:.1f} min "
+            f"({t.get('jobs', 1)} job{'s' if t.get('jobs', 1) > 1 else ''}{state})"
+        )
     total = sum(t["seconds"] for t in timings) / 60
     return f"Invocations: {'; '.join(parts)}. Total wall time: {total:.1f} min."
 

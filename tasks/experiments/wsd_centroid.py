@@ -2,6 +2,7 @@
 *fixed* mix (layer k, average, top); a test instance takes the cosine-nearest centroid among the
 senses seen for its lemma + POS, with WordNet's first sense for lemmas never seen. Scored beside
 the WordNet first-sense and SemCor most-frequent-sense baselines by the framework's scorer."""
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,9 @@ def fit_centroids(task: WsdTask, mix: ScalarMix) -> SenseCentroids:
     train = task.splits["train"]
     labelled = [i for i in range(len(train)) if train.gold_keys(i)]
     vectors = train.features.mixed(mix)[labelled]
-    return SenseCentroids.fit(vectors, [train.gold_keys(i)[0] for i in labelled],
-                              [train.instances[i].group for i in labelled])
+    return SenseCentroids.fit(
+        vectors, [train.gold_keys(i)[0] for i in labelled], [train.instances[i].group for i in labelled]
+    )
 
 
 def centroid_answers(task: WsdTask, centroids: SenseCentroids, split: WsdSplit, mix: ScalarMix) -> dict[str, str]:
@@ -50,8 +52,13 @@ def semcor_mfs_answers(task: WsdTask, centroids: SenseCentroids, split: WsdSplit
     return task.with_backoff(split, dict(enumerate(frequent)))
 
 
-def prepare_task(config: WsdConfig, progress: bool = True, log=print, feature_cache: dict | None = None,
-                 backbone_cache: dict | None = None) -> tuple[WsdTask, dict]:
+def prepare_task(
+    config: WsdConfig,
+    progress: bool = True,
+    log=print,
+    feature_cache: dict | None = None,
+    backbone_cache: dict | None = None,
+) -> tuple[WsdTask, dict]:
     """A loaded WSD task with instance features on every split; returns it and a timings dict.
 
     This is the trainer's own preparation (same reading, same ``attach_features``). Passing the
@@ -72,8 +79,13 @@ def prepare_task(config: WsdConfig, progress: bool = True, log=print, feature_ca
         backbone_cache[identity] = bilm
     log(f"backbone: {identity} ({bilm.num_layers} layers x {bilm.output_dim})")
     features = attach_features(task, bilm, progress, feature_cache)
-    return task, {"features_seconds": features, "vocab_seconds": vocab_seconds,
-                  "num_layers": bilm.num_layers, "dim": bilm.output_dim, "backbone": identity}
+    return task, {
+        "features_seconds": features,
+        "vocab_seconds": vocab_seconds,
+        "num_layers": bilm.num_layers,
+        "dim": bilm.output_dim,
+        "backbone": identity,
+    }
 
 
 def score_system(task: WsdTask, answer, name: str, out_dir: Path | None) -> tuple[dict, dict[str, WsdReport]]:
@@ -106,9 +118,13 @@ def run_centroid_method(task: WsdTask, mixes: Iterable[str], out_dir: Path | Non
         centroids = fit_centroids(task, mix)
         name = f"centroid {spec}"
         results[name], reports[name] = score_system(
-            task, functools.partial(centroid_answers, task, centroids, mix=mix), name, out_dir)
+            task, functools.partial(centroid_answers, task, centroids, mix=mix), name, out_dir
+        )
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
-        log(f"{name}: " + ", ".join(f"{s} F1 {results[name][s]['f1']:.1f}" for s in ("dev", "test") if s in results[name]))
+        log(
+            f"{name}: "
+            + ", ".join(f"{s} F1 {results[name][s]['f1']:.1f}" for s in ("dev", "test") if s in results[name])
+        )
     baselines = {"WordNet first sense": task.first_sense_answers}
     if centroids is not None:  # sense counts do not depend on the mix: any fitted centroids will do
         baselines["SemCor most frequent sense"] = lambda split: semcor_mfs_answers(task, centroids, split)
@@ -130,5 +146,12 @@ def _write_answers(out_dir: Path | None, system: str, split: str, answers: dict[
         write_answers(out_dir / f"{system.replace(' ', '_').replace(':', '')}.{split}.key.txt", answers)
 
 
-__all__ = ["fixed_mix", "fit_centroids", "centroid_answers", "semcor_mfs_answers", "prepare_task", "score_system",
-           "run_centroid_method"]
+__all__ = [
+    "fixed_mix",
+    "fit_centroids",
+    "centroid_answers",
+    "semcor_mfs_answers",
+    "prepare_task",
+    "score_system",
+    "run_centroid_method",
+]

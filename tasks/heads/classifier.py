@@ -12,6 +12,7 @@ The no-ELMo baseline needs it (pooled word embeddings are a bag of words); with 
 light stand-in for the paper's BCN. ``encoder="none"`` pools the (already contextual) ELMo
 vectors directly: much cheaper, a few points worse.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -89,10 +90,20 @@ class PooledClassifier(Head):
     ``(batch, num_classes)`` logits.
     """
 
-    def __init__(self, num_classes: int, mix: ScalarMix | None, elmo_dim: int, tokens: TokenEncoder | None,
-                 encoder: str = "lstm", hidden: int = 128, lstm_layers: int = 1,
-                 pooling: str | Sequence[str] = ("mean", "max"), mlp: Sequence[int] = (128,),
-                 dropout: float = 0.5, elmo_dropout: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int,
+        mix: ScalarMix | None,
+        elmo_dim: int,
+        tokens: TokenEncoder | None,
+        encoder: str = "lstm",
+        hidden: int = 128,
+        lstm_layers: int = 1,
+        pooling: str | Sequence[str] = ("mean", "max"),
+        mlp: Sequence[int] = (128,),
+        dropout: float = 0.5,
+        elmo_dropout: float = 0.5,
+    ):
         super().__init__()
         pooling = [pooling] if isinstance(pooling, str) else list(pooling)
         unknown = [p for p in pooling if p not in POOLINGS]
@@ -101,7 +112,9 @@ class PooledClassifier(Head):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
         self.mix, self.tokens, self.pooling = mix, tokens, pooling
-        input_dim = (tokens.output_dim if tokens is not None else 0) + (mix.output_dim(elmo_dim) if mix is not None else 0)
+        input_dim = (tokens.output_dim if tokens is not None else 0) + (
+            mix.output_dim(elmo_dim) if mix is not None else 0
+        )
         if input_dim == 0:
             raise ValueError("the classifier has no input: enable ELMo, word embeddings or the char CNN")
         self.elmo_dropout = nn.Dropout(elmo_dropout)
@@ -109,8 +122,14 @@ class PooledClassifier(Head):
         self.lstm = None
         state_dim = input_dim
         if encoder == "lstm":
-            self.lstm = nn.LSTM(input_dim, hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
-                                dropout=dropout if lstm_layers > 1 else 0.0)
+            self.lstm = nn.LSTM(
+                input_dim,
+                hidden,
+                num_layers=lstm_layers,
+                batch_first=True,
+                bidirectional=True,
+                dropout=dropout if lstm_layers > 1 else 0.0,
+            )
             state_dim = 2 * hidden
         self.attention = AttentionPooling(state_dim) if "attention" in pooling else None
         self.mlp = build_mlp(state_dim * len(pooling), mlp, num_classes, dropout)

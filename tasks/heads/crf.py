@@ -3,6 +3,7 @@
 Disallowed transitions (and start/end tags) get a large negative constant added to their learned
 score, in both training and decoding; pytorch-crf's own forward algorithm and Viterbi do the rest.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 The ELMo paper's probing set-up (POS tagging, chunking): nothing but a linear map sits on top of
 the frozen representation, so the score measures what the layers themselves encode.
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@
 Both read one vector per instance: ``layers (num_layers, batch, dim)`` (a multiword target is the
 mean of its words' vectors; see tasks/wsd.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -41,13 +42,12 @@ class SenseCentroids:
         counts: training instances behind each centroid (reporting, and the SemCor MFS baseline).
     """
 
-    def __init__(self, senses: list[str], centroids: np.ndarray, groups: dict[Hashable, list[int]],
-                 counts: np.ndarray):
+    def __init__(self, senses: list[str], centroids: np.ndarray, groups: dict[Hashable, list[int]], counts: np.ndarray):
         self.senses, self.groups, self.counts = senses, groups, counts
         self.unit = unit_rows(centroids)
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, senses: Sequence[str], groups: Sequence[Hashable]) -> "SenseCentroids":
+    def fit(cls, vectors: np.ndarray, senses: Sequence[str], groups: Sequence[Hashable]) -> SenseCentroids:
         """``vectors (n, dim)``: one training vector per instance, with its gold sense and its group
         (lemma, POS). Returns the per-sense means."""
         if len(vectors) != len(senses) or len(senses) != len(groups):
@@ -110,21 +110,20 @@ class CandidateSenseClassifier(Head):
     scores, the lowest float wherever the mask is False.
     """
 
-    def __init__(self, num_senses: int, mix: ScalarMix, elmo_dim: int, sense_dim: int = 64,
-                 dropout: float = 0.3):
+    def __init__(self, num_senses: int, mix: ScalarMix, elmo_dim: int, sense_dim: int = 64, dropout: float = 0.3):
         super().__init__()
         self.mix = mix
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Linear(mix.output_dim(elmo_dim), sense_dim)
         self.senses = nn.Embedding(num_senses, sense_dim, padding_idx=0)
         self.bias = nn.Embedding(num_senses, 1, padding_idx=0)
-        nn.init.normal_(self.senses.weight, std=sense_dim ** -0.5)
+        nn.init.normal_(self.senses.weight, std=sense_dim**-0.5)
         nn.init.zeros_(self.bias.weight)
         with torch.no_grad():
             self.senses.weight[0].zero_()
 
     def scores(self, layers: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
-        query = self.project(self.dropout(mix_instances(self.mix, layers)))          # (batch, sense_dim)
+        query = self.project(self.dropout(mix_instances(self.mix, layers)))  # (batch, sense_dim)
         scores = torch.einsum("bd,bcd->bc", query, self.senses(candidates)) + self.bias(candidates).squeeze(-1)
         return scores.masked_fill(~candidate_mask, torch.finfo(scores.dtype).min)
 

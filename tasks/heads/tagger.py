@@ -1,4 +1,5 @@
 """BiLSTM-CRF sequence tagger over the task's own ScalarMix of the frozen ELMo layers."""
+
 from __future__ import annotations
 
 import torch
@@ -23,9 +24,18 @@ class CrfTagger(Head):
     ``word_ids (batch, time)``, ``char_ids (batch, time, max_word_len)``.
     """
 
-    def __init__(self, labels: list[str], scheme: str | None, mix: ScalarMix | None, elmo_dim: int,
-                 tokens: TokenEncoder, hidden: int = 200, lstm_layers: int = 1, dropout: float = 0.5,
-                 elmo_dropout: float = 0.5):
+    def __init__(
+        self,
+        labels: list[str],
+        scheme: str | None,
+        mix: ScalarMix | None,
+        elmo_dim: int,
+        tokens: TokenEncoder,
+        hidden: int = 200,
+        lstm_layers: int = 1,
+        dropout: float = 0.5,
+        elmo_dropout: float = 0.5,
+    ):
         super().__init__()
         self.mix, self.tokens = mix, tokens
         input_dim = tokens.output_dim + (mix.output_dim(elmo_dim) if mix is not None else 0)
@@ -33,8 +43,14 @@ class CrfTagger(Head):
             raise ValueError("the tagger has no input: enable ELMo, word embeddings or the char CNN")
         self.elmo_dropout = nn.Dropout(elmo_dropout)
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(input_dim, hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if lstm_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            input_dim,
+            hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if lstm_layers > 1 else 0.0,
+        )
         self.emissions = nn.Linear(2 * hidden, len(labels))
         self.crf = ConstrainedCrf(labels, scheme)
 

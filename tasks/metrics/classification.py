@@ -5,6 +5,7 @@ and predictions as columns, printable as a markdown table and plottable to a PNG
 uses matplotlib's Agg canvas directly, so it works headless and leaves pyplot's global
 backend alone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,12 +49,8 @@ def classification_report(
     names = [str(name) for name in (label_names if label_names is not None else labels)]
     if len(names) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(names)} label names")
-    precision, recall, f1, support = precision_recall_fscore_support(
-        gold, pred, labels=labels, zero_division=0
-    )
-    per_class = pd.DataFrame(
-        {"precision": precision, "recall": recall, "f1": f1, "support": support}, index=names
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    per_class = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support}, index=names)
     matrix = confusion_matrix(gold, pred, labels=labels)
     confusion = pd.DataFrame(
         matrix,
@@ -82,9 +79,7 @@ def dataframe_to_markdown(frame: pd.DataFrame, float_format: str = "{}") -> str:
     return "\n".join([header, rule, *rows])
 
 
-def plot_confusion_matrix(
-    matrix: pd.DataFrame | np.ndarray, labels: Sequence[str], path_png: str | Path
-) -> Path:
+def plot_confusion_matrix(matrix: pd.DataFrame | np.ndarray, labels: Sequence[str], path_png: str | Path) -> Path:
     """Draw the counts as a heat map (gold rows, predicted columns) and save it as a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

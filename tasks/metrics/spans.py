@@ -17,6 +17,7 @@ formed in the declared scheme.
 
 All scores are percentages (0-100), as conlleval prints them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -83,11 +84,17 @@ class ConllevalResult:
 
 # --------------------------------------------------------------------------- conlleval rules
 
+
 def end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
     """conlleval's ``endOfChunk``: did a chunk end between the previous and current word?"""
     chunk_end = (prev_tag, tag) in {
-        ("B", "B"), ("B", "O"), ("I", "B"), ("I", "O"),
-        ("E", "E"), ("E", "I"), ("E", "O"),
+        ("B", "B"),
+        ("B", "O"),
+        ("I", "B"),
+        ("I", "O"),
+        ("E", "E"),
+        ("E", "I"),
+        ("E", "O"),
     }
     if prev_tag != "O" and prev_tag != "." and prev_type != type_:
         chunk_end = True
@@ -100,8 +107,13 @@ def end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
 def start_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
     """conlleval's ``startOfChunk``: did a chunk start between the previous and current word?"""
     chunk_start = (prev_tag, tag) in {
-        ("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"),
-        ("E", "E"), ("E", "I"), ("O", "E"),
+        ("B", "B"),
+        ("I", "B"),
+        ("O", "B"),
+        ("O", "I"),
+        ("E", "E"),
+        ("E", "I"),
+        ("O", "E"),
     }
     if tag != "O" and tag != "." and prev_type != type_:
         chunk_start = True
@@ -145,30 +157,20 @@ class _ConllevalCounter:
         self.last_guessed, self.last_correct = guessed, correct
         self.last_guessed_type, self.last_correct_type = guessed_type, correct_type
 
-    def _close_correct_chunk(
-        self, correct: str, correct_type: str, guessed: str, guessed_type: str
-    ) -> None:
+    def _close_correct_chunk(self, correct: str, correct_type: str, guessed: str, guessed_type: str) -> None:
         if not self.in_correct:
             return
         gold_ends = end_of_chunk(self.last_correct, correct, self.last_correct_type, correct_type)
-        guess_ends = end_of_chunk(
-            self.last_guessed, guessed, self.last_guessed_type, guessed_type
-        )
+        guess_ends = end_of_chunk(self.last_guessed, guessed, self.last_guessed_type, guessed_type)
         if gold_ends and guess_ends and self.last_guessed_type == self.last_correct_type:
             self.in_correct = False
             self._count_correct(self.last_correct_type)
         elif gold_ends != guess_ends or guessed_type != correct_type:
             self.in_correct = False
 
-    def _count_chunk_starts(
-        self, correct: str, correct_type: str, guessed: str, guessed_type: str
-    ) -> None:
-        gold_starts = start_of_chunk(
-            self.last_correct, correct, self.last_correct_type, correct_type
-        )
-        guess_starts = start_of_chunk(
-            self.last_guessed, guessed, self.last_guessed_type, guessed_type
-        )
+    def _count_chunk_starts(self, correct: str, correct_type: str, guessed: str, guessed_type: str) -> None:
+        gold_starts = start_of_chunk(self.last_correct, correct, self.last_correct_type, correct_type)
+        guess_starts = start_of_chunk(self.last_guessed, guessed, self.last_guessed_type, guessed_type)
         if gold_starts and guess_starts and guessed_type == correct_type:
             self.in_correct = True
         if gold_starts:
@@ -192,6 +194,7 @@ class _ConllevalCounter:
 
 # --------------------------------------------------------------------------- public API
 
+
 def _uses_bioes(tag_sequences: Iterable[Sequence[str]]) -> bool:
     return any(split_tag(tag)[0] in ("E", "S") for tags in tag_sequences for tag in tags)
 
@@ -201,9 +204,7 @@ def _check_parallel(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
         raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted ones")
     for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
         if len(gold_tags) != len(pred_tags):
-            raise ValueError(
-                f"sentence {index}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted"
-            )
+            raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted")
 
 
 def conlleval(
@@ -254,9 +255,7 @@ def conlleval_file(path: str | Path, delimiter: str = " ") -> ConllevalResult:
         if expected_fields is None:
             expected_fields = len(fields) or None  # a leading blank line fixes nothing
         elif fields and len(fields) != expected_fields:
-            raise ValueError(
-                f"{path}:{number}: expected {expected_fields} fields, found {len(fields)}"
-            )
+            raise ValueError(f"{path}:{number}: expected {expected_fields} fields, found {len(fields)}")
         if not fields or fields[0] == _BOUNDARY:
             fields = [_BOUNDARY, "O", "O"]
         if len(fields) < 2:
@@ -309,9 +308,7 @@ def _perl_sorted_types(per_type: dict[str, ChunkCounts]) -> list[str]:
     return ordered
 
 
-def strict_f1(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2"
-) -> float:
+def strict_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2") -> float:
     """Micro F1 (percent) of seqeval's strict mode for ``scheme`` ``IOB2`` or ``BIOES``.
 
     Unlike conlleval, a chunk only exists when it is well formed: in IOB2 ``I-PER I-PER``

@@ -11,6 +11,7 @@ of two answers earns 0.5. Then
 Answers for ids missing from the gold are skipped, as Scorer.java does. Scores per dataset
 (the ``senseval2.`` ... prefixes of ``ALL``) and per POS restrict the gold to that group.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -143,6 +144,8 @@ def write_answers(path: str | Path, answers: SystemAnswers) -> None:
     """Write answers in the key-file format Scorer.java reads (``id key [key ...]``)."""
     from elmo_core.io import atomic_write_text
 
-    lines = [" ".join([instance_id, *([answer] if isinstance(answer, str) else list(answer))]) + "\n"
-             for instance_id, answer in answers.items()]
+    lines = [
+        " ".join([instance_id, *([answer] if isinstance(answer, str) else list(answer))]) + "\n"
+        for instance_id, answer in answers.items()
+    ]
     atomic_write_text(Path(path), "".join(lines))
