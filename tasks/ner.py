@@ -15,7 +15,7 @@ from elmo_core.io import atomic_write_text
 from .base import Task, build_mix
 from .batching import batch_layers, padded_token_ids
 from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, positive, unit_interval
-from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
+from .encoders import Vocab, fit_token_inputs, token_encoder_from_config, token_ids
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
 
@@ -128,6 +128,7 @@ class NerTask(Task):
         self.labels: list[str] = []
         self.words: Vocab | None = None
         self.chars: Vocab | None = None
+        self.initial_words = None  # pretrained word embeddings for a new model (a restored run has its own)
 
     # -- reading ---------------------------------------------------------------------------------
     def read(self, path: Path, limit: int | None = None, training: bool = False) -> TaggingSplit:
@@ -150,15 +151,13 @@ class NerTask(Task):
 
     # -- vocabularies and tensors ----------------------------------------------------------------
     def fit_vocab(self, train: TaggingSplit) -> dict:
-        self.words, self.chars = token_vocabularies(self.config.model.words, train.tokens)
+        self.words, self.chars, self.initial_words, notes = fit_token_inputs(
+            self.config.model.words, train.tokens, {name: split.tokens for name, split in self.splits.items()}
+        )
         tags = {t for s in train.tags for t in convert(s, self.file_scheme, self.train_scheme)}
         self.labels = sorted(tags, key=lambda t: (t == "O", t[2:], t))
-        return {
-            "labels": self.labels,
-            "words": self.words.items,
-            "chars": self.chars.items,
-            "file_scheme": self.file_scheme,
-        }
+        state = {"labels": self.labels, "words": self.words.items, "chars": self.chars.items}
+        return {**state, "file_scheme": self.file_scheme, **({"notes": notes} if notes else {})}
 
     def restore_vocab(self, state: dict) -> None:
         self.labels, self.file_scheme = state["labels"], state["file_scheme"]
@@ -166,7 +165,7 @@ class NerTask(Task):
 
     def tensorise(self, split: TaggingSplit) -> None:
         split.word_ids, split.char_ids = token_ids(
-            split.tokens, self.words, self.chars, self.config.model.words.lowercase, self.max_word_chars
+            split.tokens, self.words, self.chars, self.config.model.words, self.max_word_chars
         )
         label_index = {t: i for i, t in enumerate(self.labels)}
         outside = label_index.get("O", 0)
@@ -178,7 +177,7 @@ class NerTask(Task):
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CrfTagger:
         m = self.config.model
         mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
-        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
+        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars, self.initial_words)
         return CrfTagger(
             self.labels,
             self.train_scheme,

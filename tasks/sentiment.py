@@ -32,7 +32,7 @@ from elmo_core.io import atomic_write_text
 from .base import Task, build_mix
 from .batching import batch_layers, padded_token_ids
 from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfig, fraction, positive, unit_interval
-from .encoders import Vocab, token_encoder_from_config, token_ids, token_vocabularies
+from .encoders import Vocab, fit_token_inputs, token_encoder_from_config, token_ids
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
 
@@ -162,6 +162,7 @@ class SentimentTask(Task):
         self.label_names: list[str] = []
         self.words: Vocab | None = None
         self.chars: Vocab | None = None
+        self.initial_words = None  # pretrained word embeddings for a new model (a restored run has its own)
 
     # -- reading ---------------------------------------------------------------------------------
     def read(self, path: Path, limit: int | None = None, training: bool = False) -> SentimentSplit:
@@ -238,18 +239,16 @@ class SentimentTask(Task):
 
     # -- vocabularies and tensors ----------------------------------------------------------------
     def fit_vocab(self, train: SentimentSplit) -> dict:
-        self.words, self.chars = token_vocabularies(self.config.model.words, train.tokens)
+        self.words, self.chars, self.initial_words, notes = fit_token_inputs(
+            self.config.model.words, train.tokens, {name: split.tokens for name, split in self.splits.items()}
+        )
         self.labels = sorted(set(train.labels or []), key=label_sort_key)
         if self.format == "sst":
             # SST has a fixed label set: keep every class even if a tiny subset lacks one.
             self.labels = [str(i) for i in range(2 if self.binary else 5)]
         self.label_names = self._display_names()
-        return {
-            "labels": self.labels,
-            "label_names": self.label_names,
-            "words": self.words.items,
-            "chars": self.chars.items,
-        }
+        state = {"labels": self.labels, "label_names": self.label_names}
+        return {**state, "words": self.words.items, "chars": self.chars.items, **({"notes": notes} if notes else {})}
 
     def _display_names(self) -> list[str]:
         if self.format != "sst":
@@ -262,7 +261,7 @@ class SentimentTask(Task):
 
     def tensorise(self, split: SentimentSplit) -> None:
         split.word_ids, split.char_ids = token_ids(
-            split.tokens, self.words, self.chars, self.config.model.words.lowercase, self.max_word_chars
+            split.tokens, self.words, self.chars, self.config.model.words, self.max_word_chars
         )
         split.label_ids = [] if split.labels is None else self._label_ids(split)
 
@@ -281,7 +280,7 @@ class SentimentTask(Task):
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> PooledClassifier:
         m = self.config.model
         mix = build_mix(num_layers, m.elmo.mix) if self.uses_elmo() else None
-        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars)
+        tokens = token_encoder_from_config(m.words, m.chars, self.words, self.chars, self.initial_words)
         return PooledClassifier(
             len(self.labels),
             mix,

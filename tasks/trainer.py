@@ -107,7 +107,10 @@ class Trainer:
             self.log(line)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
-        atomic_write_json(self.run_dir / "vocab.json", task.fit_vocab(task.splits["train"]))
+        vocab = task.fit_vocab(task.splits["train"])
+        for note in vocab.get("notes", []):
+            self.log(note)
+        atomic_write_json(self.run_dir / "vocab.json", vocab)
         for split in task.splits.values():
             task.tensorise(split)
         timings: dict = {}
