@@ -53,7 +53,7 @@ def test_coverage_note_and_frozen_vectors(tmp_path, monkeypatch):
         config, [["dog", "owl"]], {"train": [["dog", "owl"]], "dev": [["cat"]]}
     )
     assert notes == [
-        f"{vectors.source} covers 50.0 % of train tokens (dev 100.0 %); 2 of 3 vocabulary words start "
+        f"{vectors.source} covers 50.0 % of train tokens (dev 100.0 %); 2 of 2 vocabulary words start "
         "from a pretrained vector (frozen)"
     ]
     encoder = token_encoder_from_config(config, CharsConfig(filters=0), words, chars, initial)
