@@ -1,4 +1,7 @@
-"""Elmo: one frozen biLM feeding any number of named ScalarMixes (one per task), with dropout."""
+"""NamedMixElmo: one frozen biLM feeding any number of named ScalarMixes (one per task), with dropout.
+
+(Until the AllenNLP-compatible :class:`elmo_core.Elmo` took the name, this class was ``Elmo``.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from .bilm import BiLmOutput, ElmoBiLm
 from .scalar_mix import ScalarMix
 
 
-class Elmo(nn.Module):
+class NamedMixElmo(nn.Module):
     """Frozen backbone + named mixes computed from a single backbone pass.
 
     Args:

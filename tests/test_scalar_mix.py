@@ -71,9 +71,9 @@ def test_bad_configurations_are_rejected():
 
 
 def test_elmo_has_named_mixes_from_one_frozen_pass(tiny_model):
-    from elmo_core import Elmo, batch_to_ids, load_bilm
+    from elmo_core import NamedMixElmo, batch_to_ids, load_bilm
 
-    elmo = Elmo(load_bilm(options=tiny_model[0], weights=tiny_model[1]), ["ner", "sentiment"], dropout=0.0)
+    elmo = NamedMixElmo(load_bilm(options=tiny_model[0], weights=tiny_model[1]), ["ner", "sentiment"], dropout=0.0)
     reps, mask = elmo(batch_to_ids([["a", "b"], ["c"]]))
     assert set(reps) == {"ner", "sentiment"} and reps["ner"].shape == (2, 2, 16)
     assert not any(p.requires_grad for p in elmo.bilm.parameters())

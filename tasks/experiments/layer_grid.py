@@ -68,13 +68,19 @@ def cell_config(
     task: str, mix: dict, seed: int, backbone: dict, reduced: bool, extra: dict, store: Path | None = None
 ) -> TaskConfig:
     """The task's config for one cell. ``store``: the on-disk feature store every cell reads (and
-    the first one fills); ``None`` keeps the features in memory only."""
+    the first one fills); ``None`` keeps the features in memory only. Pretrained word vectors are
+    off in the grid unless ``extra`` turns them on (``model.words.pretrained=glove.6B.50d``): the
+    grid compares ways of using the ELMo layers, and its documented tables were made without them."""
     backbone = {**backbone, "store": str(store) if store is not None else None}
     overrides = {"train.seed": seed, "model.elmo.enabled": True, "model.elmo.mix": dict(mix), "backbone": backbone}
+    overrides.update(overrides_for(task, GRID_WORDS))
     if reduced:
         overrides.update(TASKS[task].reduced)
     overrides.update(overrides_for(task, extra))
     return load_task_config(default_config_path(task), overrides)
+
+
+GRID_WORDS = {"model.words.pretrained": None, "model.words.fold_digits": True}
 
 
 def overrides_for(task: str, extra: dict) -> dict:
