@@ -1,12 +1,19 @@
-"""CoNLL-2003 NER benchmark: ELMo + BiLSTM-CRF against the same tagger without ELMo.
+"""CoNLL-2003 NER benchmark: does the tagger reproduce the published protocol, and what does ELMo add?
+
+Variants of one config (the main job's by default):
+  baseline   no pretrained vectors, no ELMo (word embeddings learned on CoNLL, char CNN)
+  glove      + GloVe 6B 50-d word vectors (the published baseline's inputs)
+  elmo       + GloVe + ELMo (the main job)
+  elmo_learned  ELMo with learned word vectors (the main job before GloVe; comparable to older figures)
 
 Train on eng.train, select the epoch on eng.testa (dev), report eng.testb (test), over N seeds.
 Each run is an ordinary `elmo-tasks train` run directory, so an interrupted benchmark resumes and
-finished runs are not repeated. Results go to docs/benchmarks.md.
+finished runs are not repeated; `--jobs 2` trains two runs side by side (one thread each). Results
+(and a plot of test F1 per variant) go to docs/.
 
-    python benchmarks/ner_conll2003.py --seeds 5                 # both variants
-    python benchmarks/ner_conll2003.py --variants baseline        # only the no-ELMo tagger
-    python benchmarks/ner_conll2003.py --report-only              # aggregate what has finished
+    python benchmarks/ner_conll2003.py --seeds 5 --jobs 2            # baseline, glove, elmo
+    python benchmarks/ner_conll2003.py --variants glove,elmo --config configs/ner_conll2003_paper.yaml --seeds 3
+    python benchmarks/ner_conll2003.py --report-only                  # aggregate what has finished
 """
 
 from __future__ import annotations
@@ -21,7 +28,20 @@ from pathlib import Path
 from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
 
 PUBLISHED = "Published (test F1): ELMo paper 92.22 ± 0.10 with baseline 90.15 (Peters et al. 2018, original 5.5B-token ELMo + GloVe); TagLM 91.93 (Peters et al. 2017)."
-VARIANTS = {"elmo": ["model.elmo.enabled=true"], "baseline": ["model.elmo.enabled=false"]}
+LEARNED_WORDS = ["model.words.pretrained=null", "model.words.fold_digits=true", "model.words.min_count=2"]
+GLOVE = ["model.words.pretrained=glove.6B.50d", "model.words.fold_digits=false"]
+VARIANTS = {
+    "baseline": ["model.elmo.enabled=false", *LEARNED_WORDS],
+    "glove": ["model.elmo.enabled=false", *GLOVE],
+    "elmo": ["model.elmo.enabled=true", *GLOVE],
+    "elmo_learned": ["model.elmo.enabled=true", *LEARNED_WORDS],
+}
+LABELS = {
+    "baseline": "BiLSTM-CRF, learned word vectors (no GloVe, no ELMo)",
+    "glove": "BiLSTM-CRF + GloVe",
+    "elmo": "BiLSTM-CRF + GloVe + ELMo",
+    "elmo_learned": "BiLSTM-CRF + ELMo, learned word vectors",
+}
 
 
 def run_one(config: Path, variant: str, seed: int, out_root: Path, extra: list[str]) -> dict:
@@ -35,7 +55,14 @@ def run_one(config: Path, variant: str, seed: int, out_root: Path, extra: list[s
     overrides = parse_overrides(VARIANTS[variant] + [f"train.seed={seed}"] + extra)
     task_config = load_task_config(config, overrides)
     print(f"== {variant} seed {seed} -> {out}", flush=True)
-    return Trainer(task_config, out, progress=False).run()
+    return Trainer(task_config, out, progress=False, log=lambda *_: None).run()
+
+
+def run_in_worker(config: Path, variant: str, seed: int, out_root: Path, extra: list[str]) -> tuple[str, int, dict]:
+    import torch
+
+    torch.set_num_threads(1)  # two OpenMP pools beside each other on 2 cores spin-wait
+    return variant, seed, run_one(config, variant, seed, out_root, [*extra, "train.threads=1"])
 
 
 def int8_cost(run_dir: Path) -> dict:
@@ -70,19 +97,23 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
         "| tagger | backbone | seeds | dev F1 | test F1 | test strict F1 | s / epoch | epochs | train time / run |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for variant, runs in sorted(found.items()):
+    order = [v for v in VARIANTS if v in found] + sorted(v for v in found if v not in VARIANTS)
+    for variant in order:
+        runs = found[variant]
         backbone = runs[0].get("backbone") or "none (word emb. + char CNN only)"
         lines.append(
-            f"| {'ELMo + BiLSTM-CRF' if variant == 'elmo' else 'BiLSTM-CRF (no ELMo)'} | {backbone} | {len(runs)} | "
+            f"| {LABELS.get(variant, variant)} | {backbone} | {len(runs)} | "
             f"{mean_std([r['dev']['f1'] for r in runs])} | {mean_std([r['test']['f1'] for r in runs])} | "
             f"{mean_std([r['test']['strict_f1'] for r in runs])} | {mean_std([r['seconds_per_epoch'] for r in runs])} | "
             f"{mean_std([r['epochs_run'] for r in runs])} | {mean_std([r['train_seconds_total'] / 60 for r in runs])} min |"
         )
-    if "elmo" in found and "baseline" in found:
-        gain = statistics.mean(r["test"]["f1"] for r in found["elmo"]) - statistics.mean(
-            r["test"]["f1"] for r in found["baseline"]
-        )
-        lines.append(f"\n**ELMo gain on test: {gain:+.2f} F1** (mean over seeds).")
+    for with_, without, what in (("elmo", "glove", "ELMo"), ("glove", "baseline", "GloVe")):
+        if with_ in found and without in found:
+            a = [r["test"]["f1"] for r in found[with_]]
+            b = [r["test"]["f1"] for r in found[without]]
+            spread = f" (std {statistics.stdev(a):.2f} vs {statistics.stdev(b):.2f})" if min(len(a), len(b)) > 1 else ""
+            lines.append(f"\n**{what} gain on test: {statistics.mean(a) - statistics.mean(b):+.2f} F1**{spread}.")
+    plot(found, order, out_root)
     best = max((r for runs in found.values() for r in runs), key=lambda r: r["dev"]["f1"], default=None)
     per_type = ""
     if best:
@@ -119,12 +150,43 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
     )
 
 
+def plot(found: dict[str, list[dict]], order: list[str], out_root: Path) -> None:
+    """docs/ner_test_f1_by_variant.png: test F1 per variant, mean and std over seeds, seeds as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(order), 3.4))
+    for x, variant in enumerate(order):
+        scores = [r["test"]["f1"] for r in found[variant]]
+        std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        ax.bar(x, statistics.mean(scores), yerr=std, capsize=4, color="tab:blue", alpha=0.6)
+        ax.scatter([x] * len(scores), scores, color="black", s=8, zorder=3)
+    ax.axhline(90.15, color="tab:red", linestyle="--", linewidth=1, label="paper baseline 90.15")
+    ax.axhline(92.22, color="tab:green", linestyle="--", linewidth=1, label="paper + ELMo 92.22")
+    ax.set_xticks(
+        range(len(order)),
+        [LABELS.get(v, v).replace("BiLSTM-CRF", "").strip(" ,+") or v for v in order],
+        fontsize=7,
+        rotation=15,
+    )
+    low = min(r["test"]["f1"] for runs in found.values() for r in runs)
+    ax.set_ylim(low - 2, 93.5)
+    ax.set_ylabel("test F1 (CoNLL-2003 eng.testb)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(DOCS / "ner_test_f1_by_variant.png", dpi=120)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "ner_conll2003.yaml")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=1)
-    parser.add_argument("--variants", default="elmo,baseline")
+    parser.add_argument("--variants", default="baseline,glove,elmo", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side (one thread each)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-ner")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     parser.add_argument("--report-only", action="store_true")
@@ -136,13 +198,22 @@ def main() -> int:
     started = time.perf_counter()
     if not args.report_only:
         record_command(args.out)
-        for variant in args.variants.split(","):
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
+        runs = [(v, s) for s in range(args.first_seed, args.first_seed + args.seeds) for v in args.variants.split(",")]
+        if args.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(run_in_worker, args.config, v, s, args.out, args.set) for v, s in runs]
+                for future in futures:
+                    variant, seed, result = future.result()
+                    print(
+                        f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}"
+                    )
+        else:
+            for variant, seed in runs:
                 result = run_one(args.config, variant, seed, args.out, args.set)
-                print(
-                    f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}",
-                    flush=True,
-                )
+                print(f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}")
     if args.int8:
         for run_dir in sorted(args.out.glob("elmo-seed*")):
             if (run_dir / "results.json").is_file():

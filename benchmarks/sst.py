@@ -1,6 +1,7 @@
 """SST sentiment benchmark: ELMo + pooled BiLSTM classifier against the same classifier without ELMo.
 
-Train on train.txt (root sentences; phrases off unless --set data.phrases=true), select the epoch
+Train on train.txt (root sentences; `--set data.phrases=true` trains on every labelled phrase of
+the trees, the standard SST setting, with a separate --out), select the epoch
 on dev, report test accuracy (and macro-F1) over N seeds. Each run is an ordinary
 `elmo-tasks train` run directory, so an interrupted benchmark resumes and finished runs are not
 repeated. The frozen backbone's features of a split are computed once per invocation and reused
@@ -27,17 +28,23 @@ PUBLISHED = (
     "Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
     "+ GloVe) 54.7 ± 0.5, their BCN baseline without ELMo 51.4; previous best CoVe (McCann et al. 2017) 53.7."
 )
+GLOVE = ["model.words.dim=50", "model.words.pretrained=glove.6B.50d", "model.words.fold_digits=false"]
 VARIANTS = {
     "elmo": ["model.elmo.enabled=true"],
     # Without ELMo the classifier needs its own token inputs: learned word vectors + char CNN.
     "baseline": ["model.elmo.enabled=false", "model.words.dim=100", "model.chars.filters=30"],
     # The paper's protocol: ELMo *added* to the baseline's own inputs (as the NER tagger does).
     "elmo_inputs": ["model.elmo.enabled=true", "model.words.dim=100", "model.chars.filters=30"],
+    # The published baselines start from pretrained vectors (BCN: 300-d GloVe 840B; here 50-d GloVe 6B).
+    "glove": ["model.elmo.enabled=false", *GLOVE, "model.chars.filters=30"],
+    "elmo_glove": ["model.elmo.enabled=true", *GLOVE, "model.chars.filters=30"],
 }
 LABELS = {
     "elmo": "ELMo only + BiLSTM pooled classifier",
     "baseline": "BiLSTM pooled classifier (no ELMo)",
     "elmo_inputs": "ELMo + word emb. + char CNN, BiLSTM pooled classifier",
+    "glove": "BiLSTM pooled classifier + GloVe (no ELMo)",
+    "elmo_glove": "ELMo + GloVe + char CNN, BiLSTM pooled classifier",
 }
 
 

@@ -7,7 +7,12 @@ Every error the backbone raises for bad user input is a :class:`BackboneError` (
   checkpoint or feature store is missing, unreadable or disagrees with itself;
 * :class:`ModelNotAvailableError`: a named model is unknown or cannot be fetched;
 * :class:`BackboneUsageError`: an argument is not valid (unknown precision, device, mix mode, an
-  empty sentence, ...).
+  empty sentence, ...);
+* :class:`OutputPathError` (an :class:`ElmoFileError`): an output file or directory cannot be
+  written (a directory where a file is expected, a missing or read-only directory), found before
+  any work starts;
+* :class:`DirectoryBusyError` (an :class:`ElmoFileError`): another process holds the lock of a run
+  directory, pretraining directory or feature-store shard, and we were asked not to wait.
 """
 
 from __future__ import annotations
@@ -27,3 +32,12 @@ class ModelNotAvailableError(BackboneError):
 
 class BackboneUsageError(BackboneError):
     """An argument is not valid: an unknown precision, device or mix mode, an empty sentence, ..."""
+
+
+class OutputPathError(ElmoFileError):
+    """An output file or directory cannot be written: a directory where a file is expected, a file
+    where a directory is expected, a missing or read-only directory. Found before any work starts."""
+
+
+class DirectoryBusyError(ElmoFileError):
+    """Another process holds a directory's lock (its PID is named) and we were asked not to wait."""

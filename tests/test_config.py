@@ -88,7 +88,7 @@ def test_mode_single_needs_a_layer_and_the_task_name_is_checked(tmp_path):
 
 def test_values_from_the_environment_are_typed(tmp_path, monkeypatch):
     path = tmp_path / "c.yaml"
-    path.write_text(NER.read_text().replace("epochs: 12", "epochs: ${EPOCHS:-7}"))
+    path.write_text(NER.read_text().replace("epochs: 20", "epochs: ${EPOCHS:-7}"))
     assert load_task_config(path).train.epochs == 7
     monkeypatch.setenv("EPOCHS", "3")
     assert load_task_config(path).train.epochs == 3

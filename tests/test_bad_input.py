@@ -1,0 +1,830 @@
+"""Every bad input to every verb is one clear line: exit code 2, no traceback, and the message
+names the file (and the line or key where there is one).
+
+Each case builds its tiny bad input in its own ``tmp_path`` and runs ``tasks.cli.main([...])`` in
+this process; the trained runs they start from are made once per module (seconds).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from helpers import NEGATIVE, POSITIVE, REPO, SENTENCES, quiet, write_conll, write_random_model, write_trees, write_wsd
+from tasks.cli import main
+from tasks.registry import load_task_config
+from tasks.trainer import Trainer
+
+NER = REPO / "configs" / "ner_conll2003.yaml"
+SST5 = REPO / "configs" / "sst5.yaml"
+WSD = REPO / "configs" / "wsd.yaml"
+BILM_TINY = REPO / "configs" / "bilm_tiny.yaml"
+
+torch.set_num_threads(1)
+
+
+@dataclass
+class Env:
+    root: Path
+    options: Path
+    weights: Path
+    ner_run: Path
+    sst_run: Path
+    conll: Path  # a good CoNLL file
+    corpus: Path  # a good pretraining corpus
+
+    def backbone(self) -> list[str]:
+        return ["--options", str(self.options), "--weights", str(self.weights)]
+
+    def ner_set(self, data_dir: Path | None = None, **extra) -> list[str]:
+        """``--set`` arguments of a tiny NER run reading train.txt / dev.txt in ``data_dir``."""
+        values = {
+            "data.dir": str(data_dir or self.root),
+            "data.train": "train.txt",
+            "data.dev": "dev.txt",
+            "data.test": None,
+            "backbone.name": None,
+            "backbone.options": str(self.options),
+            "backbone.weights": str(self.weights),
+            "backbone.store": None,
+            "train.epochs": 1,
+            "train.threads": 1,
+            "model.hidden": 8,
+            "model.words.min_count": 1,
+            **extra,
+        }
+        return [arg for key, value in values.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+    def ner_overrides(self) -> dict:
+        args = self.ner_set()
+        return {a.split("=", 1)[0]: json.loads(a.split("=", 1)[1]) for a in args[1::2]}
+
+    def copy_run(self, target: Path, run: Path | None = None) -> Path:
+        return Path(shutil.copytree(run or self.ner_run, target))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> Env:
+    return make_env(tmp_path_factory.mktemp("bad-input"))
+
+
+def make_env(root: Path) -> Env:
+    """A tiny random backbone, a trained NER run and a trained SST run (one epoch each)."""
+    options, weights = write_random_model(root / "model")
+    conll = write_conll(root / "train.txt", SENTENCES * 2)
+    write_conll(root / "dev.txt", SENTENCES[:3])
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"the {w} saw a {w} .\n" for w in ("dog", "cat", "bird", "fish") * 5))
+    env = Env(root, options, weights, root / "ner-run", root / "sst-run", conll, corpus)
+    Trainer(load_task_config(NER, env.ner_overrides()), env.ner_run, progress=False, log=quiet).run()
+    sst = root / "sst"
+    sst.mkdir()
+    rows = [(w, 4) for w in POSITIVE] + [(w, 0) for w in NEGATIVE]
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        write_trees(sst / name, rows)
+    sst_config = load_task_config(
+        SST5,
+        {
+            "data.dir": str(sst),
+            "backbone.name": None,
+            "backbone.options": str(options),
+            "backbone.weights": str(weights),
+            "train.epochs": 1,
+            "train.threads": 1,
+            "model.hidden": 8,
+            "model.mlp": [8],
+        },
+    )
+    Trainer(sst_config, env.sst_run, progress=False, log=quiet).run()
+    return env
+
+
+@dataclass
+class Ctx:
+    env: Env
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    cleanup: list = field(default_factory=list)  # run after main() returned
+    checks: list = field(default_factory=list)  # more assertions, run after main() returned
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    def read_only_dir(self, name: str) -> Path:
+        """A directory nobody may write in (as root, where permissions do not bind, os.access says so)."""
+        path = self.tmp / name
+        path.mkdir()
+        path.chmod(0o555)
+        if os.access(path, os.W_OK):  # root
+            real = os.access
+            self.monkeypatch.setattr(
+                os, "access", lambda p, mode, *a, **k: False if Path(p) == path else real(p, mode, *a, **k)
+            )
+        return path
+
+    def hold_lock(self, path: Path) -> None:
+        """Hold the lock file ``path`` as another process would (two opens' flocks exclude each other)."""
+        from elmo_core.io import FileLock
+
+        lock = FileLock(path)
+        lock.acquire()
+        self.cleanup.append(lock.release)
+
+
+CASES = {}
+
+
+def case(function):
+    CASES[function.__name__] = function
+    return function
+
+
+# ---------------------------------------------------------------- embed
+def embed(ctx: Ctx, *args: str) -> list[str]:
+    return ["embed", *ctx.env.backbone(), "--quiet", *args]
+
+
+@case
+def embed_input_missing(ctx):
+    return embed(ctx, "--input", str(ctx.tmp / "nope.txt"), "--output", str(ctx.tmp / "o.hdf5")), ["nope.txt"]
+
+
+@case
+def embed_input_is_a_directory(ctx):
+    return embed(ctx, "--input", str(ctx.tmp), "--output", str(ctx.tmp / "o.hdf5")), [
+        str(ctx.tmp),
+        "is a directory",
+    ]
+
+
+@case
+def embed_input_empty_line(ctx):
+    path = ctx.file("in.txt", "a b\n\nc\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5")), [f"{path}:2", "empty sentence"]
+
+
+@case
+def embed_input_not_utf8(ctx):
+    path = ctx.file("in.txt", b"a b\nc \xff d\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5")), [f"{path}:2", "UTF-8"]
+
+
+@case
+def embed_output_is_a_directory(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    (ctx.tmp / "out").mkdir()
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "out")), [
+        str(ctx.tmp / "out"),
+        "is a directory",
+    ]
+
+
+@case
+def embed_output_directory_missing(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "no" / "o.hdf5")), [
+        str(ctx.tmp / "no"),
+        "does not exist",
+    ]
+
+
+@case
+def embed_output_directory_read_only(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    locked = ctx.read_only_dir("ro")
+    return embed(ctx, "--input", str(path), "--output", str(locked / "o.hdf5")), [str(locked), "not writable"]
+
+
+@case
+def embed_batch_size_zero(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--batch-size", "0"), [
+        "--batch-size must be >= 1"
+    ]
+
+
+@case
+def embed_batch_size_negative(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--batch-size", "-4"), [
+        "--batch-size must be >= 1, got -4"
+    ]
+
+
+@case
+def embed_threads_negative(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--threads", "-1"), [
+        "--threads must be >= 0"
+    ]
+
+
+@case
+def embed_store_is_a_file(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    store = ctx.file("store", "not a folder")
+    return embed(ctx, "--input", str(path), "--store", str(store)), [str(store), "not a directory"]
+
+
+def built_store(ctx: Ctx) -> tuple[Path, Path]:
+    text = ctx.file("in.txt", "a b\nc d e\n")
+    store = ctx.tmp / "store"
+    assert main(embed(ctx, "--input", str(text), "--store", str(store))) == 0
+    return text, store
+
+
+@case
+def embed_store_json_broken(ctx):
+    text, store = built_store(ctx)
+    (store / "store.json").write_text('{"format": 1, "model_id": ')
+    return embed(ctx, "--input", str(text), "--store", str(store)), [str(store / "store.json"), "JSON"]
+
+
+@case
+def embed_store_json_missing_key(ctx):
+    text, store = built_store(ctx)
+    info = json.loads((store / "store.json").read_text())
+    del info["num_layers"]
+    (store / "store.json").write_text(json.dumps(info))
+    return embed(ctx, "--input", str(text), "--store", str(store)), [str(store / "store.json"), "num_layers"]
+
+
+@case
+def embed_store_index_broken(ctx):
+    text, store = built_store(ctx)
+    (store / "index.tsv").write_text("abc\tr0-000001.npy\tseven\n")
+    return embed(ctx, "--input", str(text), "--store", str(store)), [f"{store / 'index.tsv'}:1"]
+
+
+@case
+def embed_store_held_no_wait(ctx):
+    text, store = built_store(ctx)
+    ctx.hold_lock(store / "locks" / "r0.lock")
+    return embed(ctx, "--input", str(text), "--store", str(store), "--no-wait"), [
+        str(store / "locks" / "r0.lock"),
+        f"PID {os.getpid()}",
+    ]
+
+
+@case
+def embed_options_not_json(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    options = ctx.file("options.json", "{lstm: ")
+    argv = ["embed", "--options", str(options), "--weights", str(ctx.env.weights), "--input", str(path)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(options), "JSON"]
+
+
+@case
+def embed_options_is_a_directory(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    argv = ["embed", "--options", str(ctx.tmp), "--weights", str(ctx.env.weights), "--input", str(path)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp)]
+
+
+@case
+def embed_weights_random_bytes(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    weights = ctx.file("w.hdf5", os.urandom(4096))
+    argv = ["embed", "--options", str(ctx.env.options), "--weights", str(weights), "--input", str(path)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(weights), "not an HDF5 file"]
+
+
+@case
+def embed_weights_missing_dataset(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    weights = ctx.file("w.hdf5", ctx.env.weights.read_bytes())
+    with h5py.File(weights, "a") as handle:
+        del handle["CNN_proj/W_proj"]
+    argv = ["embed", "--options", str(ctx.env.options), "--weights", str(weights), "--input", str(path)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(weights), "CNN_proj/W_proj"]
+
+
+@case
+def embed_weights_is_a_directory(ctx):
+    path = ctx.file("in.txt", "a b\n")
+    argv = ["embed", "--options", str(ctx.env.options), "--weights", str(ctx.tmp), "--input", str(path)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp)]
+
+
+# ---------------------------------------------------------------- train
+def train(ctx: Ctx, *args: str, data_dir: Path | None = None, **extra) -> list[str]:
+    return ["train", str(NER), "--quiet", *ctx.env.ner_set(data_dir, **extra), *args]
+
+
+def data_dir(ctx: Ctx, train_text: str | None = None) -> Path:
+    folder = ctx.tmp / "data"
+    folder.mkdir(exist_ok=True)
+    (folder / "train.txt").write_text(train_text or ctx.env.conll.read_text())
+    shutil.copy(ctx.env.root / "dev.txt", folder / "dev.txt")
+    return folder
+
+
+@case
+def train_config_missing(ctx):
+    return ["train", str(ctx.tmp / "nope.yaml")], [str(ctx.tmp / "nope.yaml")]
+
+
+@case
+def train_config_not_yaml(ctx):
+    config = ctx.file("c.yaml", "task: ner\ndata: [unclosed\n")
+    return ["train", str(config)], [str(config)]
+
+
+@case
+def train_config_is_a_directory(ctx):
+    return ["train", str(ctx.tmp)], [str(ctx.tmp)]
+
+
+@case
+def train_conll_bad_line(ctx):
+    folder = data_dir(ctx, "EU NN I-NP I-ORG\nrejects NN\n\n")
+    return train(ctx, "--out", str(ctx.tmp / "run"), data_dir=folder), [f"{folder / 'train.txt'}:2"]
+
+
+@case
+def train_conll_is_a_directory(ctx):
+    folder = data_dir(ctx)
+    (folder / "train.txt").unlink()
+    (folder / "train.txt").mkdir()
+    return train(ctx, "--out", str(ctx.tmp / "run"), data_dir=folder), [str(folder / "train.txt"), "directory"]
+
+
+@case
+def train_out_is_a_file(ctx):
+    out = ctx.file("run", "")
+    return train(ctx, "--out", str(out)), [str(out), "not a directory"]
+
+
+@case
+def train_out_under_a_file(ctx):
+    blocker = ctx.file("blocker", "")
+    return train(ctx, "--out", str(blocker / "run")), [str(blocker), "not a directory"]
+
+
+@case
+def train_out_read_only(ctx):
+    locked = ctx.read_only_dir("ro")
+    return train(ctx, "--out", str(locked / "run")), [str(locked), "not writable"]
+
+
+@case
+def train_out_held_no_wait(ctx):
+    out = ctx.tmp / "run"
+    ctx.hold_lock(out / ".lock")
+    return train(ctx, "--out", str(out), "--no-wait"), [str(out / ".lock"), f"PID {os.getpid()}"]
+
+
+@case
+def train_out_held_env_no_wait(ctx):
+    out = ctx.tmp / "run"
+    ctx.hold_lock(out / ".lock")
+    ctx.monkeypatch.setenv("ELMO_TASKS_NO_WAIT", "1")
+    return train(ctx, "--out", str(out)), [str(out / ".lock"), f"PID {os.getpid()}"]
+
+
+@case
+def train_store_is_a_file(ctx):
+    store = ctx.file("store", "x")
+    return train(ctx, "--out", str(ctx.tmp / "run"), **{"backbone.store": str(store)}), [str(store), "not a directory"]
+
+
+@case
+def train_resume_config_yaml_broken(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "config.yaml").write_text("task: ner\n  data: [\n")
+    return train(ctx, "--out", str(run)), [str(run / "config.yaml")]
+
+
+@case
+def train_resume_last_pt_truncated(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:300])
+    return train(ctx, "--out", str(run), **{"train.epochs": 2}), [str(run / "last.pt")]
+
+
+@case
+def train_sst_bad_tree(ctx):
+    folder = ctx.tmp / "sst"
+    folder.mkdir()
+    write_trees(folder / "train.txt", [("a great movie", 4), ("awful", 0)])
+    write_trees(folder / "dev.txt", [("great", 4)])
+    with (folder / "train.txt").open("a") as handle:
+        handle.write("(4 (2 unbalanced)\n")
+    argv = ["train", str(SST5), "--quiet", "--out", str(ctx.tmp / "run")]
+    sets = {"data.dir": str(folder), "data.test": None, "model.elmo.enabled": False, "model.words.dim": 8}
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [
+        f"{folder / 'train.txt'}:3"
+    ]
+
+
+@case
+def train_tsv_unseen_label(ctx):
+    folder = ctx.tmp / "tsv"
+    folder.mkdir()
+    (folder / "train.txt").write_text("a great movie\t4\nawful\t0\n")
+    (folder / "dev.txt").write_text("great\t4\nmeh\t7\n")
+    argv = ["train", str(SST5), "--quiet", "--out", str(ctx.tmp / "run")]
+    sets = {
+        "data.dir": str(folder),
+        "data.format": "tsv",
+        "data.test": None,
+        "model.elmo.enabled": False,
+        "model.words.dim": 8,
+    }
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [
+        f"{folder / 'dev.txt'}:2"
+    ]
+
+
+def wsd_train(ctx: Ctx, folder: Path, **extra) -> list[str]:
+    sets = {
+        "data.dir": str(folder),
+        "data.test": None,
+        "backbone.name": None,
+        "backbone.options": str(ctx.env.options),
+        "backbone.weights": str(ctx.env.weights),
+        "train.epochs": 1,
+        "model.sense_dim": 8,
+        **extra,
+    }
+    argv = ["train", str(WSD), "--quiet", "--out", str(ctx.tmp / "run")]
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def wsd_data(ctx: Ctx) -> Path:
+    from helpers import MONEY, PLANT, RIVER, require_wordnet
+
+    require_wordnet()
+    write_wsd(ctx.tmp, "semcor", [MONEY, RIVER])
+    write_wsd(ctx.tmp, "semeval2007", [RIVER, PLANT], prefix="semeval2007.")
+    return ctx.tmp
+
+
+@case
+def train_wsd_xml_broken(ctx):
+    folder = wsd_data(ctx)
+    xml = folder / "semcor" / "semcor.data.xml"
+    lines = xml.read_text().splitlines()
+    lines[4] = lines[4].replace("</wf>", "</instance>")
+    xml.write_text("\n".join(lines) + "\n")
+    return wsd_train(ctx, folder), [f"{xml}:5"]
+
+
+@case
+def train_wsd_gold_key_line_broken(ctx):
+    folder = wsd_data(ctx)
+    key = folder / "semcor" / "semcor.gold.key.txt"
+    key.write_text(key.read_text() + "lonely-id\n")
+    return wsd_train(ctx, folder), [f"{key}:"]
+
+
+@case
+def train_wsd_wordnet_dir_empty(ctx):
+    folder = wsd_data(ctx)
+    wordnet = ctx.tmp / "wordnet"
+    wordnet.mkdir()
+    return wsd_train(ctx, folder, **{"data.wordnet": str(wordnet)}), [str(wordnet)]
+
+
+@case
+def train_pretrained_vectors_broken(ctx):
+    vectors = ctx.file("vectors.txt", "the 0.1 0.2 0.3\ncat 0.1 oops 0.3\n")
+    return train(ctx, "--out", str(ctx.tmp / "run"), **{"model.words.pretrained": str(vectors)}), [f"{vectors}:2"]
+
+
+# ---------------------------------------------------------------- evaluate
+def evaluate(run: Path, data: Path, *args: str) -> list[str]:
+    return ["evaluate", str(run), "--data", str(data), *args]
+
+
+@case
+def evaluate_run_dir_missing(ctx):
+    return evaluate(ctx.tmp / "nope", ctx.env.conll), [str(ctx.tmp / "nope"), "not a directory"]
+
+
+@case
+def evaluate_run_dir_is_a_file(ctx):
+    path = ctx.file("run", "x")
+    return evaluate(path, ctx.env.conll), [str(path), "not a directory"]
+
+
+@case
+def evaluate_best_pt_missing(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "best.pt").unlink()
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt"), "missing"]
+
+
+@case
+def evaluate_best_pt_truncated(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "best.pt").write_bytes((run / "best.pt").read_bytes()[:500])
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+
+
+@case
+def evaluate_best_pt_random_bytes(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "best.pt").write_bytes(os.urandom(2048))
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+
+
+@case
+def evaluate_best_pt_of_another_task(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    shutil.copy(ctx.env.sst_run / "best.pt", run / "best.pt")
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt"), "another run"]
+
+
+@case
+def evaluate_best_pt_not_a_dict(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    torch.save([1, 2, 3], run / "best.pt")
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+
+
+@case
+def evaluate_vocab_json_broken(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "vocab.json").write_text('{"words": [')
+    return evaluate(run, ctx.env.conll), [str(run / "vocab.json"), "damaged"]
+
+
+@case
+def evaluate_vocab_json_of_another_task(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    shutil.copy(ctx.env.sst_run / "vocab.json", run / "vocab.json")
+    return evaluate(run, ctx.env.conll), [str(run / "vocab.json")]
+
+
+@case
+def evaluate_vocab_json_wrong_types(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    vocab = json.loads((run / "vocab.json").read_text())
+    vocab = {key: 7 for key in vocab}
+    (run / "vocab.json").write_text(json.dumps(vocab))
+    return evaluate(run, ctx.env.conll), [str(run / "vocab.json")]
+
+
+@case
+def evaluate_config_yaml_broken(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "config.yaml").write_text("task: ner\n  data: [\n")
+    return evaluate(run, ctx.env.conll), [str(run / "config.yaml"), "damaged"]
+
+
+@case
+def evaluate_config_yaml_unknown_key(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "bogus: 1\n")
+    return evaluate(run, ctx.env.conll), [str(run / "config.yaml"), "bogus"]
+
+
+@case
+def evaluate_config_yaml_other_task(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    shutil.copy(ctx.env.sst_run / "config.yaml", run / "config.yaml")
+    return evaluate(run, ctx.env.conll), [str(run)]
+
+
+@case
+def evaluate_data_missing(ctx):
+    return evaluate(ctx.env.ner_run, ctx.tmp / "nope.txt"), [str(ctx.tmp / "nope.txt")]
+
+
+@case
+def evaluate_data_is_a_directory(ctx):
+    return evaluate(ctx.env.ner_run, ctx.tmp), [str(ctx.tmp), "directory"]
+
+
+@case
+def evaluate_data_bad_line(ctx):
+    data = ctx.file("test.txt", "EU NN I-NP I-ORG\n\nPeter NN I-NP\n")
+    return evaluate(ctx.env.ner_run, data), [f"{data}:3"]
+
+
+@case
+def evaluate_output_is_a_directory(ctx):
+    (ctx.tmp / "out").mkdir()
+    return evaluate(ctx.env.ner_run, ctx.env.conll, "--output", str(ctx.tmp / "out")), [
+        str(ctx.tmp / "out"),
+        "is a directory",
+    ]
+
+
+@case
+def evaluate_output_directory_missing(ctx):
+    target = ctx.tmp / "no" / "pred.txt"
+    return evaluate(ctx.env.ner_run, ctx.env.conll, "--output", str(target)), [str(target.parent), "does not exist"]
+
+
+@case
+def evaluate_output_disk_full(ctx):
+    """ENOSPC while the predictions are written: one line naming the file, no PATH.part left."""
+    import elmo_core.io
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ctx.monkeypatch.setattr(elmo_core.io.os, "fsync", full)
+    target = ctx.tmp / "pred.txt"
+    return evaluate(ctx.env.ner_run, ctx.env.conll, "--output", str(target)), [
+        str(target),
+        "No space left on device",
+    ]
+
+
+# ---------------------------------------------------------------- predict
+def predict(run: Path, source: Path, output: Path, *args: str) -> list[str]:
+    return ["predict", str(run), "--input", str(source), "--output", str(output), *args]
+
+
+@case
+def predict_input_missing(ctx):
+    return predict(ctx.env.ner_run, ctx.tmp / "nope.txt", ctx.tmp / "o.txt"), [str(ctx.tmp / "nope.txt")]
+
+
+@case
+def predict_input_is_a_directory(ctx):
+    return predict(ctx.env.ner_run, ctx.tmp, ctx.tmp / "o.txt"), [str(ctx.tmp), "directory"]
+
+
+@case
+def predict_input_not_utf8(ctx):
+    source = ctx.file("in.txt", b"EU rejects\nGerman \xfe call\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.txt"), [f"{source}:2"]
+
+
+@case
+def predict_input_empty(ctx):
+    source = ctx.file("in.txt", "")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.txt"), [str(source)]
+
+
+@case
+def predict_output_is_a_directory(ctx):
+    source = ctx.file("in.txt", "EU rejects German call\n")
+    (ctx.tmp / "out").mkdir()
+    return predict(ctx.env.ner_run, source, ctx.tmp / "out"), [str(ctx.tmp / "out"), "is a directory"]
+
+
+@case
+def predict_output_directory_read_only(ctx):
+    source = ctx.file("in.txt", "EU rejects German call\n")
+    locked = ctx.read_only_dir("ro")
+    return predict(ctx.env.ner_run, source, locked / "o.txt"), [str(locked), "not writable"]
+
+
+@case
+def predict_output_directory_missing(ctx):
+    source = ctx.file("in.txt", "EU rejects German call\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "no" / "o.txt"), [str(ctx.tmp / "no"), "does not exist"]
+
+
+@case
+def predict_sst_run_bad_tree(ctx):
+    source = ctx.file("in.txt", "(4 (2 great) (2 fun)\n")
+    return predict(ctx.env.sst_run, source, ctx.tmp / "o.txt", "--format", "labelled"), [f"{source}:1"]
+
+
+# ---------------------------------------------------------------- pretrain
+def pretrain(ctx: Ctx, *args: str, train: Path | None = None, out: Path | None = None) -> list[str]:
+    corpus = str(train or ctx.env.corpus)
+    return [
+        "pretrain",
+        "--config",
+        str(BILM_TINY),
+        "--train",
+        corpus,
+        "--heldout",
+        str(ctx.env.corpus),
+        "--out",
+        str(out or ctx.tmp / "bilm"),
+        "--quiet",
+        "--set",
+        "max_tokens_seen=200",
+        *args,
+    ]
+
+
+@case
+def pretrain_config_missing(ctx):
+    argv = pretrain(ctx)
+    argv[2] = str(ctx.tmp / "nope.yaml")
+    return argv, [str(ctx.tmp / "nope.yaml")]
+
+
+@case
+def pretrain_train_missing(ctx):
+    return pretrain(ctx, train=ctx.tmp / "nope.txt"), [str(ctx.tmp / "nope.txt")]
+
+
+@case
+def pretrain_train_is_a_directory(ctx):
+    return pretrain(ctx, train=ctx.tmp), [str(ctx.tmp), "directory"]
+
+
+@case
+def pretrain_train_not_utf8(ctx):
+    corpus = ctx.file("c.txt", b"the dog\nthe \xff cat\n")
+    return pretrain(ctx, train=corpus), [f"{corpus}:2"]
+
+
+@case
+def pretrain_out_is_a_file(ctx):
+    out = ctx.file("bilm", "x")
+    return pretrain(ctx, out=out), [str(out), "not a directory"]
+
+
+@case
+def pretrain_out_read_only(ctx):
+    locked = ctx.read_only_dir("ro")
+    return pretrain(ctx, out=locked / "bilm"), [str(locked), "not writable"]
+
+
+@case
+def pretrain_out_held_no_wait(ctx):
+    out = ctx.tmp / "bilm"
+    ctx.hold_lock(out / ".lock")
+    return pretrain(ctx, "--no-wait", out=out), [str(out / ".lock"), f"PID {os.getpid()}"]
+
+
+@case
+def pretrain_bad_set(ctx):
+    return pretrain(ctx, "--set", "model.lstm.dimm=3"), [str(BILM_TINY), "model.lstm.dimm"]
+
+
+# ---------------------------------------------------------------- benchmark layers
+def layers(ctx: Ctx, *args: str) -> list[str]:
+    return ["benchmark", "layers", "--tasks", "ner", "--seeds", "1", *ctx.env.backbone(), *args]
+
+
+@case
+def benchmark_out_is_a_file(ctx):
+    out = ctx.file("grid", "x")
+    return layers(ctx, "--out", str(out)), [str(out), "not a directory"]
+
+
+@case
+def benchmark_store_is_a_file(ctx):
+    store = ctx.file("store", "x")
+    return layers(ctx, "--out", str(ctx.tmp / "grid"), "--store", str(store)), [str(store), "not a directory"]
+
+
+@case
+def benchmark_out_read_only(ctx):
+    locked = ctx.read_only_dir("ro")
+    return layers(ctx, "--out", str(locked / "grid")), [str(locked), "not writable"]
+
+
+@case
+def benchmark_unknown_task(ctx):
+    return layers(ctx, "--out", str(ctx.tmp / "grid"), "--tasks", "nre"), ["nre"]
+
+
+@case
+def benchmark_jobs_zero(ctx):
+    return layers(ctx, "--out", str(ctx.tmp / "grid"), "--jobs", "0"), ["--jobs"]
+
+
+@case
+def benchmark_unknown_mix(ctx):
+    return layers(ctx, "--out", str(ctx.tmp / "grid"), "--mixes", "layer9"), ["layer9"]
+
+
+# ---------------------------------------------------------------- the contract
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_clear_line(name, env, tmp_path, monkeypatch, capsys):
+    ctx = Ctx(env, tmp_path, monkeypatch)
+    argv, expected = CASES[name](ctx)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    finally:
+        for release in ctx.cleanup:
+            release()
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"elmo-tasks {argv[0]}: error: "), err
+    for fragment in expected:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    assert not list(tmp_path.rglob("*.part")), "a .part file was left behind"
