@@ -83,6 +83,21 @@ def expand_env(value):
     return value
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem, its column, and the construct it broke (with its line),
+    without PyYAML's multi-line excerpt of a ``<unicode string>``."""
+    problem = getattr(err, "problem", None)
+    if not problem:
+        return " ".join(str(err).split())
+    mark, context, context_mark = (getattr(err, name, None) for name in ("problem_mark", "context", "context_mark"))
+    text = f"{problem}" + (f" at column {mark.column + 1}" if mark is not None else "")
+    if context:
+        text += (
+            f" ({context}" + (f" that starts on line {context_mark.line + 1}" if context_mark is not None else "") + ")"
+        )
+    return text
+
+
 def read_yaml(path: str | Path) -> dict:
     """The YAML mapping in ``path`` (``{}`` when empty); errors name the file and line."""
     path = Path(path)
@@ -94,7 +109,7 @@ def read_yaml(path: str | Path) -> dict:
         raise DataFormatError(path, None, "config file is not UTF-8 text") from None
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise DataFormatError(path, None if line is None else line + 1, f"invalid YAML: {err}") from None
+        raise DataFormatError(path, None if line is None else line + 1, f"invalid YAML: {yaml_problem(err)}") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):

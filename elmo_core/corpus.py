@@ -19,6 +19,8 @@ from .errors import ElmoFileError
 
 
 def _check_corpus_file(path: Path) -> None:
+    if path.is_dir():
+        raise ElmoFileError(f"{path}: is a directory (expected a corpus file, one tokenised sentence per line)")
     if not path.is_file():
         raise ElmoFileError(f"{path}: corpus file not found")
 

@@ -22,8 +22,10 @@ from data.text import read_lines
 from .bilm import ElmoBiLm
 from .char_ids import batch_to_ids
 from .errors import ElmoFileError
-from .io import atomic_path
+from .io import atomic_path, check_free_space
 from .progress import bar_disabled
+
+HDF5_BYTES_PER_DATASET = 2048  # an upper bound of HDF5's bookkeeping for one small dataset
 
 
 class SentenceFileError(ElmoFileError):
@@ -33,6 +35,8 @@ class SentenceFileError(ElmoFileError):
 def read_sentence_file(path: str | Path) -> list[list[str]]:
     """One whitespace-tokenised sentence per line; every line must hold at least one token."""
     path = Path(path)
+    if path.is_dir():
+        raise SentenceFileError(f"{path}: is a directory (expected a file with one tokenised sentence per line)")
     if not path.is_file():
         raise SentenceFileError(f"{path}: input file not found")
     sentences = []
@@ -115,8 +119,16 @@ def embed_file(
         batches = in_order_batches(len(sentences), batch_size)
     else:
         batches = plan_embedding_batches(sentences, max_batch=batch_size)
+    # h5py crashes the process if the disk fills up under it: start only if the file fits, and
+    # look again as it grows (another process may be filling the disk too).
+    per_token = 4 * bilm.num_layers * bilm.output_dim
+    needed = sum(per_token * len(s) + HDF5_BYTES_PER_DATASET + 8 * len(s) for s in sentences)
+    check_free_space(output_path, needed)
     with atomic_path(output_path) as partial, h5py.File(partial, "w") as out:
-        for index, array in embed_sentences(bilm, sentences, batches, device, progress):
+        for count, (index, array) in enumerate(embed_sentences(bilm, sentences, batches, device, progress), 1):
+            needed -= per_token * array.shape[1] + HDF5_BYTES_PER_DATASET
+            if count % 1000 == 0:
+                check_free_space(output_path, max(needed, 0))
             out.create_dataset(str(index), data=array, dtype="float32")
         sentence_to_index = {" ".join(tokens): str(i) for i, tokens in enumerate(sentences)}
         dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))

@@ -134,6 +134,8 @@ def options_from_dict(tree: dict, source: str = "<options>") -> ElmoOptions:
 def load_options(path: str | Path) -> ElmoOptions:
     """Read and validate an ``options.json``."""
     path = Path(path)
+    if path.is_dir():
+        raise ElmoFileError(f"{path}: is a directory (expected an options JSON file)")
     if not path.is_file():
         raise ElmoFileError(f"{path}: options file not found")
     try:

@@ -64,7 +64,14 @@ from .char_ids import batch_to_ids
 from .checkpoint import python_rng_state
 from .corpus import batches_of, check_corpus, iter_sentences
 from .errors import ElmoFileError
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .io import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    directory_lock,
+    log_to_stderr,
+)
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .vocab import SPECIAL_TOKENS, Vocabulary
@@ -363,12 +370,22 @@ class Pretrainer:
     """Runs (or resumes) a pretraining run in ``out_dir`` (the resume rule is in the module docstring)."""
 
     def __init__(
-        self, config: PretrainConfig, train_path: Path, heldout_path: Path, out_dir: Path, progress: bool = True
+        self,
+        config: PretrainConfig,
+        train_path: Path,
+        heldout_path: Path,
+        out_dir: Path,
+        progress: bool = True,
+        wait: bool | None = None,
+        log=log_to_stderr,
     ):
+        """``wait``: when another process is pretraining in ``out_dir`` (it holds ``OUT/.lock``),
+        wait for it (``True``), fail at once naming its PID (``False``), or wait unless
+        ``ELMO_TASKS_NO_WAIT=1`` (``None``); ``log`` says that it waits."""
         if not isinstance(config, PretrainConfig):
             raise TypeError("Pretrainer needs a typed config: elmo_core.pretrain.load_pretrain_config(path, overrides)")
         self.config, self.train_path, self.heldout_path = config, Path(train_path), Path(heldout_path)
-        self.out_dir, self.progress = Path(out_dir), progress
+        self.out_dir, self.progress, self.wait, self.log = Path(out_dir), progress, wait, log
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
 
     # -- set-up ---------------------------------------------------------------------------
@@ -483,11 +500,19 @@ class Pretrainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
+        """Check every path, then pretrain holding ``OUT/.lock``: a second process on the same
+        directory waits, then resumes from what the first one left."""
         cfg = self.config
-        state = self._resume_state()  # before touching anything in out_dir
+        check_output_dir(self.out_dir, "--out")
+        self._resume_state()  # before touching anything in out_dir
         check_corpus(self.train_path, cfg.max_sentence_tokens)
         check_corpus(self.heldout_path, cfg.max_sentence_tokens)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with directory_lock(self.out_dir, self.wait, self.log):
+            return self._run()
+
+    def _run(self) -> dict:
+        cfg = self.config
+        state = self._resume_state()  # again, under the lock: a run we waited for may have moved on
         torch.set_num_threads(cfg.threads)
         vocab = self._prepare_vocab(reuse=state is not None)
         options = options_from_dict(cfg.model)
@@ -536,19 +561,21 @@ class Pretrainer:
                 if position.step % cfg.eval_every == 0 or done:
                     ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                    writer.writerow(
-                        [
-                            position.step,
-                            position.tokens_seen,
-                            round(position.seconds, 1),
-                            round(window_loss / max(window_targets, 1), 4),
-                            round(speed, 1),
-                            round(ppl["forward_ppl"], 2),
-                            round(ppl["backward_ppl"], 2),
-                            round(ppl["mean_ppl"], 2),
-                        ]
-                    )
-                    log.flush()
+                    row = [
+                        position.step,
+                        position.tokens_seen,
+                        round(position.seconds, 1),
+                        round(window_loss / max(window_targets, 1), 4),
+                        round(speed, 1),
+                        round(ppl["forward_ppl"], 2),
+                        round(ppl["backward_ppl"], 2),
+                        round(ppl["mean_ppl"], 2),
+                    ]
+                    try:
+                        writer.writerow(row)
+                        log.flush()
+                    except OSError as err:  # a full disk: name the file
+                        raise OSError(err.errno, err.strerror or str(err), log.name) from err
                     bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}")
                     window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
                     result = {

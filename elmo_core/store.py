@@ -18,7 +18,8 @@ Directory layout::
     chunks/r0-000001.npy        (tokens, L, D): the sentences of one chunk, back to back
     chunks/r0-000001.keys       its committed entries, one per line: key <TAB> first row <TAB> n
     index.tsv                   merged entries: key <TAB> chunk <TAB> first row <TAB> n
-    locks/                      flock files: one writer per shard, one compaction at a time
+    locks/                      flock files (holder PID inside): one writer per shard, a second one
+                                waits (or, asked not to wait, fails naming the PID); one compaction at a time
 
 Crash safety (``kill -9`` at any point): a chunk is written to ``*.tmp``, fsynced and
 ``os.replace``d into place, and only then is its ``.keys`` file (also written to a temp name and
@@ -38,17 +39,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import hashlib
 import json
 import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ from tqdm import tqdm
 from .bilm import BiLmOutput, ElmoBiLm
 from .embed import embed_batch, plan_embedding_batches
 from .errors import BackboneUsageError, ElmoFileError
-from .io import atomic_write
+from .io import FileLock, atomic_write, log_to_stderr
 from .progress import bar_disabled
 
 FORMAT_VERSION = 1
@@ -134,24 +134,12 @@ def _write_atomically(path: Path, write) -> None:
     atomic_write(path, write, suffix=f".{os.getpid()}.tmp")
 
 
-def _lock(path: Path, busy_message: str | None = None) -> IO[str]:
-    """An exclusive flock on ``path``, held until the returned handle is closed (or the process
-    dies, so a killed build never leaves a stale lock). Waits for it unless ``busy_message`` is
-    given, in which case a held lock raises that message at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (fcntl.LOCK_NB if busy_message else 0))
-    except BlockingIOError:
-        handle.close()
-        raise FeatureStoreError(busy_message) from None
-    return handle
-
-
 # ---------------------------------------------------------------- metadata and index
 
 
 def read_info(directory: Path) -> StoreInfo:
+    if directory.exists() and not directory.is_dir():
+        raise FeatureStoreError(f"{directory}: not a directory (a feature store is a directory)")
     path = directory / "store.json"
     if not path.is_file():
         raise FeatureStoreError(f"{directory}: not a feature store (no store.json)")
@@ -163,12 +151,27 @@ def read_info(directory: Path) -> StoreInfo:
         raise FeatureStoreError(f"{path}: expected a JSON object")
     if raw.get("format") != FORMAT_VERSION:
         raise FeatureStoreError(f"{path}: format {raw.get('format')!r}, this code reads format {FORMAT_VERSION}")
-    return StoreInfo(raw["model_id"], int(raw["num_layers"]), int(raw["dim"]), raw["dtype"])
+    problems = [f"'{key}' is missing" for key in ("model_id", "num_layers", "dim", "dtype") if key not in raw]
+    if not problems:
+        if not isinstance(raw["model_id"], str):
+            problems.append(f"'model_id' must be a string, found {raw['model_id']!r}")
+        for key in ("num_layers", "dim"):
+            if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1:
+                problems.append(f"'{key}' must be a positive integer, found {raw[key]!r}")
+        if raw["dtype"] not in DTYPES:
+            problems.append(f"'dtype' must be one of {', '.join(DTYPES)}, found {raw['dtype']!r}")
+    if problems:
+        raise FeatureStoreError(
+            f"{path}: {'; '.join(problems)} (damaged or edited by hand: delete the store to rebuild it)"
+        )
+    return StoreInfo(raw["model_id"], raw["num_layers"], raw["dim"], raw["dtype"])
 
 
 def create_or_check_info(directory: Path, wanted: StoreInfo) -> None:
     """Write ``store.json`` for a new store, or check that an existing store holds the same model,
     shape and dtype (a store never mixes them)."""
+    if directory.exists() and not directory.is_dir():
+        raise FeatureStoreError(f"{directory}: not a directory (a feature store is a directory)")
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "store.json").exists():
         _write_atomically(directory / "store.json", lambda h: h.write(wanted.to_json().encode()))
@@ -183,25 +186,47 @@ def create_or_check_info(directory: Path, wanted: StoreInfo) -> None:
 
 def _complete_lines(path: Path) -> list[str]:
     """The lines of a text file; a last line without its newline is not committed and is dropped."""
-    text = path.read_text(encoding="ascii")
+    try:
+        text = path.read_text(encoding="ascii")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise FeatureStoreError(
+            f"{path}:{line}: damaged index (a byte that is not ASCII); delete the store to rebuild it"
+        ) from None
     return text[: text.rfind("\n") + 1].splitlines()
+
+
+def _parse_line(path: Path, number: int, line: str, fields: int) -> list:
+    """``key, [chunk,] start, length`` of one index line, or a FeatureStoreError naming FILE:LINE."""
+    parts = line.split("\t")
+    try:
+        if len(parts) != fields:
+            raise ValueError(f"expected {fields} tab-separated fields, found {len(parts)}")
+        start, length = int(parts[-2]), int(parts[-1])
+        if start < 0 or length < 1:
+            raise ValueError("negative start or empty entry")
+    except ValueError as err:
+        raise FeatureStoreError(
+            f"{path}:{number}: damaged index line {line[:80]!r} ({err}); delete the store to rebuild it"
+        ) from None
+    return [*parts[:-2], start, length]
 
 
 def _parse_merged_index(path: Path) -> dict[str, Entry]:
     entries = {}
     if path.is_file():
-        for line in _complete_lines(path):
-            key, chunk, start, length = line.split("\t")
-            entries[key] = Entry(chunk, int(start), int(length))
+        for number, line in enumerate(_complete_lines(path), 1):
+            key, chunk, start, length = _parse_line(path, number, line, 4)
+            entries[key] = Entry(chunk, start, length)
     return entries
 
 
 def _parse_keys_file(path: Path) -> dict[str, Entry]:
     chunk = path.with_suffix(".npy").name
     entries = {}
-    for line in _complete_lines(path):
-        key, start, length = line.split("\t")
-        entries[key] = Entry(chunk, int(start), int(length))
+    for number, line in enumerate(_complete_lines(path), 1):
+        key, start, length = _parse_line(path, number, line, 3)
+        entries[key] = Entry(chunk, start, length)
     return entries
 
 
@@ -228,7 +253,7 @@ def compact_index(directory: str | Path) -> int:
     """Fold every chunk's ``.keys`` file into ``index.tsv`` (rewritten atomically), then delete the
     folded keys files. Safe while readers read and other shards write. Returns the entry count."""
     directory = Path(directory)
-    with _lock(directory / "locks" / "compact.lock"):
+    with FileLock(directory / "locks" / "compact.lock", wait=True, log=None):  # a compaction takes a moment
         for stale in directory.glob("index.tsv.*.tmp"):  # left by a compaction that was killed
             stale.unlink()
         keys_files = sorted((directory / "chunks").glob("*.keys"))
@@ -345,7 +370,22 @@ class FeatureStore:
         if name in self._chunks:
             self._chunks.move_to_end(name)
             return self._chunks[name]
-        array = np.load(self.directory / "chunks" / name, mmap_mode="r")
+        path = self.directory / "chunks" / name
+        try:
+            array = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise FeatureStoreError(
+                f"{path}: missing, but the index lists it (damaged store: delete it to rebuild it)"
+            ) from None
+        except (ValueError, OSError, EOFError) as err:
+            raise FeatureStoreError(
+                f"{path}: damaged chunk file ({type(err).__name__}: {str(err)[:120]}); delete the store to rebuild it"
+            ) from None
+        if array.ndim != 3 or array.shape[1:] != (self.num_layers, self.dim):
+            raise FeatureStoreError(
+                f"{path}: chunk of shape {array.shape}, expected (tokens, {self.num_layers}, {self.dim}) "
+                "(damaged store: delete it to rebuild it)"
+            )
         self._chunks[name] = array
         while len(self._chunks) > self._max_open_chunks:
             self._chunks.popitem(last=False)  # views already handed out keep their own mapping
@@ -380,7 +420,15 @@ class ShardWriter:
     at a time, so memory stays at one chunk plus one batch however large the dataset.
     """
 
-    def __init__(self, directory: Path, name: str, info: StoreInfo, chunk_tokens: int):
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        info: StoreInfo,
+        chunk_tokens: int,
+        wait: bool | None = None,
+        log: Callable[[str], Any] | None = log_to_stderr,
+    ):
         self.directory, self.name, self.info = directory, name, info
         self.chunks_dir = directory / "chunks"
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
@@ -388,13 +436,13 @@ class ShardWriter:
         self.fill = 0
         self.pending: list[tuple[str, int, int]] = []  # (key, first row, n) buffered, not yet committed
         self.chunks_written = 0
-        self._lock = _lock(
-            directory / "locks" / f"{name}.lock", busy_message=f"{directory}: another build is writing shard {name}"
-        )
+        # Another build of this shard (another seed's training on a fresh store, say): wait for it
+        # (wait=None: unless ELMO_TASKS_NO_WAIT=1), then embed only what it did not store.
+        self._lock = FileLock(directory / "locks" / f"{name}.lock", wait=wait, log=log).acquire()
         try:
             self.next_seq = self._remove_leftovers() + 1
         except BaseException:
-            self._lock.close()
+            self._lock.release()
             raise
 
     def _remove_leftovers(self) -> int:
@@ -454,7 +502,7 @@ class ShardWriter:
         try:
             self.flush()
         finally:
-            self._lock.close()
+            self._lock.release()
 
 
 @contextlib.contextmanager
@@ -497,12 +545,19 @@ def build_store(
     chunk_tokens: int | None = None,
     device: str | torch.device | None = None,
     compact: bool | None = None,
+    wait: bool | None = None,
+    log: Callable[[str], Any] | None = log_to_stderr,
 ) -> BuildReport:
     """Embed the sentences of shard ``(rank, world)`` that the store lacks and commit them.
 
     Resumable: run it again after a crash and it embeds only the batches not yet stored.
     ``chunk_tokens`` (default: 64 MiB worth) bounds the write buffer. ``compact`` (default: when
     ``world == 1``) merges the index at the end; sharded builds let rank 0 do it after a barrier.
+
+    One build per shard at a time: a second build of the same shard (two seeds starting side by
+    side on a fresh store) waits for the first (saying so through ``log``) and then embeds only
+    what the first did not store; ``wait=False`` (or ``ELMO_TASKS_NO_WAIT=1`` when ``wait`` is not
+    given) makes it fail at once naming the holder's PID instead.
     """
     if dtype not in DTYPES:
         raise BackboneUsageError(f"dtype must be one of {DTYPES}, not {dtype!r}")
@@ -520,13 +575,13 @@ def build_store(
     keys, unique = distinct_sentences(model_id, sentences)
     plan = plan_embedding_batches(unique, max_tokens=batch_tokens, max_batch=max_batch)
     mine = plan[rank::world]
-    stored = set(read_index(directory))
-    todo = [batch for batch in mine if any(keys[i] not in stored for i in batch)]
-    report = BuildReport(sentences=sum(len(b) for b in mine), batches_skipped=len(mine) - len(todo))
-    report.already_stored = sum(keys[i] in stored for batch in mine for i in batch)
 
-    writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens)
+    writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens, wait=wait, log=log)
     try:
+        stored = set(read_index(directory))  # read under the shard's lock: a build we waited for is in it
+        todo = [batch for batch in mine if any(keys[i] not in stored for i in batch)]
+        report = BuildReport(sentences=sum(len(b) for b in mine), batches_skipped=len(mine) - len(todo))
+        report.already_stored = sum(keys[i] in stored for batch in mine for i in batch)
         with (
             _type_cache_off(bilm),
             tqdm(

@@ -17,7 +17,7 @@ import torch
 
 from .bilm import ElmoBiLm
 from .errors import ElmoFileError
-from .io import atomic_path
+from .io import atomic_path, check_free_space
 from .options import load_options
 
 FORGET_BIAS = 1.0
@@ -53,6 +53,8 @@ class _Reader:
 
 
 def _open_hdf5(path: Path, mode: str = "r") -> h5py.File:
+    if mode == "r" and path.is_dir():
+        raise ElmoFileError(f"{path}: is a directory (expected an HDF5 weight file)")
     if mode == "r" and not path.is_file():
         raise ElmoFileError(f"{path}: weight file not found")
     try:
@@ -110,6 +112,7 @@ def save_weights(bilm: ElmoBiLm, path: str | Path) -> None:
     def array(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().float().numpy()
 
+    check_free_space(path, 4 * sum(p.numel() for p in bilm.parameters()) + (64 << 10))  # h5py must not meet ENOSPC
     with atomic_path(path) as partial, _open_hdf5(partial, "w") as out:
         out["char_embed"] = array(bilm.char_cnn.char_embedding.weight)[1:]
         for i, conv in enumerate(bilm.char_cnn.convolutions):

@@ -22,3 +22,10 @@ class RunDirError(TasksError):
     def __init__(self, path: str | Path, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
+
+
+def brief(err: BaseException, limit: int = 160) -> str:
+    """``Type: first sentence`` of a library's exception, for a one-line message (torch's are long)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    return f"{type(err).__name__}: {text[:limit]}" if text else type(err).__name__

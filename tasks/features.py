@@ -70,11 +70,24 @@ class StoreFeatures(InMemoryFeatures):
 
     @classmethod
     def open(
-        cls, store_dir: Path, bilm, model_id: str, sentences: list[list[str]], dtype: str, progress: bool
+        cls,
+        store_dir: Path,
+        bilm,
+        model_id: str,
+        sentences: list[list[str]],
+        dtype: str,
+        progress: bool,
+        wait: bool | None = None,
+        log=None,
     ) -> StoreFeatures:
+        """Embed what the store lacks, then map it. ``wait``/``log``: a build of the same store by
+        another process is waited for (see :func:`elmo_core.store.build_store`)."""
+        from elmo_core.io import log_to_stderr
         from elmo_core.store import FeatureStore
 
-        store = FeatureStore.build(store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress)
+        store = FeatureStore.build(
+            store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress, wait=wait, log=log or log_to_stderr
+        )
         return cls([np.asarray(store.get(tokens)) for tokens in sentences])
 
 
@@ -120,7 +133,9 @@ def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str 
     )
 
 
-def feature_source(backbone: BackboneConfig, bilm, sentences: list[list[str]], progress: bool) -> FeatureSource:
+def feature_source(
+    backbone: BackboneConfig, bilm, sentences: list[list[str]], progress: bool, wait: bool | None = None, log=None
+) -> FeatureSource:
     """The source the config asks for: live (``cache: false``), a feature store, or in memory."""
     if not backbone.cache:
         return LiveFeatures(bilm, sentences)
@@ -128,15 +143,20 @@ def feature_source(backbone: BackboneConfig, bilm, sentences: list[list[str]], p
         from elmo_core.loading import model_identity
 
         model_id = model_identity(*backbone_files(backbone))
-        return StoreFeatures.open(Path(backbone.store), bilm, model_id, sentences, backbone.store_dtype, progress)
+        return StoreFeatures.open(
+            Path(backbone.store), bilm, model_id, sentences, backbone.store_dtype, progress, wait, log
+        )
     return InMemoryFeatures.compute(bilm, sentences, progress=progress)
 
 
-def attach_features(task, bilm, progress: bool, cache: dict | None = None) -> dict[str, float]:
+def attach_features(
+    task, bilm, progress: bool, cache: dict | None = None, wait: bool | None = None, log=None
+) -> dict[str, float]:
     """Give every loaded split of ``task`` its ELMo features (the backbone is frozen, so once per
     run); returns seconds per split. ``cache`` (keyed by backbone and the split's exact tokens)
     keeps what the task attached, so later runs of this process, or processes forked from it
-    (the cells of a layer-weighting grid), reuse it without the backbone."""
+    (the cells of a layer-weighting grid), reuse it without the backbone. ``wait`` / ``log``: how
+    a feature store another process is building is waited for (see ``build_store``)."""
     from .base import Task
 
     backbone = task.config.backbone
@@ -151,7 +171,7 @@ def attach_features(task, bilm, progress: bool, cache: dict | None = None) -> di
         if backbone.cache and cache is not None and key in cache:
             split.features = cache[key]
         else:
-            task.attach_features(split, feature_source(backbone, bilm, split.tokens, progress))
+            task.attach_features(split, feature_source(backbone, bilm, split.tokens, progress, wait, log))
             if backbone.cache and cache is not None:
                 cache[key] = split.features
         seconds[name] = round(time.perf_counter() - started, 1)

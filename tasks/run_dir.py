@@ -4,6 +4,7 @@ prediction path that ``evaluate``, ``predict`` and the Python API share."""
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 
 from .base import Head, Task
 from .config import rename_legacy_keys
-from .errors import RunDirError
+from .errors import RunDirError, brief
 from .features import LiveFeatures, load_backbone
 from .registry import build_task, task_config_from_tree
 
@@ -56,14 +57,24 @@ def load_run(run_dir: str | Path, precision: str = "fp32") -> TrainedRun:
     vocab = _read(run_dir / "vocab.json", json.loads)
     try:
         task.restore_vocab(vocab)
-    except (KeyError, TypeError) as err:
+    except KeyError as err:
         raise RunDirError(run_dir / "vocab.json", f"does not hold this task's vocabularies (missing {err})") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
+        raise RunDirError(
+            run_dir / "vocab.json", f"does not hold this task's vocabularies ({type(err).__name__}: {err})"
+        ) from None
     bilm = load_backbone(task.config.backbone, precision=precision) if task.uses_elmo() else None
     model = task.build_model(bilm.num_layers if bilm else None, bilm.output_dim if bilm else None)
     try:
-        state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, EOFError, ValueError) as err:
+        saved = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError, AttributeError) as err:
+        raise RunDirError(
+            run_dir / "best.pt",
+            f"cannot be read as a checkpoint, it is truncated or damaged ({brief(err)})",
+        ) from None
+    try:
+        model.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError, TypeError, IndexError, ValueError) as err:
         raise RunDirError(
             run_dir / "best.pt",
             f"is damaged or belongs to another run ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
@@ -76,4 +87,7 @@ def _read(path: Path, parse):
     try:
         return parse(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise RunDirError(path, f"is damaged ({type(err).__name__}); was it edited by hand?") from None
+        mark = getattr(err, "problem_mark", None)
+        line = getattr(err, "lineno", None) or (mark.line + 1 if mark is not None else None)
+        where = f" at line {line}" if line else ""
+        raise RunDirError(path, f"is damaged{where} ({type(err).__name__}); was it edited by hand?") from None

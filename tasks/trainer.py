@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 import random
 import time
 from pathlib import Path
@@ -20,11 +21,11 @@ import yaml
 from tqdm import tqdm
 
 from elmo_core.checkpoint import python_rng_state
-from elmo_core.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from elmo_core.io import atomic_torch_save, atomic_write_json, atomic_write_text, check_output_dir, directory_lock
 from elmo_core.progress import bar_disabled
 
 from .config import RESUMABLE_KEYS, ConfigError, TaskConfig, changed_keys, to_dict
-from .errors import RunDirError
+from .errors import RunDirError, brief
 from .features import attach_features, backbone_identity, load_backbone
 from .registry import build_task, task_config_from_tree
 
@@ -51,7 +52,9 @@ def saved_config(run_dir: Path) -> dict | None:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
         return to_dict(task_config_from_tree(tree, path))
     except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as err:
-        raise RunDirError(path, f"cannot be read ({type(err).__name__}); choose another --out") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RunDirError(path, f"cannot be read{where} ({type(err).__name__}); choose another --out") from None
 
 
 class Trainer:
@@ -63,11 +66,15 @@ class Trainer:
         log=print,
         feature_cache: dict | None = None,
         backbone_cache: dict | None = None,
+        wait: bool | None = None,
     ):
+        """``wait``: when another process holds the run directory (or the feature store's shard),
+        wait for it (``True``), fail at once naming its PID (``False``), or wait unless
+        ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
         if not isinstance(config, TaskConfig):
             raise TypeError("Trainer needs a typed config: tasks.config.load_task_config(path, overrides)")
         self.config, self.run_dir, self.progress, self.log = config, Path(run_dir), progress, log
-        self.feature_cache, self.backbone_cache = feature_cache, backbone_cache
+        self.feature_cache, self.backbone_cache, self.wait = feature_cache, backbone_cache, wait
 
     def resuming(self) -> bool:
         """True when ``last.pt`` holds progress made with this config. Only budgets (``RESUMABLE_KEYS``)
@@ -96,16 +103,27 @@ class Trainer:
         return bilm
 
     def run(self) -> dict:
+        """Check every path, read the data, then train holding the run directory's lock
+        (``RUN_DIR/.lock``): a second trainer on the same directory waits, then resumes."""
         train_cfg = self.config.train
         if train_cfg.threads:
             torch.set_num_threads(train_cfg.threads)
         task = build_task(self.config)
         for split in task.configured_splits():  # every path checked before anything is read
             task.data_path(split)
-        resuming = self.resuming()
+        check_output_dir(self.run_dir, "the run directory (--out)")
+        backbone = self.config.backbone
+        if backbone.store and backbone.cache and task.uses_elmo():
+            check_output_dir(backbone.store, "the feature store (backbone.store)")
+        self.resuming()  # a config that does not fit the directory is refused before any data is read
         for line in task.load():
             self.log(line)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with directory_lock(self.run_dir, self.wait, self.log):
+            return self._train(task)
+
+    def _train(self, task) -> dict:
+        train_cfg = self.config.train
+        resuming = self.resuming()  # again, under the lock: a trainer we waited for may have trained here
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
         vocab = task.fit_vocab(task.splits["train"])
         for note in vocab.get("notes", []):
@@ -120,7 +138,9 @@ class Trainer:
             num_layers, dim = bilm.num_layers, bilm.output_dim
             check_mix_fits(self.config, num_layers)
             self.log(f"backbone: {backbone_identity(self.config.backbone)} ({num_layers} layers x {dim})")
-            timings["features_seconds"] = attach_features(task, bilm, self.progress, self.feature_cache)
+            timings["features_seconds"] = attach_features(
+                task, bilm, self.progress, self.feature_cache, wait=self.wait, log=self.log
+            )
         torch.manual_seed(train_cfg.seed)
         rng = random.Random(train_cfg.seed)
         model = task.build_model(num_layers, dim)
@@ -133,7 +153,7 @@ class Trainer:
         while state["epoch"] < train_cfg.epochs and state["bad_epochs"] < train_cfg.patience:
             self._epoch(task, model, optimizer, rng, state)
         total_seconds = time.perf_counter() - started
-        model.load_state_dict(torch.load(self.run_dir / "best.pt", map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(self._load(self.run_dir / "best.pt")["model"])
         history = state["history"]
         results = {
             "best_epoch": state["best_epoch"],
@@ -219,19 +239,35 @@ class Trainer:
 
     def _restore(self, model, optimizer, rng: random.Random) -> dict:
         path = self.run_dir / "last.pt"
+        saved = self._load(path)
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             state = json.loads(saved["trainer_state"])
-        except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
+            torch.set_rng_state(saved["torch_rng"])
+            rng.setstate(python_rng_state(json.loads(saved["python_rng"])))
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise RunDirError(
                 path,
                 f"cannot resume from it ({type(err).__name__}: {str(err)[:200]}); delete it to start the run again",
             ) from None
-        torch.set_rng_state(saved["torch_rng"])
-        rng.setstate(python_rng_state(json.loads(saved["python_rng"])))
         return state
+
+    @staticmethod
+    def _load(path: Path) -> dict:
+        """A checkpoint this trainer wrote; a file torch cannot read (truncated, random bytes,
+        another program's pickle) is a :class:`RunDirError` naming it."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError, AttributeError) as err:
+            raise RunDirError(
+                path,
+                f"cannot be read as a checkpoint, it is truncated or damaged ({brief(err)}); "
+                "delete it to start the run again, or choose another --out",
+            ) from None
+        if not isinstance(saved, dict) or "model" not in saved:
+            raise RunDirError(path, "is not a checkpoint of 'elmo-tasks train' (no model state in it)")
+        return saved
 
     def _write_metrics(self, history: list[dict]) -> None:
         atomic_write_json(self.run_dir / "metrics.json", history)

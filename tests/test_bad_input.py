@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Env:
             "train.threads": 1,
             "model.hidden": 8,
             "model.words.min_count": 1,
+            "model.words.pretrained": None,  # no GloVe: nothing here needs it
             **extra,
         }
         return [arg for key, value in values.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
@@ -295,7 +297,7 @@ def embed_options_not_json(ctx):
 def embed_options_is_a_directory(ctx):
     path = ctx.file("in.txt", "a b\n")
     argv = ["embed", "--options", str(ctx.tmp), "--weights", str(ctx.env.weights), "--input", str(path)]
-    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp), "is a directory"]
 
 
 @case
@@ -320,7 +322,7 @@ def embed_weights_missing_dataset(ctx):
 def embed_weights_is_a_directory(ctx):
     path = ctx.file("in.txt", "a b\n")
     argv = ["embed", "--options", str(ctx.env.options), "--weights", str(ctx.tmp), "--input", str(path)]
-    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp)]
+    return argv + ["--output", str(ctx.tmp / "o.hdf5")], [str(ctx.tmp), "is a directory"]
 
 
 # ---------------------------------------------------------------- train
@@ -344,7 +346,7 @@ def train_config_missing(ctx):
 @case
 def train_config_not_yaml(ctx):
     config = ctx.file("c.yaml", "task: ner\ndata: [unclosed\n")
-    return ["train", str(config)], [str(config)]
+    return ["train", str(config)], [f"{config}:3: invalid YAML", "flow sequence that starts on line 2"]
 
 
 @case
@@ -363,7 +365,7 @@ def train_conll_is_a_directory(ctx):
     folder = data_dir(ctx)
     (folder / "train.txt").unlink()
     (folder / "train.txt").mkdir()
-    return train(ctx, "--out", str(ctx.tmp / "run"), data_dir=folder), [str(folder / "train.txt"), "directory"]
+    return train(ctx, "--out", str(ctx.tmp / "run"), data_dir=folder), [str(folder / "train.txt"), "is a directory"]
 
 
 @case
@@ -406,10 +408,56 @@ def train_store_is_a_file(ctx):
 
 
 @case
+def train_store_chunk_damaged(ctx):
+    store = ctx.tmp / "store"
+    assert main(train(ctx, "--out", str(ctx.tmp / "first"), **{"backbone.store": str(store)})) == 0
+    (chunk,) = (store / "chunks").glob("*.npy")
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    return train(ctx, "--out", str(ctx.tmp / "run"), **{"backbone.store": str(store)}), [str(chunk), "damaged"]
+
+
+def full_disk(ctx: Ctx, name: str = "full", size: str = "64k") -> Path:
+    """A tiny tmpfs (root only; the test is skipped elsewhere): writes past ``size`` get ENOSPC."""
+    path = ctx.tmp / name
+    path.mkdir()
+    mounted = os.geteuid() == 0 and (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
+    if not mounted:
+        pytest.skip("needs root and mount -t tmpfs (the ENOSPC path is also tested with a fake writer)")
+    ctx.cleanup.append(
+        lambda: (
+            subprocess.run(["umount", str(path)], capture_output=True).returncode == 0
+            or subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        )  # busy: detach it anyway
+    )
+    return path
+
+
+@case
+def embed_output_disk_full_tmpfs(ctx):
+    text = ctx.file("in.txt", "".join(f"w{i} x y z a b c d e f\n" for i in range(60)))
+    target = full_disk(ctx) / "out.hdf5"
+    ctx.checks.append(lambda: not target.exists() and not list(target.parent.iterdir()))
+    return embed(ctx, "--input", str(text), "--output", str(target)), [str(target), "No space left on device"]
+
+
+@case
+def train_out_disk_full_tmpfs(ctx):
+    """torch.save reports a full disk as a RuntimeError: still one line naming the checkpoint."""
+    out = full_disk(ctx, size="48k") / "run"
+    ctx.checks.append(lambda: not list(out.glob("*.part")))
+    return train(ctx, "--out", str(out), **{"model.hidden": 64}), [str(out), "No space left on device"]
+
+
+@case
 def train_resume_config_yaml_broken(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     (run / "config.yaml").write_text("task: ner\n  data: [\n")
-    return train(ctx, "--out", str(run)), [str(run / "config.yaml")]
+    return train(ctx, "--out", str(run)), [str(run / "config.yaml"), "at line 2"]
 
 
 @case
@@ -429,9 +477,7 @@ def train_sst_bad_tree(ctx):
         handle.write("(4 (2 unbalanced)\n")
     argv = ["train", str(SST5), "--quiet", "--out", str(ctx.tmp / "run")]
     sets = {"data.dir": str(folder), "data.test": None, "model.elmo.enabled": False, "model.words.dim": 8}
-    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [
-        f"{folder / 'train.txt'}:3"
-    ]
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [f"{folder / 'train.txt'}:3"]
 
 
 @case
@@ -448,9 +494,7 @@ def train_tsv_unseen_label(ctx):
         "model.elmo.enabled": False,
         "model.words.dim": 8,
     }
-    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [
-        f"{folder / 'dev.txt'}:2"
-    ]
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")], [f"{folder / 'dev.txt'}:2"]
 
 
 def wsd_train(ctx: Ctx, folder: Path, **extra) -> list[str]:
@@ -506,7 +550,8 @@ def train_wsd_wordnet_dir_empty(ctx):
 @case
 def train_pretrained_vectors_broken(ctx):
     vectors = ctx.file("vectors.txt", "the 0.1 0.2 0.3\ncat 0.1 oops 0.3\n")
-    return train(ctx, "--out", str(ctx.tmp / "run"), **{"model.words.pretrained": str(vectors)}), [f"{vectors}:2"]
+    sets = {"model.words.pretrained": str(vectors), "model.words.dim": 3}
+    return train(ctx, "--out", str(ctx.tmp / "run"), **sets), [f"{vectors}:2", "oops"]
 
 
 # ---------------------------------------------------------------- evaluate
@@ -536,14 +581,14 @@ def evaluate_best_pt_missing(ctx):
 def evaluate_best_pt_truncated(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     (run / "best.pt").write_bytes((run / "best.pt").read_bytes()[:500])
-    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt"), "damaged"]
 
 
 @case
 def evaluate_best_pt_random_bytes(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     (run / "best.pt").write_bytes(os.urandom(2048))
-    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt"), "cannot be read as a checkpoint"]
 
 
 @case
@@ -557,14 +602,14 @@ def evaluate_best_pt_of_another_task(ctx):
 def evaluate_best_pt_not_a_dict(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     torch.save([1, 2, 3], run / "best.pt")
-    return evaluate(run, ctx.env.conll), [str(run / "best.pt")]
+    return evaluate(run, ctx.env.conll), [str(run / "best.pt"), "belongs to another run"]
 
 
 @case
 def evaluate_vocab_json_broken(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     (run / "vocab.json").write_text('{"words": [')
-    return evaluate(run, ctx.env.conll), [str(run / "vocab.json"), "damaged"]
+    return evaluate(run, ctx.env.conll), [str(run / "vocab.json"), "damaged at line 1"]
 
 
 @case
@@ -580,14 +625,14 @@ def evaluate_vocab_json_wrong_types(ctx):
     vocab = json.loads((run / "vocab.json").read_text())
     vocab = {key: 7 for key in vocab}
     (run / "vocab.json").write_text(json.dumps(vocab))
-    return evaluate(run, ctx.env.conll), [str(run / "vocab.json")]
+    return evaluate(run, ctx.env.conll), [str(run / "vocab.json"), "TypeError"]
 
 
 @case
 def evaluate_config_yaml_broken(ctx):
     run = ctx.env.copy_run(ctx.tmp / "run")
     (run / "config.yaml").write_text("task: ner\n  data: [\n")
-    return evaluate(run, ctx.env.conll), [str(run / "config.yaml"), "damaged"]
+    return evaluate(run, ctx.env.conll), [str(run / "config.yaml"), "damaged at line 2"]
 
 
 @case
@@ -611,7 +656,7 @@ def evaluate_data_missing(ctx):
 
 @case
 def evaluate_data_is_a_directory(ctx):
-    return evaluate(ctx.env.ner_run, ctx.tmp), [str(ctx.tmp), "directory"]
+    return evaluate(ctx.env.ner_run, ctx.tmp), [str(ctx.tmp), "is a directory"]
 
 
 @case
@@ -663,7 +708,7 @@ def predict_input_missing(ctx):
 
 @case
 def predict_input_is_a_directory(ctx):
-    return predict(ctx.env.ner_run, ctx.tmp, ctx.tmp / "o.txt"), [str(ctx.tmp), "directory"]
+    return predict(ctx.env.ner_run, ctx.tmp, ctx.tmp / "o.txt"), [str(ctx.tmp), "is a directory"]
 
 
 @case
@@ -738,7 +783,7 @@ def pretrain_train_missing(ctx):
 
 @case
 def pretrain_train_is_a_directory(ctx):
-    return pretrain(ctx, train=ctx.tmp), [str(ctx.tmp), "directory"]
+    return pretrain(ctx, train=ctx.tmp), [str(ctx.tmp), "is a directory"]
 
 
 @case
@@ -768,7 +813,7 @@ def pretrain_out_held_no_wait(ctx):
 
 @case
 def pretrain_bad_set(ctx):
-    return pretrain(ctx, "--set", "model.lstm.dimm=3"), [str(BILM_TINY), "model.lstm.dimm"]
+    return pretrain(ctx, "--set", "model.lstm.dimm=3"), [str(BILM_TINY), "model.lstm.dimm", "did you mean"]
 
 
 # ---------------------------------------------------------------- benchmark layers
@@ -813,18 +858,154 @@ def benchmark_unknown_mix(ctx):
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_clear_line(name, env, tmp_path, monkeypatch, capsys):
     ctx = Ctx(env, tmp_path, monkeypatch)
-    argv, expected = CASES[name](ctx)
-    capsys.readouterr()
     try:
+        argv, expected = CASES[name](ctx)
+        capsys.readouterr()
         code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        assert lines[0].startswith(f"elmo-tasks {argv[0]}: error: "), err
+        # One line; a config lists every problem it has, one per line (see data/config.py).
+        assert len(lines) == 1 or ("invalid config" in lines[0] and len(lines) <= 15), err
+        for fragment in expected:
+            assert fragment in err, f"{fragment!r} not in {err!r}"
+        for check in ctx.checks:
+            assert check(), "something was left behind"
+        assert not list(tmp_path.rglob("*.part")), "a .part file was left behind"
     finally:
-        for release in ctx.cleanup:
+        for release in reversed(ctx.cleanup):
             release()
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"elmo-tasks {argv[0]}: error: "), err
-    for fragment in expected:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    assert not list(tmp_path.rglob("*.part")), "a .part file was left behind"
+
+
+# ---------------------------------------------------------------- locks: one process per directory
+def test_a_lock_file_names_its_holder_and_is_emptied_on_release(tmp_path, monkeypatch):
+    from elmo_core.io import DirectoryBusyError, FileLock, directory_lock
+
+    lock = directory_lock(tmp_path / "run")
+    with lock:
+        assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(DirectoryBusyError, match=rf"\.lock: held by PID {os.getpid()} .*not waiting"):
+            FileLock(tmp_path / "run" / ".lock", wait=False).acquire()
+        monkeypatch.setenv("ELMO_TASKS_NO_WAIT", "1")
+        with pytest.raises(DirectoryBusyError):
+            directory_lock(tmp_path / "run").acquire()  # wait=None: the environment decides
+    assert (tmp_path / "run" / ".lock").read_text() == ""
+    with FileLock(tmp_path / "run" / ".lock", wait=False):  # free again
+        pass
+
+
+def test_a_second_trainer_waits_for_the_first_then_resumes(env, tmp_path, capsys):
+    """The holder here is this process (another open of the lock file); the trainer waits, says for
+    whom, and trains once the holder lets go."""
+    from elmo_core.io import FileLock
+
+    out = env.copy_run(tmp_path / "run")
+    lock = FileLock(out / ".lock").acquire()
+    threading.Timer(0.5, lock.release).start()
+    started = time.perf_counter()
+    argv = ["train", str(NER), "--quiet", "--out", str(out), *env.ner_set(**{"train.epochs": 2})]
+    assert main(argv) == 0
+    assert time.perf_counter() - started >= 0.5
+    printed = capsys.readouterr().out
+    assert f"waiting for PID {os.getpid()} which holds {out / '.lock'}" in printed
+    assert "resuming after epoch 1" in printed  # what the run we waited for had done is kept
+
+
+def test_two_builds_of_a_fresh_store_side_by_side_embed_each_sentence_once(env, tmp_path, monkeypatch):
+    """Two seeds starting on a fresh store: the second waits for the first's shard, then finds
+    every sentence stored (it used to fail at once)."""
+    import elmo_core.bilm as bilm_module
+    from elmo_core import load_bilm
+    from elmo_core.store import FeatureStore, build_store
+
+    sentences = [line.split() for line in ("a b c", "d e", "f g h i", "j")] * 3
+    bilm = load_bilm(options=env.options, weights=env.weights)
+    forward = bilm_module.ElmoBiLm.forward
+
+    def slow_forward(self, char_ids):
+        time.sleep(0.05)
+        return forward(self, char_ids)
+
+    monkeypatch.setattr(bilm_module.ElmoBiLm, "forward", slow_forward)
+    store, reports, said = tmp_path / "store", {}, []
+
+    def build(name):
+        reports[name] = build_store(store, bilm, "tiny", sentences, max_batch=1, progress=False, log=said.append)
+
+    first = threading.Thread(target=build, args=("first",))
+    first.start()
+    while not (store / "locks" / "r0.lock").is_file() or not (store / "locks" / "r0.lock").read_text():
+        time.sleep(0.01)
+    build("second")
+    first.join()
+    assert reports["first"].embedded == 4 and reports["second"].embedded == 0
+    assert reports["second"].already_stored == 4
+    assert said == [f"waiting for PID {os.getpid()} which holds {store / 'locks' / 'r0.lock'}"]
+    assert len(FeatureStore(store, "tiny")) == 4
+
+
+def test_a_killed_holder_releases_its_lock(tmp_path):
+    """flock dies with its process: kill -9 leaves no stale lock, and the PID named is the holder's."""
+    from elmo_core.io import DirectoryBusyError, FileLock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from elmo_core.io import directory_lock\n"
+            "directory_lock(sys.argv[1]).acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(120)\n",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DirectoryBusyError, match=f"held by PID {holder.pid} "):
+            FileLock(tmp_path / "run" / ".lock", wait=False).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with FileLock(tmp_path / "run" / ".lock", wait=False):
+        pass
+
+
+def test_no_wait_is_a_flag_of_the_verbs_that_lock():
+    from tasks.cli import build_parser
+
+    parser = build_parser()
+    for verb in (["train", "c.yaml"], ["pretrain", "--config", "c", "--train", "t", "--heldout", "h", "--out", "o"]):
+        assert parser.parse_args([*verb, "--no-wait"]).no_wait
+    assert parser.parse_args(["embed", "--input", "i", "--store", "s", "--no-wait"]).no_wait
+
+
+# ---------------------------------------------------------------- a full disk, in the atomic writers
+def test_a_full_disk_names_the_target_and_leaves_the_old_file(tmp_path, monkeypatch):
+    import shutil as shutil_module
+
+    from elmo_core.io import atomic_torch_save, atomic_write
+
+    target = tmp_path / "best.pt"
+    target.write_bytes(b"old")
+
+    def no_space(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what os.write says: no file name
+
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, no_space)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    # torch.save hides ENOSPC behind a RuntimeError; a nearly full filesystem tells it apart
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unexpected pos 704")))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # plenty of space: a bug, raised as it is
+        atomic_torch_save({}, target)
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage._replace(free=4096))
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        atomic_torch_save({}, target)
+    assert caught.value.filename == str(target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.embed import plan_embedding_batches
+from elmo_core.errors import DirectoryBusyError
 from elmo_core.loading import model_identity
 from elmo_core.store import (
     FeatureStore,
@@ -207,15 +209,29 @@ def test_leftovers_of_a_crash_are_invisible_then_cleaned(tiny_bilm, tmp_path):
     assert {k: final_bytes for k, final_bytes in contents(final).items() if k in reference} == reference
 
 
-def test_a_second_writer_of_the_same_shard_is_refused(tiny_bilm, tmp_path):
+def test_a_second_writer_of_the_same_shard_waits_or_is_refused(tiny_bilm, tmp_path):
     sentences = synthetic_sentences(5)
     build_store(tmp_path / "s", tiny_bilm, MODEL_ID, sentences[:2], progress=False)
     info = FeatureStore(tmp_path / "s").info
     holder = ShardWriter(tmp_path / "s", "r0", info, chunk_tokens=10)
+    lock = tmp_path / "s" / "locks" / "r0.lock"
     try:
-        with pytest.raises(FeatureStoreError, match="another build is writing shard r0"):
-            build_store(tmp_path / "s", tiny_bilm, MODEL_ID, sentences, progress=False)
+        with pytest.raises(DirectoryBusyError, match=rf"{lock}: held by PID {os.getpid()} "):
+            build_store(tmp_path / "s", tiny_bilm, MODEL_ID, sentences, progress=False, wait=False)
         build_store(tmp_path / "s", tiny_bilm, MODEL_ID, sentences, shard=(1, 2), progress=False)  # r1 is free
+        # A build that waits reads the index once the holder is done: what the holder commits
+        # meanwhile (here sentence 2, as zeros) is not embedded again.
+        said, key = [], FeatureStore(tmp_path / "s").key(sentences[2])
+
+        def commit_then_release():
+            holder.add_batch([(key, np.zeros((info.num_layers, len(sentences[2]), info.dim), np.float16))])
+            holder.close()
+
+        threading.Timer(0.3, commit_then_release).start()
+        report = build_store(tmp_path / "s", tiny_bilm, MODEL_ID, sentences, progress=False, log=said.append)
+        assert said == [f"waiting for PID {os.getpid()} which holds {lock}"]
+        assert report.already_stored == 3 and report.embedded == 2
+        assert not FeatureStore(tmp_path / "s").get(sentences[2]).any()
     finally:
         holder.close()
 

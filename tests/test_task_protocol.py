@@ -162,7 +162,10 @@ def test_the_contract_is_small_and_every_task_keeps_its_facts_on_the_class():
     }
     shared = {"load", "predict", "uses_elmo", "data_path", "configured_splits"}
     assert len(overridable - shared) <= 13, sorted(overridable - shared)
+    from tasks.experiments.layer_grid import default_config_path
+
     for name, task in TASKS.items():
         assert task.name == name and task.metric and task.metric_label and task.default_config
+        assert default_config_path(name).is_file()  # shipped inside the package, not read from the repository
         assert task.Config is not None and isinstance(task.reduced, dict) and task.cost > 0
         assert not getattr(task, "__abstractmethods__", None), f"{name} leaves {task.__abstractmethods__} open"

@@ -22,6 +22,14 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights", type=Path, help="HDF5 weights in the bilm-tf layout")
 
 
+def check_input_exists(path: Path, what: str) -> None:
+    """A missing input is found before anything is loaded (what it must hold is the task's reader's business)."""
+    from data.errors import DataFormatError
+
+    if not Path(path).exists():
+        raise DataFormatError(path, None, f"file not found ({what})")
+
+
 def check_backbone_arguments(args: argparse.Namespace) -> None:
     if (args.options is None) != (args.weights is None):
         raise ElmoFileError("--options and --weights go together")

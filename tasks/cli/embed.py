@@ -60,6 +60,7 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
         max_batch=args.batch_size or 256,
         device=args.device,
         progress=not args.quiet and rank == 0,
+        wait=False if args.no_wait else None,
     )
     if rank != 0:
         return None
@@ -70,12 +71,25 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every argument checked, and every output path, before the backbone is loaded."""
+    from elmo_core.io import check_output_dir, check_output_file
 
     check_backbone_arguments(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: torch's choice), got {args.threads}")
+    if args.store is not None:
+        check_output_dir(args.store, "--store")
+    else:
+        check_output_file(args.output, "--output")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    check_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     message = embed_to_store(args) if args.store is not None else embed_to_hdf5(args)
@@ -133,4 +147,10 @@ def add_parser(verbs) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another process is writing the same --store shard, fail at once naming its PID instead "
+        "of waiting for it (also: ELMO_TASKS_NO_WAIT=1)",
+    )
     parser.set_defaults(run=run)

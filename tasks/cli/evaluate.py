@@ -9,9 +9,16 @@ from .common import PRECISIONS, format_scores
 
 
 def evaluate(run_dir: Path, data: Path, output: Path | None = None, precision: str = "fp32") -> dict:
-    """Scores of the run's best checkpoint on ``data`` (the task's labelled format), with ``report``."""
-    from ..run_dir import load_run
+    """Scores of the run's best checkpoint on ``data`` (the task's labelled format), with ``report``.
+    Every path is checked before the run is loaded."""
+    from elmo_core.io import check_output_file
 
+    from ..run_dir import load_run
+    from .common import check_input_exists
+
+    check_input_exists(data, "--data")
+    if output is not None:
+        check_output_file(output, "--output")
     trained = load_run(run_dir, precision=precision)
     split, predictions, _ = trained.predict_file(data, "labelled")
     scores = trained.task.score(split, predictions)

@@ -7,9 +7,15 @@ from pathlib import Path
 
 
 def predict(run_dir: Path, input_path: Path, output: Path, input_format: str = "auto") -> tuple[int, str]:
-    """Writes the task's output for ``input_path``; returns ``(examples, format read)``."""
-    from ..run_dir import load_run
+    """Writes the task's output for ``input_path``; returns ``(examples, format read)``. Every path
+    is checked before the run is loaded."""
+    from elmo_core.io import check_output_file
 
+    from ..run_dir import load_run
+    from .common import check_input_exists
+
+    check_input_exists(input_path, "--input")
+    check_output_file(output, "--output")
     trained = load_run(run_dir)
     split, predictions, used = trained.predict_file(input_path, input_format)
     trained.task.write_output(split, predictions, output)

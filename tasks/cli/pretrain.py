@@ -15,12 +15,15 @@ def pretrain(
     overrides: dict | None = None,
     progress: bool = True,
     evaluate_only: bool = False,
+    wait: bool | None = None,
 ) -> dict:
-    """Pretrain (resuming from ``out``) and export; with ``evaluate_only``, the checkpoint's heldout perplexity."""
+    """Pretrain (resuming from ``out``) and export; with ``evaluate_only``, the checkpoint's heldout
+    perplexity. ``wait``: another process pretraining in ``out`` is waited for (``True``), refused
+    at once naming its PID (``False``), or waited for unless ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
     from elmo_core.pretrain import Pretrainer, load_pretrain_config
 
     config = load_pretrain_config(config_path, overrides)
-    trainer = Pretrainer(config, train, heldout, out, progress=progress)
+    trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait)
     return trainer.evaluate_full_heldout() if evaluate_only else trainer.run()
 
 
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         parse_overrides(args.set),
         progress=not args.quiet,
         evaluate_only=args.evaluate_only,
+        wait=False if args.no_wait else None,
     )
     if args.evaluate_only:
         print(json.dumps(result))
@@ -72,6 +76,12 @@ def add_parser(verbs) -> None:
         help="override a dotted config key, e.g. lr=0.001 or model.lstm.dim=256 (repeatable)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another process is pretraining in --out, fail at once naming its PID instead of "
+        "waiting for it (also: ELMO_TASKS_NO_WAIT=1)",
+    )
     parser.add_argument(
         "--evaluate-only",
         action="store_true",

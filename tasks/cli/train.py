@@ -9,21 +9,30 @@ from .common import format_scores
 
 
 def train(
-    config_path: Path, overrides: dict | None = None, out: Path | None = None, progress: bool = True, log=print
+    config_path: Path,
+    overrides: dict | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+    log=print,
+    wait: bool | None = None,
 ) -> tuple[dict, Path]:
-    """Check the config (all of it, before any data is read), train, and return ``(results, run directory)``."""
+    """Check the config (all of it, before any data is read), train, and return ``(results, run directory)``.
+    ``wait``: another process training in ``out`` is waited for (``True``), refused at once naming
+    its PID (``False``), or waited for unless ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
     from ..registry import load_task_config
     from ..trainer import Trainer
 
     config = load_task_config(config_path, overrides)
     out = out or Path("runs") / f"{Path(config_path).stem}-seed{config.train.seed}"
-    return Trainer(config, out, progress=progress, log=log).run(), out
+    return Trainer(config, out, progress=progress, log=log, wait=wait).run(), out
 
 
 def run(args: argparse.Namespace) -> int:
     from data.config import parse_overrides
 
-    results, out = train(args.config, parse_overrides(args.set), args.out, progress=not args.quiet)
+    results, out = train(
+        args.config, parse_overrides(args.set), args.out, progress=not args.quiet, wait=False if args.no_wait else None
+    )
     for split in ("dev", "test"):
         if split in results:
             print(f"{split}: {format_scores(results[split])}")
@@ -51,4 +60,10 @@ def add_parser(verbs) -> None:
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<config>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another process is training in --out (or building its feature store), fail at once "
+        "naming its PID instead of waiting for it (also: ELMO_TASKS_NO_WAIT=1)",
+    )
     parser.set_defaults(run=run)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from data.config import known_key
-from elmo_core.io import atomic_write_json, atomic_write_text
+from elmo_core.io import atomic_write_json, atomic_write_text, check_output_dir
 
 from ..config import TaskConfig
 from ..errors import UsageError
@@ -138,6 +138,9 @@ def run_grid(
     mixes = mixes or list(available)
     extra = dict(extra or {})
     store = out / "features" if store == "default" else store
+    check_output_dir(out, "--out")
+    if store is not None:
+        check_output_dir(store, "--store")
     log = _flushing(log)
     if jobs > 1:
         extra["train.threads"] = 1  # one core per cell: OpenMP pools beside each other spin-wait
