@@ -165,6 +165,25 @@ def merge_overrides(tree: dict, overrides: dict[str, Any] | None, source: str = 
     return tree
 
 
+def read_with_overrides(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[dict, str]:
+    """The YAML tree of ``path`` with dotted ``overrides`` applied, and how messages name its source
+    (``FILE (with --set a.b, c)``)."""
+    tree = merge_overrides(read_yaml(path), overrides)
+    return tree, f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config trees."""
+    keys = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 # -- typing ---------------------------------------------------------------------------------------
 def build(cls, tree: dict, source: str | Path = "<config>"):
     """An instance of the config dataclass ``cls`` from the plain ``tree``; raises :class:`ConfigError`

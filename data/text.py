@@ -61,26 +61,8 @@ def _lines(path: Path, block_bytes: int) -> Iterator[tuple[int, str]]:
     number = 0
     try:
         with open_binary(path) as handle:
-            first = True
-            while True:
-                block = handle.readlines(block_bytes)  # whole lines: a character never straddles blocks
-                if not block:
-                    return
-                data = b"".join(block)
-                if first:
-                    first = False
-                    if data.startswith(UTF8_BOM):
-                        data = data[len(UTF8_BOM) :]
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise _decode_error(path, number, data, error) from None
-                lines = text.split("\n")
-                if lines[-1] == "":
-                    lines.pop()  # the block's final newline does not open another line
-                for line in lines:
-                    number += 1
-                    yield number, line[:-1] if line.endswith("\r") else line
+            for number, line in decoded_lines(handle, path, block_bytes):
+                yield number, line
     except (EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as error:
         raise DataFormatError(path, number + 1, f"cannot decompress the file, it looks damaged ({error})") from None
     except OSError as error:
@@ -90,7 +72,34 @@ def _lines(path: Path, block_bytes: int) -> Iterator[tuple[int, str]]:
         raise DataFormatError(path, number + 1, f"cannot read the file, it looks damaged ({error})") from None
 
 
-def _decode_error(path: Path, lines_before: int, data: bytes, error: UnicodeDecodeError) -> DataFormatError:
+def decoded_lines(handle: BinaryIO, source: str | Path, block_bytes: int = _BLOCK_BYTES) -> Iterator[tuple[int, str]]:
+    """``(1-based line number, line)`` of an open binary stream, by the rules of :func:`read_lines`
+    (strict UTF-8 naming ``source:LINE``, ``\\n`` line ends, a leading BOM and trailing ``\\r``
+    dropped). Damaged-stream errors are left to the caller, which knows what the stream is."""
+    number = 0
+    first = True
+    while True:
+        block = handle.readlines(block_bytes)  # whole lines: a character never straddles blocks
+        if not block:
+            return
+        data = b"".join(block)
+        if first:
+            first = False
+            if data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM) :]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _decode_error(source, number, data, error) from None
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the block's final newline does not open another line
+        for line in lines:
+            number += 1
+            yield number, line[:-1] if line.endswith("\r") else line
+
+
+def _decode_error(path: str | Path, lines_before: int, data: bytes, error: UnicodeDecodeError) -> DataFormatError:
     line = lines_before + data.count(b"\n", 0, error.start) + 1
     column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
     return DataFormatError(

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import DataFormatError, DataUsageError
-from data.text import UTF8_BOM, _decode_error, check_readable_file, open_binary, read_lines
+from data.text import check_readable_file, decoded_lines, open_binary, read_lines
 
 CACHE_VERSION = 1
 _BLOCK_ROWS = 16384  # rows converted to floats at once
@@ -324,26 +324,8 @@ def _zip_lines(archive: Path, member: str, display: str) -> Iterator[tuple[int, 
     number = 0
     try:
         with zipfile.ZipFile(archive) as zipped, zipped.open(member) as handle:
-            first = True
-            while True:
-                block = handle.readlines(_BLOCK_BYTES)
-                if not block:
-                    return
-                data = b"".join(block)
-                if first:
-                    first = False
-                    if data.startswith(UTF8_BOM):
-                        data = data[len(UTF8_BOM) :]
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise _decode_error(display, number, data, error) from None  # type: ignore[arg-type]
-                lines = text.split("\n")
-                if lines[-1] == "":
-                    lines.pop()
-                for line in lines:
-                    number += 1
-                    yield number, line[:-1] if line.endswith("\r") else line
+            for number, line in decoded_lines(handle, display, _BLOCK_BYTES):
+                yield number, line
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
         raise DataFormatError(
             display, number + 1, f"cannot read the archive member, it looks damaged ({error})"

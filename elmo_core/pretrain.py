@@ -50,11 +50,11 @@ from tqdm import tqdm
 from data.config import (
     ConfigError,
     build,
+    changed_keys,
     expand_env,
-    merge_overrides,
     non_negative,
     positive,
-    read_yaml,
+    read_with_overrides,
     to_dict,
     unit_interval,
 )
@@ -258,21 +258,7 @@ def pretrain_config_from_tree(tree: dict, source: str | Path = "<config>") -> Pr
 def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> PretrainConfig:
     """Read, override (dotted keys: ``{"model.lstm.dim": 256}``), expand and check a pretraining
     config; raises :class:`~data.config.ConfigError` listing every problem, before any corpus is read."""
-    tree = merge_overrides(read_yaml(path), overrides)
-    source = f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
-    return pretrain_config_from_tree(tree, source)
-
-
-def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain config trees (as tasks.config.changed_keys)."""
-    keys = []
-    for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
+    return pretrain_config_from_tree(*read_with_overrides(path, overrides))
 
 
 class BiLmLanguageModel(nn.Module):

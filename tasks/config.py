@@ -12,27 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from data.config import (  # noqa: F401  (re-exported for callers)
+from data.config import (
     ConfigError,
-    build,
-    expand_env,
+    changed_keys,  # noqa: F401  (re-exported for callers)
     fraction,
-    get_dotted,
-    merge_overrides,
     non_negative,
-    parse_overrides,
     positive,
-    read_yaml,
     to_dict,
     unit_interval,
 )
 
 SPLITS = ("train", "dev", "test")
-MIX_MODES = ("learned", "average", "top", "single", "concat")
 
-# Keys of configs written before the Task protocol, and where they live now.
-LEGACY_KEYS = {f"data.max_{split}_sentences": f"data.limit.{split}" for split in SPLITS}
-LEGACY_KEYS["model.words.glove"] = "model.words.pretrained"
 # Keys a resumed run may change: budgets, not the model or its data.
 RESUMABLE_KEYS = ("train.epochs", "train.patience", "data.hint")
 
@@ -162,7 +153,8 @@ class TaskConfig:
 
 def rename_legacy_keys(tree: dict) -> dict:
     """Move keys of configs written before the Task protocol (e.g. in old run directories) to
-    their current place, so old files keep loading."""
+    their current place, so old files keep loading: ``data.max_<split>_sentences`` ->
+    ``data.limit.<split>``, ``model.words.glove`` -> ``model.words.pretrained``."""
     words = (tree.get("model") or {}).get("words") if isinstance(tree.get("model"), dict) else None
     if isinstance(words, dict) and "glove" in words:
         glove = words.pop("glove")
@@ -170,30 +162,12 @@ def rename_legacy_keys(tree: dict) -> dict:
             words["pretrained"] = glove
     data = tree.get("data")
     if isinstance(data, dict):
-        for old, new in LEGACY_KEYS.items():
-            if not old.startswith("data."):
-                continue
-            key = old.split(".", 1)[1]
-            if key in data:
-                value = data.pop(key)
-                if value is not None:
-                    limit = data.get("limit")
-                    limit = dict(limit) if isinstance(limit, dict) else {}
-                    limit[new.rsplit(".", 1)[1]] = value
-                    data["limit"] = limit
+        for split in SPLITS:
+            value = data.pop(f"max_{split}_sentences", None)
+            if value is not None:
+                limit = data.get("limit")
+                data["limit"] = {**(limit if isinstance(limit, dict) else {}), split: value}
     return tree
-
-
-def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain config trees."""
-    keys = []
-    for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
 
 
 __all__ = [

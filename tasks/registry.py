@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data.config import ConfigError, build, expand_env, merge_overrides, read_yaml, to_dict
+from data.config import ConfigError, build, expand_env, read_with_overrides
 
 from .config import TaskConfig, rename_legacy_keys
 from .ner import NerTask
@@ -46,11 +46,4 @@ def task_config_from_tree(tree: dict, source: str | Path = "<config>") -> TaskCo
 
 def load_task_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TaskConfig:
     """Read, override, expand and check a task config file."""
-    tree = merge_overrides(read_yaml(path), overrides)
-    source = f"{path} (with --set {', '.join(overrides)})" if overrides else str(path)
-    return task_config_from_tree(tree, source)
-
-
-def with_overrides(config: TaskConfig, overrides: dict[str, Any], source: str = "--set") -> TaskConfig:
-    """A copy of ``config`` with dotted ``overrides`` applied and checked."""
-    return task_config_from_tree(merge_overrides(to_dict(config), overrides, source), source)
+    return task_config_from_tree(*read_with_overrides(path, overrides))
