@@ -65,20 +65,28 @@ def run_in_worker(config: Path, variant: str, seed: int, out_root: Path, extra: 
     return variant, seed, run_one(config, variant, seed, out_root, [*extra, "train.threads=1"])
 
 
-def int8_cost(run_dir: Path) -> dict:
-    """Test scores of a trained ELMo run when the backbone runs int8 (same head, features recomputed)."""
-    cached = run_dir / "int8_test.json"
+LOW_PRECISIONS = ("bf16", "int8")
+
+
+def live_test_scores(run_dir: Path, precision: str) -> dict:
+    """Test F1 of a trained ELMo run with its backbone recomputed live at ``precision`` (same head,
+    trained on fp32 features); cached in ``RUN/test_live_{precision}.json`` with the git revision."""
+    cached = run_dir / f"test_live_{precision}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     from tasks.run_dir import load_run
 
-    trained = load_run(run_dir, precision="int8")
+    trained = load_run(run_dir, precision=precision)
     test_path = trained.task.data_path("test")
-    started = time.perf_counter()  # the backbone runs live (int8) inside predict_file
+    started = time.perf_counter()  # the backbone runs live inside predict_file
     split, predictions, _ = trained.predict_file(test_path, "labelled")
     scores = trained.task.score(split, predictions)
-    scores.pop("report")
-    result = {"f1": scores["f1"], "seconds": round(time.perf_counter() - started, 1)}
+    result = {
+        "f1": scores["f1"],
+        "precision_run": trained.bilm.precision,
+        "seconds": round(time.perf_counter() - started, 1),
+        "git": git_revision(),
+    }
     cached.write_text(json.dumps(result) + "\n")
     return result
 
@@ -124,18 +132,25 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
                 for t, s in best["test"]["per_type"].items()
             )
         )
-    int8_lines = ""
-    int8_files = sorted(out_root.glob("elmo-seed*/int8_test.json"))
-    if int8_files:
+    precision_lines = ""
+    fp32_files = sorted(out_root.glob("elmo-seed*/test_live_fp32.json"))
+    for precision in LOW_PRECISIONS:
         pairs = [
-            (json.loads(f.read_text())["f1"], json.loads((f.parent / "results.json").read_text())["test"]["f1"])
-            for f in int8_files
+            (json.loads((f.parent / f"test_live_{precision}.json").read_text()), json.loads(f.read_text()))
+            for f in fp32_files
+            if (f.parent / f"test_live_{precision}.json").is_file()
         ]
-        int8_lines = (
-            f"\n\nint8 backbone (`--precision int8`, dynamic quantisation of the linear layers; heads trained on fp32 "
-            f"features): test F1 {mean_std([a for a, _ in pairs])} vs fp32 {mean_std([b for _, b in pairs])}, "
-            f"cost {statistics.mean(b - a for a, b in pairs):+.2f} F1 (mean over {len(pairs)} seeds)."
-        )
+        pairs = [(low, exact) for low, exact in pairs if low["precision_run"] == precision]
+        if pairs:
+            precision_lines += (
+                f"\n\n{precision} backbone (`--precision {precision}`; heads trained on fp32 features, test features "
+                f"recomputed live): test F1 {mean_std([low['f1'] for low, _ in pairs])} vs fp32 live "
+                f"{mean_std([exact['f1'] for _, exact in pairs])}, cost "
+                f"{statistics.mean(exact['f1'] - low['f1'] for low, exact in pairs):+.2f} F1 "
+                f"(mean over {len(pairs)} seeds; per seed "
+                + ", ".join(f"{exact['f1'] - low['f1']:+.2f}" for low, exact in pairs)
+                + ")."
+            )
     features = ""
     elmo_runs = found.get("elmo", [])
     if elmo_runs and "features_seconds" in elmo_runs[0]:
@@ -146,7 +161,12 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
         f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
         f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
         f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
-        f"(mean ± std over seeds).\n\n" + "\n".join(lines) + per_type + features + int8_lines + f"\n\n{PUBLISHED}\n"
+        f"(mean ± std over seeds).\n\n"
+        + "\n".join(lines)
+        + per_type
+        + features
+        + precision_lines
+        + f"\n\n{PUBLISHED}\n"
     )
 
 
@@ -191,7 +211,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
-        "--int8", action="store_true", help="also score every ELMo run's test set with an int8 backbone"
+        "--precisions",
+        action="store_true",
+        help="also score every ELMo run's test set with its backbone run live at fp32, bf16 and int8",
     )
     parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
     args = parser.parse_args()
@@ -215,10 +237,12 @@ def main() -> int:
             for variant, seed in runs:
                 result = run_one(args.config, variant, seed, args.out, args.set)
                 print(f"{variant} seed {seed}: dev F1 {result['dev']['f1']:.2f}, test F1 {result['test']['f1']:.2f}")
-    if args.int8:
+    if args.precisions:
         for run_dir in sorted(args.out.glob("elmo-seed*")):
             if (run_dir / "results.json").is_file():
-                print(f"int8 {run_dir.name}: test F1 {int8_cost(run_dir)['f1']:.2f}", flush=True)
+                for precision in ("fp32", *LOW_PRECISIONS):
+                    scores = live_test_scores(run_dir, precision)
+                    print(f"{precision} {run_dir.name}: test F1 {scores['f1']:.2f} ({scores['seconds']} s)", flush=True)
     text = report(args.out, args.config, args.set, None if args.report_only else time.perf_counter() - started)
     print(text)
     write_section(args.doc, "ner-conll2003", text)

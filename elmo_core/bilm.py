@@ -39,6 +39,18 @@ def add_sentence_boundaries(char_ids: torch.Tensor, lengths: torch.Tensor, max_c
     return out
 
 
+class TokenTypes(NamedTuple):
+    """A batch's layer-0 vectors stored once per distinct word: ``vectors (n_types + 1, proj)``
+    (row 0 is the zero vector of padding) and ``index (batch, time)`` into it."""
+
+    vectors: torch.Tensor
+    index: torch.Tensor
+
+    def embeddings(self) -> torch.Tensor:
+        """``(batch, time, proj)``."""
+        return self.vectors[self.index]
+
+
 class ElmoBiLm(nn.Module):
     """Frozen-or-trainable biLM producing all L+1 layers.
 
@@ -65,9 +77,12 @@ class ElmoBiLm(nn.Module):
         self.stateful = stateful
         # CPU inference runs each layer's two directions concurrently (see directions.py).
         self.directions_side_by_side = True
+        # Stateless forward() skips the steps whose outputs it drops (see run_lstms).
+        self.skip_boundary_steps = True
         self._states: list[State] | None = None  # per (direction, layer), only when stateful
         self.type_cache = TypeCache(type_cache_size)
         self.autocast_dtype: torch.dtype | None = None  # bf16/fp16 inference (see load_bilm)
+        self.precision = "fp32"  # the numerics load_bilm set up: fp32, int8, bf16 or fp16
 
     @property
     def num_layers(self) -> int:
@@ -88,16 +103,23 @@ class ElmoBiLm(nn.Module):
     def token_embeddings(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Layer-0 vectors ``(batch, time, projection_dim)`` of ``char_ids (batch, time, chars)``;
         all-zero (padding) rows give zero vectors. Each distinct word is encoded once."""
+        return self.token_types(char_ids).embeddings()
+
+    def token_types(self, char_ids: torch.Tensor) -> TokenTypes:
+        """The distinct words of ``char_ids (batch, time, chars)`` encoded once each (through the
+        type cache when not training): see :class:`TokenTypes`."""
         batch, time, chars = char_ids.shape
         flat = char_ids.reshape(-1, chars)
         is_word = flat[:, 0] > 0
-        out = flat.new_zeros(flat.shape[0], self.options.lstm.projection_dim, dtype=torch.float32)
+        index = flat.new_zeros(flat.shape[0])
+        vectors = flat.new_zeros(1, self.options.lstm.projection_dim, dtype=torch.float32)  # row 0: padding
         if bool(is_word.any()):
             words, inverse = torch.unique(flat[is_word], dim=0, return_inverse=True)
             use_cache = self.type_cache.max_size > 0 and not self.training and not torch.is_grad_enabled()
-            vectors = self.type_cache.lookup(words, self.char_cnn) if use_cache else self.char_cnn(words)
-            out[is_word] = vectors[inverse].to(out.dtype)
-        return out.view(batch, time, -1)
+            encoded = self.type_cache.lookup(words, self.char_cnn) if use_cache else self.char_cnn(words)
+            vectors = torch.cat([vectors, encoded.to(vectors.dtype)])
+            index[is_word] = inverse + 1
+        return TokenTypes(vectors, index.view(batch, time))
 
     def _initial_states(self, batch: int, like: torch.Tensor) -> list[State | None]:
         n = len(self.forward_layers) + len(self.backward_layers)
@@ -124,20 +146,43 @@ class ElmoBiLm(nn.Module):
             finals = merged
         self._states = [(h.detach(), c.detach()) for h, c in finals]
 
-    def run_lstms(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def run_lstms(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        boundary_outputs: bool = True,
+        types: TokenTypes | None = None,
+    ) -> list[torch.Tensor]:
         """Forward and backward stacks over ``tokens (batch, time, proj)``; returns one
-        ``(batch, time, 2 * proj)`` tensor per LSTM layer (skip connections included)."""
+        ``(batch, time, 2 * proj)`` tensor per LSTM layer (skip connections included).
+
+        ``boundary_outputs=False`` (stateless only) is for callers that drop the ``<S>``/``</S>``
+        positions: each direction then stops one step early (forward before ``</S>``, backward
+        before ``<S>``). Nothing kept depends on those steps; what they would output is left
+        undefined (zeros or the skip connection's input). ``types``, when ``tokens`` is
+        ``types.embeddings()``, lets the first layer compute its input GEMM once per distinct word."""
+        skip_last = not boundary_outputs and not self.stateful
         states = self._initial_states(tokens.shape[0], tokens)
         n_layers = len(self.forward_layers)
         outputs, finals = [], []
         fwd_in = bwd_in = tokens
+        # Skipping the last step: forward reads positions 0..len-2, backward positions len-1..1.
+        steps = lengths - 1 if skip_last else lengths
         for k in range(n_layers):
             forward_layer, backward_layer = self.forward_layers[k], self.backward_layers[k]
+            fwd_types = bwd_types = None
+            if k == 0 and types is not None:
+                fwd_types = (types.vectors, types.index)
+                bwd_types = (types.vectors, types.index[:, 1:] if skip_last else types.index)
             (fwd_out, fwd_final), (bwd_out, bwd_final) = run_side_by_side(
-                functools.partial(forward_layer, fwd_in, lengths, states[k]),
-                functools.partial(backward_layer, bwd_in, lengths, states[n_layers + k]),
+                functools.partial(forward_layer, fwd_in, steps, states[k], fwd_types),
+                functools.partial(
+                    backward_layer, bwd_in[:, 1:] if skip_last else bwd_in, steps, states[n_layers + k], bwd_types
+                ),
                 tokens.device.type if self.directions_side_by_side else "serial",
             )
+            if skip_last:  # back to the full frame: position 0 (<S>) was not computed
+                bwd_out = nn.functional.pad(bwd_out, (0, 0, 1, 0))
             if self.options.lstm.use_skip_connections and k > 0:
                 fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in
             outputs.append(torch.cat([fwd_out, bwd_out], dim=-1))
@@ -162,8 +207,9 @@ class ElmoBiLm(nn.Module):
         if bool((lengths == 0).any()):
             raise BackboneUsageError("a sentence in the batch has no tokens: ELMo needs at least one")
         with_bounds = add_sentence_boundaries(char_ids, lengths, self.options.char_cnn.max_chars)
-        tokens = self.token_embeddings(with_bounds)
-        lstm_layers = self.run_lstms(tokens, lengths + 2)
+        types = self.token_types(with_bounds)
+        tokens = types.embeddings()
+        lstm_layers = self.run_lstms(tokens, lengths + 2, boundary_outputs=not self.skip_boundary_steps, types=types)
         layers = [torch.cat([tokens, tokens], dim=-1)] + lstm_layers
         time = char_ids.shape[1]
         stacked = torch.stack([layer[:, 1 : time + 1] for layer in layers])

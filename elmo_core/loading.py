@@ -6,12 +6,14 @@ Names are turned into files by :mod:`elmo_core.models`; this module builds the m
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
 
 from .bilm import ElmoBiLm
 from .errors import BackboneUsageError
+from .hardware import bf16_matrix_units
 from .io import update_hash
 from .models import resolve
 from .options import load_options
@@ -53,7 +55,10 @@ def load_bilm(
 
     Either ``name`` (``default``, ``small``, ``medium``, ``original``, ``original-5.5b``) or both
     ``options`` and ``weights`` must be given. ``precision``: ``fp32`` (exact), ``int8`` (dynamic
-    quantisation, CPU), ``bf16``/``fp16`` (autocast; outputs are returned as float32).
+    quantisation, CPU), ``bf16``/``fp16`` (autocast; outputs are returned as float32). On a CPU,
+    ``bf16`` needs bf16 matrix units (AMX or AVX512-BF16, see :mod:`elmo_core.hardware`): without
+    them it is slower than fp32, so fp32 runs instead, with a warning. ``bilm.precision`` says
+    which numerics the returned biLM uses.
     """
     if (options is None) != (weights is None):
         raise BackboneUsageError("pass both options and weights, or neither (then a model name)")
@@ -67,8 +72,22 @@ def load_bilm(
         if torch.device(device).type != "cpu":
             raise BackboneUsageError("int8 (dynamic quantisation) runs on the CPU only; use bf16 or fp16 on a GPU")
         bilm = quantize_int8(bilm)
+    precision = effective_precision(precision, device)
     bilm.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    bilm.precision = precision
     return bilm.to(device)
+
+
+def effective_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """``precision``, except ``bf16`` on a CPU without bf16 matrix units, which runs fp32 (warned)."""
+    if precision == "bf16" and torch.device(device).type == "cpu" and bf16_matrix_units() is None:
+        warnings.warn(
+            "bf16 requested, but this CPU has no bf16 matrix units (neither amx_bf16 nor avx512_bf16 in "
+            "/proc/cpuinfo), where bf16 is slower than fp32: running fp32 instead",
+            stacklevel=3,
+        )
+        return "fp32"
+    return precision
 
 
 def check_device(device: str | torch.device) -> None:

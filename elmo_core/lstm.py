@@ -17,6 +17,7 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -87,6 +88,8 @@ class ProjectedLstmLayer(nn.Module):
         self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
         self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
         self.elementwise = cell_elementwise
+        self._weights: InPlaceWeights | None = None  # see _in_place_weights
+        self._weights_key: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -106,7 +109,11 @@ class ProjectedLstmLayer(nn.Module):
         return h, c
 
     def forward(
-        self, inputs: torch.Tensor, lengths: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        inputs: torch.Tensor,
+        lengths: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        by_type: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer over a padded batch.
 
@@ -114,6 +121,9 @@ class ProjectedLstmLayer(nn.Module):
             inputs: ``(batch, time, input_dim)``; positions past a row's length are ignored.
             lengths: ``(batch,)`` long, each >= 1.
             state: initial ``(h (batch, projection_dim), c (batch, cell_dim))``; zeros if ``None``.
+            by_type: optional ``(vectors (n_types, input_dim), index (batch, time))`` with
+                ``inputs == vectors[index]``: without autograd, the input GEMM then runs once per
+                distinct input (a word's layer-0 vector) instead of once per position.
         Returns:
             outputs ``(batch, time, projection_dim)`` (zeros past each length) and the final state
             of every row (after its last valid token forward, after its first token backward).
@@ -140,13 +150,21 @@ class ProjectedLstmLayer(nn.Module):
         # the positions are packed time-major, step t's rows being the sorted prefix active[t].
         time_major = inputs[order, :max_len].transpose(0, 1)
         real = sorted_lengths[None, :] > torch.arange(max_len, device=inputs.device)[:, None]
-        # One tensor per step (split, not slicing inside the loop: that would make autograd build a
-        # full-size gradient for every step, O(time^2) in the backward pass).
-        gate_steps = self.input_linear(time_major[real]).split(active)
         steps = range(max_len) if self.go_forward else range(max_len - 1, -1, -1)
         if not torch.is_grad_enabled() and self._plain_linears():
-            padded, h, c = self._run_in_place(gate_steps, h, c, active, steps, total_steps)
+            weights = self._in_place_weights(inputs.device.type)
+            if by_type is not None and by_type[0].shape[0] < sum(active):
+                vectors, index = by_type
+                type_gates = self.input_gates(vectors, weights)  # (n_types, 4 * cell)
+                packed_gates = type_gates[index[order, :max_len].transpose(0, 1)[real]]
+            else:
+                packed_gates = self.input_gates(time_major[real], weights)
+            gate_steps = packed_gates.split(active)
+            padded, h, c = self._run_in_place(gate_steps, weights, h, c, active, steps, total_steps)
             return padded[restore], (h[restore], c[restore])
+        # One tensor per step (split, not slicing inside the loop: that would make autograd build a
+        # full-size gradient for every step, O(time^2) in the backward pass).
+        gate_steps = self.input_gates(time_major[real]).split(active)
         outputs: list[torch.Tensor] = [None] * max_len  # type: ignore[list-item]
         for t in steps:
             n = active[t]
@@ -170,39 +188,90 @@ class ProjectedLstmLayer(nn.Module):
             and type(self.projection) is nn.Linear
         )
 
+    def input_gates(self, packed: torch.Tensor, weights: InPlaceWeights | None = None) -> torch.Tensor:
+        """``x W_in + b`` for ``packed (positions, input_dim)`` -> ``(positions, 4 * cell)``; with
+        the in-place step's ``weights`` the candidate block comes out doubled (see there)."""
+        if weights is None:
+            return self.input_linear(packed)
+        return nn.functional.linear(packed, weights.input, weights.bias)
+
+    def _in_place_weights(self, device_type: str) -> InPlaceWeights:
+        """The weights of the in-place step, made once per weight version (and autocast dtype).
+
+        The candidate (``j``) rows of the input and recurrent weights and the bias are doubled:
+        ``tanh(x) = 2 sigmoid(2x) - 1``, so one sigmoid over all four gates replaces three sigmoids
+        and a tanh (the CPU's vectorised tanh is several times slower than its sigmoid). Doubling
+        is exact in floating point, so the GEMMs give exactly twice the usual pre-activations."""
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        tensors = (self.input_linear.weight, self.input_linear.bias, self.state_linear.weight, self.projection.weight)
+        key = (dtype, *((t.data_ptr(), t._version) for t in tensors))
+        if self._weights_key != key:
+            cell = self.cell_dim
+            scale = torch.ones(4 * cell, 1, device=tensors[0].device)
+            scale[cell : 2 * cell] = 2.0
+            w_in, b_in, w_rec, w_proj = (t.detach() for t in tensors)
+            self._weights = InPlaceWeights(
+                input=_cast(w_in * scale, dtype),
+                bias=_cast(b_in * scale[:, 0], dtype),
+                recurrent=_cast(w_rec * scale, dtype).t(),
+                projection=_cast(w_proj, dtype).t(),
+            )
+            self._weights_key = key
+        return self._weights
+
     def _run_in_place(
-        self, gate_steps, h: torch.Tensor, c: torch.Tensor, active: list[int], steps, total_steps: int
+        self,
+        gate_steps,
+        weights: InPlaceWeights,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        active: list[int],
+        steps,
+        total_steps: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step loop without autograd; same math as :meth:`cell`. ``h``/``c`` are the sorted
         initial states (fresh copies, so updating them in place is safe). Returns the sorted
         padded outputs ``(batch, total_steps, proj)`` and the final ``h``, ``c``.
 
         Nothing is allocated per step: the recurrent GEMM accumulates into the step's slice of
-        the input gates (no longer needed after it), the rest goes into buffers made once."""
+        the input gates (no longer needed after it), the rest goes into buffers made once. The
+        candidate gate arrives doubled (:meth:`_in_place_weights`) and both tanh are taken as
+        ``2 sigmoid(2x) - 1`` (equal to ``tanh`` up to float rounding)."""
         batch = h.shape[0]
         # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
         # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
-        dtype = (
-            torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else gate_steps[0].dtype
-        )
+        dtype = weights.recurrent.dtype
         h, c = h.to(dtype).contiguous(), c.contiguous()
         outputs = h.new_zeros(batch, total_steps, self.projection_dim)
-        pre_projection = h.new_empty(batch, self.cell_dim)
-        recurrent = self.state_linear.weight.to(dtype).t()
-        projection = self.projection.weight.to(dtype).t()
+        pre_projection = c.new_empty(batch, self.cell_dim)
         cell = self.cell_dim
         for t in steps:
             n = active[t]
-            gates = gate_steps[t].to(dtype).addmm_(h[:n], recurrent)
+            gates = gate_steps[t].to(dtype).addmm_(h[:n], weights.recurrent).sigmoid_()
             i, j, f, o = gates[:, :cell], gates[:, cell : 2 * cell], gates[:, 2 * cell : 3 * cell], gates[:, 3 * cell :]
-            i.sigmoid_(), j.tanh_(), f.sigmoid_(), o.sigmoid_()
+            j.mul_(2).sub_(1)  # tanh of the candidate's pre-activation
             c_n = c[:n]
             c_n.mul_(f).addcmul_(i, j)
             if self.cell_clip is not None:
                 c_n.clamp_(-self.cell_clip, self.cell_clip)
-            p_n = torch.tanh(c_n, out=pre_projection[:n]).mul_(o)
-            h_n = torch.mm(p_n, projection, out=h[:n])
+            p_n = torch.mul(c_n, 2, out=pre_projection[:n]).sigmoid_().mul_(2).sub_(1).mul_(o)  # tanh(c) * o
+            h_n = torch.mm(p_n.to(dtype), weights.projection, out=h[:n])
             if self.proj_clip is not None:
                 h_n.clamp_(-self.proj_clip, self.proj_clip)
             outputs[:n, t] = h_n
         return outputs, h, c
+
+
+class InPlaceWeights(NamedTuple):
+    """The in-place step's weights: ``input (4*cell, input_dim)`` and ``bias`` with the candidate
+    block doubled, ``recurrent (proj, 4*cell)`` (doubled likewise, transposed for ``h @ W``) and
+    ``projection (cell, proj)``."""
+
+    input: torch.Tensor
+    bias: torch.Tensor
+    recurrent: torch.Tensor
+    projection: torch.Tensor
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor if dtype is None else tensor.to(dtype)

@@ -2,14 +2,14 @@
 
 The shape of AllenNLP's ``LstmCellWithProjection`` loop: at every step both the input and the
 state projections are computed for all rows, padding included, and the update is masked. Used as
-the baseline in ``benchmarks/backbone_speed.py`` and as an oracle in the tests; not for real work.
+an oracle in the tests; not for real work.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .bilm import ElmoBiLm
+from .bilm import ElmoBiLm, TokenTypes
 from .lstm import ProjectedLstmLayer
 
 
@@ -46,8 +46,17 @@ def reference_layer_forward(
 def reference_token_embeddings(bilm: ElmoBiLm, char_ids: torch.Tensor) -> torch.Tensor:
     """The char-CNN on every position, padding included, then masked (AllenNLP's way)."""
     batch, time, chars = char_ids.shape
-    vectors = bilm.char_cnn(char_ids.reshape(-1, chars)).view(batch, time, -1)
+    pooled = bilm.char_cnn.pool_full_width(char_ids.reshape(-1, chars))  # every window of all 50 positions
+    vectors = bilm.char_cnn.finish(pooled).view(batch, time, -1)
     return vectors * (char_ids[:, :, 0] > 0).unsqueeze(-1).to(vectors.dtype)
+
+
+def reference_token_types(bilm: ElmoBiLm, char_ids: torch.Tensor) -> TokenTypes:
+    """:func:`reference_token_embeddings` as one "type" per position (no deduplication)."""
+    batch, time, _ = char_ids.shape
+    vectors = reference_token_embeddings(bilm, char_ids).reshape(batch * time, -1)
+    index = torch.arange(1, batch * time + 1, device=char_ids.device).view(batch, time)
+    return TokenTypes(torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors]), index)
 
 
 class ReferenceLayers:
@@ -61,16 +70,19 @@ class ReferenceLayers:
     def __enter__(self) -> ElmoBiLm:
         for layer in list(self.bilm.forward_layers) + list(self.bilm.backward_layers):
             self._saved.append((layer, layer.forward))
-            layer.forward = lambda x, lengths, state=None, _layer=layer: reference_layer_forward(
+            layer.forward = lambda x, lengths, state=None, by_type=None, _layer=layer: reference_layer_forward(
                 _layer, x, lengths, state
             )
-        self.bilm.token_embeddings = lambda ids: reference_token_embeddings(self.bilm, ids)
+        self.bilm.token_types = lambda ids: reference_token_types(self.bilm, ids)
         self._side_by_side = self.bilm.directions_side_by_side
         self.bilm.directions_side_by_side = False  # AllenNLP's order: one direction after the other
+        self._skip = self.bilm.skip_boundary_steps
+        self.bilm.skip_boundary_steps = False  # every step of every direction, boundaries included
         return self.bilm
 
     def __exit__(self, *exc) -> None:
         for layer, forward in self._saved:
             layer.forward = forward
-        del self.bilm.token_embeddings  # back to the class's method
+        del self.bilm.token_types  # back to the class's method
         self.bilm.directions_side_by_side = self._side_by_side
+        self.bilm.skip_boundary_steps = self._skip

@@ -50,10 +50,12 @@ def test_padding_costs_no_input_gemm_rows():
     torch.manual_seed(0)
     layer = ProjectedLstmLayer(6, 10, 5, None, None, True)
     rows = []
-    layer.input_linear.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    input_gates = layer.input_gates
+    layer.input_gates = lambda packed, *args: rows.append(packed.shape[0]) or input_gates(packed, *args)
     with torch.no_grad():
         layer(torch.randn(3, 9, 6), torch.tensor([9, 2, 4]))
-    assert rows == [15]
+    layer(torch.randn(3, 9, 6), torch.tensor([9, 2, 4]))  # with autograd
+    assert rows == [15, 15]
 
 
 def test_directions_side_by_side_equal_one_after_the_other(tiny_model, restore_threads):

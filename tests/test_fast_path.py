@@ -1,0 +1,114 @@
+"""The inference shortcuts of the fast path each give the straightforward computation's numbers:
+the char-CNN convolved over each word's own characters only, the boundary steps skipped, the first
+layer's input GEMM once per distinct word, tanh through sigmoid; and bf16 only where the CPU has
+bf16 matrix units."""
+
+import warnings
+
+import pytest
+import torch
+
+from elmo_core import batch_to_ids, load_bilm
+from elmo_core.char_ids import MAX_CHARS
+from elmo_core.hardware import bf16_matrix_units, cpu_flags
+from elmo_core.random_model import random_bilm
+from helpers import TINY_OPTIONS
+
+SENTENCES = [
+    "The dog let out a sharp bark".split(),
+    "Bark".split(),
+    "The bark of the ancient oak was rough and grey , the dog said .".split(),
+    "Zürich 's naïve café ‘ quotes ’".split(),
+]
+# every word length from 1 character to past the 48 a word keeps, and multi-byte characters
+WORDS = ["x" * n for n in range(1, 60)] + ["é" * 30, "<S>", "</S>", "a", "ab"]
+
+
+@pytest.mark.parametrize("filters", [[[1, 4], [2, 4], [3, 8], [7, 16]], [[2, 5]], [[5, 3], [1, 2]]])
+@pytest.mark.parametrize("max_chars", [MAX_CHARS, 12])
+def test_char_cnn_by_length_equals_every_window(filters, max_chars):
+    options = {**TINY_OPTIONS, "char_cnn": {**TINY_OPTIONS["char_cnn"], "filters": filters}}
+    options["char_cnn"]["max_characters_per_token"] = max_chars
+    cnn = random_bilm(options, seed=1, init="scaled-normal").char_cnn
+    ids = batch_to_ids([WORDS], max_chars)[0]
+    ids = torch.cat([ids, torch.zeros(1, max_chars, dtype=ids.dtype)])  # an all-padding row too
+    with torch.no_grad():
+        full, by_length = cnn.pool_full_width(ids), cnn.pool_by_length(ids)
+    assert by_length.shape == full.shape
+    assert (by_length - full).abs().max() <= 1e-5 * max(1.0, float(full.abs().max()))
+
+
+def test_char_cnn_by_length_only_without_autograd(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    calls = []
+    bilm.char_cnn.pool_by_length = lambda ids: (
+        calls.append("by_length") or type(bilm.char_cnn).pool_by_length(bilm.char_cnn, ids)
+    )
+    ids = batch_to_ids([["a", "bark"]])[0]
+    with torch.no_grad():
+        bilm.char_cnn(ids)
+    bilm.char_cnn(ids)  # with autograd: the plain convolution
+    assert calls == ["by_length"]
+
+
+def test_skipped_boundary_steps_change_nothing_kept(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        fast = bilm(ids).layers
+        bilm.skip_boundary_steps = False
+        every_step = bilm(ids).layers
+    assert (fast - every_step).abs().max() <= 1e-6
+
+
+def test_first_layer_input_gemm_runs_once_per_distinct_word(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    rows = []
+    layer = bilm.forward_layers[0]
+    input_gates = layer.input_gates
+    layer.input_gates = lambda packed, *args: rows.append(packed.shape[0]) or input_gates(packed, *args)
+    sentences = [["the", "dog", "the", "dog"], ["the", "dog"]]
+    with torch.no_grad():
+        bilm(batch_to_ids(sentences))
+    # <S>, </S>, "the", "dog" (+ the padding row) instead of 4 + 2 positions (forward stops before </S>)
+    assert rows == [5]
+
+
+def test_stateful_mode_computes_every_step(tiny_model):
+    stateless = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    stateful = load_bilm(options=tiny_model[0], weights=tiny_model[1], stateful=True)
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        a, b = stateless(ids).layers, stateful(ids).layers
+    assert (a - b).abs().max() <= 1e-6  # first batch: same zero state, same kept outputs
+
+
+def test_hardware_flags():
+    assert bf16_matrix_units(frozenset({"avx512f", "amx_bf16", "avx512_bf16"})) == "AMX"
+    assert bf16_matrix_units(frozenset({"avx512f", "avx512_bf16"})) == "AVX512-BF16"
+    assert bf16_matrix_units(frozenset({"avx2", "avx512f"})) is None
+    assert isinstance(cpu_flags(), frozenset)
+
+
+def test_bf16_without_matrix_units_runs_fp32_with_a_warning(tiny_model, monkeypatch):
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: None)
+    with pytest.warns(UserWarning, match="no bf16 matrix units"):
+        bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16")
+    assert bilm.precision == "fp32" and bilm.autocast_dtype is None
+    exact = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    with torch.no_grad():
+        assert torch.equal(bilm(batch_to_ids(SENTENCES)).layers, exact(batch_to_ids(SENTENCES)).layers)
+
+
+def test_bf16_with_matrix_units_stays_close_to_fp32(tiny_model, monkeypatch):
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: "AVX512-BF16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16")
+    assert bilm.precision == "bf16" and bilm.autocast_dtype == torch.bfloat16
+    exact = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        low, high = bilm(ids).layers, exact(ids).layers
+    assert low.dtype == torch.float32
+    assert 0 < (low - high).abs().max() <= 0.05 * float(high.abs().max())
