@@ -21,12 +21,13 @@ from data.tags import (
     TagSchemeError,
     check_tags_in_scheme,
     convert,
-    count_invalid_transitions,
     detect_scheme,
     extract_spans,
+    invalid_transitions,
     normalize_scheme,
 )
 from data.text import read_lines
+from data.warnings import CONTROL_CHARACTERS, Finding, brief_list, control_character_finding, describe_control, report
 
 CONLL2003_COLUMNS: tuple[str, ...] = ("token", "pos", "chunk", "ner")
 DOCSTART = "-DOCSTART-"
@@ -124,7 +125,7 @@ def read_conll(
     if not sentences:
         raise DataFormatError(path, None, "no sentences found (expected token lines separated by blank lines)")
     file_scheme = _resolve_scheme(path, sentences, tag_column, scheme)
-    stats = _collect_stats(sentences, documents, tag_column, file_scheme)
+    stats = _collect_stats(path, sentences, documents, tag_column, file_scheme)
     output_scheme = file_scheme
     if target_scheme is not None:
         output_scheme = normalize_scheme(target_scheme)
@@ -137,6 +138,62 @@ def read_conll(
         tag_column=tag_column,
         output_scheme=output_scheme,
     )
+
+
+_CHUNK_TAG = re.compile(r"O|[BIESLU]-\S+")
+
+
+def looks_like_conll(path: str | Path, sample: int = 200) -> bool:
+    """Whether a file is CoNLL columns, by its structure and never by a word count: a ``-DOCSTART-``
+    line, or at least two token lines (of the first ``sample``) that all have the same number of
+    columns (two or more; tabs, else runs of spaces) and a chunk tag in the last (``O``, ``B-PER``,
+    ``I-ORG``, ``S-LOC`` ...). One line of plain text ("I got an O") is not enough, and a second
+    line of text would have to have the same number of words and end in a tag too."""
+    columns, rows = None, 0
+    for _, line in read_lines(path):
+        if not line.strip(_ASCII_BLANKS):
+            continue
+        if _is_docstart(line):
+            return True
+        stripped = line.strip(_ASCII_BLANKS)
+        fields = [f.strip(_ASCII_BLANKS) for f in stripped.split("\t")] if "\t" in stripped else stripped.split()
+        if len(fields) < 2 or not _CHUNK_TAG.fullmatch(fields[-1]) or columns not in (None, len(fields)):
+            return False
+        columns, rows = len(fields), rows + 1
+        if rows >= sample:
+            break
+    return rows >= 2
+
+
+def read_conll_tokens(path: str | Path) -> list[list[str]]:
+    """The tokens (first column) of every sentence of a CoNLL file, whatever its other columns;
+    ``-DOCSTART-`` lines are skipped. For ``embed --format conll``."""
+    path = Path(path)
+    sentences: list[list[str]] = []
+    current: list[str] = []
+    sep: str | None = None
+    controls = control_character_finding(path)
+    for number, line in read_lines(path):
+        if not line.strip(_ASCII_BLANKS) or _is_docstart(line):
+            if current:
+                sentences.append(current)
+                current = []
+            continue
+        if sep is None:
+            sep = "\t" if "\t" in line.strip(_ASCII_BLANKS) else " "
+        token = _split_fields(line, None if sep == " " else sep)[0].strip(_ASCII_BLANKS)
+        if not token or token.isspace():
+            raise DataFormatError(path, number, f"empty token in the first column: {line[:80]!r}")
+        control = CONTROL_CHARACTERS.search(token)
+        if control is not None:
+            controls.add(number, describe_control(token, control))
+        current.append(token)
+    if current:
+        sentences.append(current)
+    report(controls)
+    if not sentences:
+        raise DataFormatError(path, None, "no sentences found (expected token lines separated by blank lines)")
+    return sentences
 
 
 def _column_names(columns: Sequence[str] | int, tag_column: str) -> tuple[str, ...]:
@@ -200,6 +257,7 @@ def _parse_sentences(
     rows: list[list[str]] = []
     first_line = 0
     doc_id = -1  # no document yet: the first sentence opens an implicit one
+    controls = control_character_finding(path)
 
     def close_sentence() -> None:
         nonlocal rows, doc_id
@@ -228,17 +286,23 @@ def _parse_sentences(
                 f"expected {len(names)} columns ({' '.join(names)}) separated by "
                 f"{_describe_sep(sep)}, found {len(fields)}: {line[:80]!r}",
             )
+        if not fields[0].strip(_ASCII_BLANKS):
+            raise DataFormatError(path, number, f"empty token in the first column: {line[:80]!r}")
+        control = CONTROL_CHARACTERS.search(fields[0])
+        if control is not None:
+            controls.add(number, describe_control(fields[0], control))
         if labels is not None and fields[tag_index] not in labels:
             raise DataFormatError(
                 path,
                 number,
                 f"unknown tag {fields[tag_index]!r} in column {tag_column!r} "
-                f"(expected one of: {', '.join(sorted(labels))})",
+                f"(expected one of: {brief_list(sorted(labels), limit=20)})",
             )
         if not rows:
             first_line = number
         rows.append(fields)
     close_sentence()
+    report(controls)
     return sentences, doc_id + 1
 
 
@@ -263,19 +327,33 @@ def _resolve_scheme(path: Path, sentences: list[Sentence], tag_column: str, sche
     return resolved
 
 
-def _collect_stats(sentences: list[Sentence], documents: int, tag_column: str, scheme: str) -> ConllStats:
+def _collect_stats(path: Path, sentences: list[Sentence], documents: int, tag_column: str, scheme: str) -> ConllStats:
+    """Counts of the file; tag transitions its scheme forbids are kept and reported as one
+    counted warning (:mod:`data.warnings`)."""
     entities: Counter[str] = Counter()
-    invalid = 0
+    illegal = Finding(
+        "illegal-transition",
+        str(path),
+        f"illegal tag transition ({scheme})",
+        f"illegal tag transitions ({scheme})",
+        hint="the tags are read as conlleval reads them",
+    )
     for sentence in sentences:
         tags = sentence.columns[tag_column]
         entities.update(span.type for span in extract_spans(tags))
-        invalid += count_invalid_transitions(tags, scheme)
+        for index, prev, cur in invalid_transitions(tags, scheme):
+            line = sentence.line + min(index, len(tags) - 1)
+            if cur is None:
+                illegal.add(line, f"{prev} at the end of a sentence")
+            else:
+                illegal.add(line, f"{cur} after {prev if prev is not None else 'the sentence start'}")
+    report(illegal)
     return ConllStats(
         documents=documents,
         sentences=len(sentences),
         tokens=sum(len(sentence) for sentence in sentences),
         entities=dict(sorted(entities.items())),
-        invalid_transitions=invalid,
+        invalid_transitions=illegal.count,
     )
 
 

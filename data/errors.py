@@ -30,7 +30,21 @@ class DataFormatError(DataError):
         self.line = line
         self.problem = message
         where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+        super().__init__(capped(f"{where}: {message}"))
+
+
+MAX_MESSAGE_LINES = 15
+MAX_LINE_CHARS = 600
+
+
+def capped(message: str) -> str:
+    """A message that never runs past a few lines: at most :data:`MAX_MESSAGE_LINES` lines of at most
+    :data:`MAX_LINE_CHARS` characters (a file's content must never flood the terminal)."""
+    lines = message.split("\n")
+    cut = [line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 3] + "..." for line in lines]
+    if len(cut) > MAX_MESSAGE_LINES:
+        cut = cut[: MAX_MESSAGE_LINES - 1] + [f"  ... and {len(cut) - MAX_MESSAGE_LINES + 1} more lines"]
+    return "\n".join(cut)
 
 
 class DataUsageError(DataError):

@@ -290,9 +290,18 @@ def _is_valid_transition(prev: str | None, cur: str | None, scheme: str) -> bool
 
 def count_invalid_transitions(tags: Sequence[str], scheme: str) -> int:
     """How many bigrams of one sentence (sentence start and end included) ``scheme`` forbids."""
+    return len(invalid_transitions(tags, scheme))
+
+
+def invalid_transitions(tags: Sequence[str], scheme: str) -> list[tuple[int, str | None, str | None]]:
+    """The bigrams of one sentence that ``scheme`` forbids, as ``(index, prev, cur)``: ``cur`` is
+    ``tags[index]`` (``None`` at the sentence end, where ``index == len(tags)``) and ``prev`` the
+    tag before it (``None`` at the sentence start)."""
     scheme = normalize_scheme(scheme)
     bigrams = zip([None, *tags], [*tags, None])
-    return sum(not _is_valid_transition(prev, cur, scheme) for prev, cur in bigrams)
+    return [
+        (index, prev, cur) for index, (prev, cur) in enumerate(bigrams) if not _is_valid_transition(prev, cur, scheme)
+    ]
 
 
 def _may_end_sentence(last_prefix: str, scheme: str) -> bool:

@@ -8,6 +8,9 @@ of the last line) is removed, and so is a UTF-8 byte-order mark at the start of 
 ending in ``.gz``, ``.xz`` or ``.bz2`` are decompressed on the fly. The file is read in blocks of
 whole lines, so a multi-gigabyte corpus is never loaded at once.
 
+``read_text(path)`` gives the whole file as one string, line ends kept, for readers that need
+character offsets into it (raw text for the tokeniser, data/tokenize.py).
+
 Every problem is a :class:`~data.errors.DataFormatError`: a missing file, a directory, bytes that
 are not UTF-8 (``FILE:LINE: not valid UTF-8: byte 0xfc at column 5 (the file must be UTF-8)``),
 or a damaged compressed file.
@@ -97,6 +100,37 @@ def decoded_lines(handle: BinaryIO, source: str | Path, block_bytes: int = _BLOC
         for line in lines:
             number += 1
             yield number, line[:-1] if line.endswith("\r") else line
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as one string, exactly as written (line ends kept; a leading byte-order mark
+    dropped), for readers that need character offsets into it. Same errors as :func:`read_lines`,
+    and a NUL character is one too (``FILE:LINE: NUL character at column N``): text never holds
+    it, a binary or UTF-16 file does."""
+    path = check_readable_file(path)
+    try:
+        with open_binary(path) as handle:
+            data = handle.read()
+    except (EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as error:
+        raise DataFormatError(path, None, f"cannot decompress the file, it looks damaged ({error})") from None
+    except OSError as error:
+        if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise DataFormatError(path, None, f"cannot read the file ({error.strerror or error})") from None
+        raise DataFormatError(path, None, f"cannot read the file, it looks damaged ({error})") from None
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _decode_error(path, 0, data, error) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        raise DataFormatError(
+            path, line, f"NUL character at column {column}: a binary file, or UTF-16 text? (the file must be UTF-8)"
+        )
+    return text
 
 
 def _decode_error(path: str | Path, lines_before: int, data: bytes, error: UnicodeDecodeError) -> DataFormatError:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from data.errors import DataFormatError
 from data.text import read_lines
+from data.warnings import CONTROL_CHARACTERS, control_character_finding, describe_control, report
 
 from .bilm import ElmoBiLm
 from .char_ids import batch_to_ids
@@ -40,17 +41,51 @@ def read_sentence_file(path: str | Path) -> list[list[str]]:
     if not path.is_file():
         raise SentenceFileError(f"{path}: input file not found")
     sentences = []
+    controls = control_character_finding(path)  # ESC, DEL ... inside a token: a counted warning
     try:
         for number, text in read_lines(path):
             tokens = text.split()
             if not tokens:
                 raise SentenceFileError(f"{path}:{number}: empty sentence (expected one tokenised sentence per line)")
+            if "\x00" in text:
+                raise SentenceFileError(
+                    f"{path}:{number}: NUL character at column {text.index(chr(0)) + 1}: a binary file, or UTF-16 "
+                    "text? (the file must be UTF-8)"
+                )
+            control = CONTROL_CHARACTERS.search(text)
+            if control is not None:
+                controls.add(number, describe_control(text, control))
             sentences.append(tokens)
     except DataFormatError as err:  # not UTF-8 (file:line), unreadable
         raise SentenceFileError(str(err)) from None
+    report(controls)
     if not sentences:
         raise SentenceFileError(f"{path}: the file is empty (expected one tokenised sentence per line)")
     return sentences
+
+
+INPUT_FORMATS = ("auto", "text", "tokenized", "conll")
+
+
+def read_sentences(path: str | Path, input_format: str = "tokenized") -> list[list[str]]:
+    """The token lists of a file to embed. ``tokenized``: one tokenised sentence per line (bilm-tf's
+    format, :func:`read_sentence_file`; sentence ``i`` is line ``i + 1``); ``text``: raw text split
+    into sentences and tokens by :func:`data.tokenize.split_text`; ``conll``: the first column of a
+    CoNLL file; ``auto``: ``conll`` when the file has CoNLL's structure
+    (:func:`data.conll.looks_like_conll`), ``tokenized`` otherwise."""
+    from data.conll import looks_like_conll, read_conll_tokens
+
+    if input_format not in INPUT_FORMATS:
+        raise SentenceFileError(f"unknown input format {input_format!r} (expected one of {', '.join(INPUT_FORMATS)})")
+    if input_format == "auto":
+        input_format = "conll" if Path(path).is_file() and looks_like_conll(path) else "tokenized"
+    if input_format == "conll":
+        return read_conll_tokens(path)
+    if input_format == "text":
+        from data.tokenize import read_sentences as read_text_sentences
+
+        return [sentence.words for sentence in read_text_sentences(path, "text")]
+    return read_sentence_file(path)
 
 
 def plan_embedding_batches(sentences: list[list[str]], max_tokens: int = 4000, max_batch: int = 256) -> list[list[int]]:
@@ -109,10 +144,12 @@ def embed_file(
     stateful: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    input_format: str = "tokenized",
 ) -> int:
-    """Write the HDF5 file; returns the number of sentences. Stateful mode keeps the file's order
-    (rows of consecutive lines form a batch) because carried state depends on it."""
-    sentences = read_sentence_file(input_path)
+    """Write the HDF5 file; returns the number of sentences. ``input_format``: see
+    :func:`read_sentences`. Stateful mode keeps the file's order (rows of consecutive sentences form
+    a batch) because carried state depends on it."""
+    sentences = read_sentences(input_path, input_format)
     if stateful:
         bilm.stateful = True
         bilm.reset_states()

@@ -1,10 +1,17 @@
 """Pretrain an ELMo biLM (forward + backward LSTM language models over a character CNN).
 
 Design choices, and why:
-  * **Adaptive softmax** (``nn.AdaptiveLogSoftmaxWithLoss``), one shared by both directions as in
-    bilm-tf. It is an exact, normalised distribution, so heldout perplexity is the true one (a
-    sampled softmax trains a biased objective and needs the full softmax to evaluate), and most
-    tokens only touch the small head cluster, which is what makes a CPU run affordable.
+  * **Adaptive softmax** (``nn.AdaptiveLogSoftmaxWithLoss``) by default, one shared by both
+    directions as in bilm-tf. It is an exact, normalised distribution, so heldout perplexity is the
+    true one, and most tokens only touch the small head cluster, which is what makes a CPU run
+    affordable. ``softmax: sampled`` is bilm-tf's **sampled softmax** instead
+    (:class:`SampledSoftmax`: ``negative_samples`` log-uniform negatives per batch, bilm-tf's
+    ``n_negative_samples_batch``); it trains a biased objective, so heldout perplexity is computed
+    with its full softmax. ``docs/benchmarks.md`` measures the trade-off.
+  * The softmax vocabulary is counted from the corpus, or read from ``vocab`` (``--vocab``, a
+    bilm-tf vocabulary file). The corpus is one file or a glob of shards (``--train 'DIR/*.txt'``,
+    bilm-tf's ``--train_prefix``), read in sorted order (:class:`~elmo_core.corpus.Corpus`).
+    A bilm-tf options JSON maps onto this config: :mod:`elmo_core.bilm_tf`.
   * **Sentence batches** with zero initial state instead of bilm-tf's truncated BPTT with carried
     state: our backbone's default (and deterministic) inference mode starts every sentence from
     zero, so training does the same; every sentence is ``<S> w1 .. wn </S>``.
@@ -26,6 +33,9 @@ the budgets ``max_tokens_seen`` and ``max_minutes``, and ``eval_every``, ``check
 checkpoint only writes; threads only change float rounding). Every other key (the model, the
 vocabulary, the optimiser, the data order, ``heldout_sentences`` so that the perplexities in
 ``log.csv`` stay comparable) is refused with the changed keys named, and nothing is overwritten.
+A ``vocab`` file is compared by content (the path may change, the words may not), and a run over
+several shards refuses a resume whose glob now names other shards (the saved position would point
+elsewhere). Keys added since a checkpoint was written count as their defaults.
 A directory whose run never wrote a checkpoint is simply started again (vocabulary and log
 rebuilt), so a corrected rerun is never blocked by a run that failed early.
 """
@@ -58,12 +68,13 @@ from data.config import (
     to_dict,
     unit_interval,
 )
+from data.warnings import collecting
 
 from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import batch_to_ids
 from .checkpoint import python_rng_state
-from .corpus import batches_of, check_corpus, iter_sentences
-from .errors import ElmoFileError
+from .corpus import Corpus, batches_of
+from .errors import BackboneUsageError, ElmoFileError
 from .io import (
     atomic_torch_save,
     atomic_write_json,
@@ -78,7 +89,7 @@ from .vocab import SPECIAL_TOKENS, Vocabulary
 from .weights import save_weights
 
 # Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
-RESUMABLE_KEYS = ("max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads")
+RESUMABLE_KEYS = ("max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads", "strict")
 
 
 def _at_least(n: int) -> dict:
@@ -95,10 +106,13 @@ class PretrainConfig:
     increase, ``max_minutes: null`` means no time budget."""
 
     model: dict[str, Any] = field(default_factory=dict)  # options.json content (char_cnn + lstm), required
+    vocab: str | None = None  # a vocabulary file (bilm-tf's format); null: counted from the corpus
     min_count: int = field(default=3, metadata=positive)
     max_vocab: int = field(default=50_000, metadata=_at_least(len(SPECIAL_TOKENS) + 1))
     vocab_sample_sentences: int = field(default=300_000, metadata=positive)  # vocabulary counted on this prefix
-    cutoffs: list[int] = field(default_factory=lambda: [2_000, 10_000])
+    softmax: Literal["adaptive", "sampled"] = "adaptive"
+    cutoffs: list[int] = field(default_factory=lambda: [2_000, 10_000])  # adaptive softmax clusters
+    negative_samples: int = field(default=8192, metadata=positive)  # sampled softmax: per batch and direction
     dropout: float = field(default=0.1, metadata=unit_interval)
     lr: float = field(default=1e-3, metadata=positive)
     clip_norm: float = field(default=10.0, metadata=positive)
@@ -112,6 +126,9 @@ class PretrainConfig:
     checkpoint_every: int = field(default=200, metadata=positive)
     threads: int = field(default=2, metadata=positive)
     seed: int = field(default=13, metadata=_SEED_RANGE)
+    # Sentences skipped as longer than max_sentence_tokens, control characters in tokens: counted
+    # warnings, or errors when strict (data/warnings.py; ``--strict`` does the same).
+    strict: bool = False
 
     def problems(self) -> list[str]:
         cutoffs = self.cutoffs
@@ -187,7 +204,7 @@ _BILM_TF_TRAINING_KEYS = {
     "batch_size": "batch_tokens",
     "unroll_steps": "max_sentence_tokens",
     "n_tokens_vocab": "max_vocab",
-    "n_negative_samples_batch": "cutoffs (the softmax is adaptive, not sampled)",
+    "n_negative_samples_batch": "negative_samples (with softmax: sampled)",
 }
 
 
@@ -246,6 +263,15 @@ def pretrain_config_from_tree(tree: dict, source: str | Path = "<config>") -> Pr
         config = build(PretrainConfig, tree, source)
     except ConfigError as err:
         problems += err.problems
+    if "model" not in tree and isinstance(tree, dict) and ("lstm" in tree or "char_cnn" in tree):
+        raise ConfigError(
+            source,
+            [
+                "model: missing, and lstm / char_cnn are at the top level: this looks like a bilm-tf or "
+                "AllenNLP options.json; pass it with --bilm-tf-options instead of --config "
+                "(elmo_core.bilm_tf.load_bilm_tf_config from Python)"
+            ],
+        )
     if "model" not in tree:
         problems.append("model: missing; the biLM's options.json content (char_cnn and lstm sections)")
     elif isinstance(tree["model"], dict):
@@ -261,21 +287,130 @@ def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> Pre
     return pretrain_config_from_tree(*read_with_overrides(path, overrides))
 
 
+def log_uniform_candidates(vocab_size: int, n: int, device=None) -> tuple[torch.Tensor, int]:
+    """``n`` distinct ids drawn as TensorFlow's ``log_uniform_candidate_sampler(unique=True)``
+    draws them (bilm-tf's sampler): P(k) = log((k + 2) / (k + 1)) / log(V + 1), which favours
+    low ids, i.e. frequent words in a frequency-sorted vocabulary; draws are repeated until ``n``
+    distinct ids have come. Returns the ids (in the order they first came) and the number of draws
+    it took (which the expected counts need). Uses torch's global RNG, so a resumed run draws the
+    same samples."""
+    log_range = math.log(vocab_size + 1)
+    drawn = torch.empty(0, dtype=torch.long, device=device)
+    chunk = max(2 * n, 1024)
+    while True:
+        u = torch.rand(chunk, dtype=torch.float64, device=device)
+        new = (torch.exp(u * log_range).floor().long() - 1).clamp_(0, vocab_size - 1)
+        drawn = torch.cat([drawn, new])
+        unique, inverse = torch.unique(drawn, return_inverse=True)
+        if unique.numel() >= n:
+            break
+        chunk *= 2
+    order = torch.arange(drawn.numel(), device=device)
+    first = torch.full((unique.numel(),), drawn.numel(), dtype=torch.long, device=device)
+    first = first.scatter_reduce(0, inverse, order, reduce="amin")
+    earliest = first.argsort()[:n]
+    return unique[earliest], int(first[earliest[-1]]) + 1
+
+
+class SampledSoftmax(nn.Module):
+    """bilm-tf's softmax: an output layer over the whole vocabulary (``weight`` (V, dim), ``bias``),
+    trained with TensorFlow's ``sampled_softmax_loss``.
+
+    In training mode, ``forward(hidden (n, dim), target (n,))`` returns each target's log-probability
+    under the sampled softmax: the target's logit against ``negative_samples`` negatives drawn once
+    for the whole batch (:func:`log_uniform_candidates`), every logit corrected by the log of its
+    expected count, and a negative that is a row's own target masked out ("accidental hits"). In eval
+    mode it returns the exact log-probability of the full softmax (in row chunks, so a large
+    vocabulary fits in memory), which is what heldout perplexity is computed with. A vocabulary of
+    at most ``2 * negative_samples`` words is scored whole in training too: sampling most of it
+    would cost as much and be inexact.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, negative_samples: int):
+        super().__init__()
+        self.vocab_size, self.negative_samples = vocab_size, negative_samples
+        self.weight = nn.Parameter(torch.randn(vocab_size, dim) / math.sqrt(dim))  # bilm-tf's initialiser
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    @property
+    def samples_whole_vocabulary(self) -> bool:
+        return 2 * self.negative_samples >= self.vocab_size
+
+    def forward(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.samples_whole_vocabulary:
+            return self.full_log_probs(hidden, target)
+        n = self.negative_samples
+        samples, tries = log_uniform_candidates(self.vocab_size, n, hidden.device)
+
+        def log_expected_count(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.double()
+            p = torch.log((ids + 2) / (ids + 1)) / math.log(self.vocab_size + 1)
+            count = p * n if tries == n else -torch.expm1(tries * torch.log1p(-p))
+            return torch.log(count).to(hidden.dtype)
+
+        true_logit = (hidden * self.weight[target]).sum(-1) + self.bias[target] - log_expected_count(target)
+        sampled_logits = hidden @ self.weight[samples].t() + self.bias[samples] - log_expected_count(samples)
+        sampled_logits = sampled_logits.masked_fill(samples.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
+        logits = torch.cat([true_logit.unsqueeze(1), sampled_logits], dim=1)
+        return true_logit - torch.logsumexp(logits, dim=1)
+
+    def full_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        rows = max(1, (1 << 22) // self.vocab_size)  # about 16 MB of float32 logits at a time
+        out = []
+        for start in range(0, hidden.shape[0], rows):
+            logits = torch.addmm(self.bias, hidden[start : start + rows], self.weight.t())
+            picked = logits.gather(1, target[start : start + rows].unsqueeze(1)).squeeze(1)
+            out.append(picked - torch.logsumexp(logits, dim=1))
+        return torch.cat(out) if out else hidden.new_zeros(0)
+
+
 class BiLmLanguageModel(nn.Module):
-    """The biLM plus a shared adaptive softmax over the word vocabulary.
+    """The biLM plus a softmax over the word vocabulary shared by both directions: adaptive
+    (default) or bilm-tf's sampled softmax (``softmax="sampled"``, :class:`SampledSoftmax`).
 
     ``forward(char_ids (batch, time, chars), word_ids (batch, time + 2))`` returns the summed
-    negative log-likelihood of the forward and backward directions and their target counts.
+    negative log-likelihood of the forward and backward directions and their target counts (with
+    the sampled softmax in training mode: the sampled loss, an estimate; in eval mode the exact NLL).
     ``word_ids`` hold ``<S>`` at 0, the words, ``</S>`` after them, and -1 as padding.
     """
 
-    def __init__(self, options: ElmoOptions, vocab_size: int, cutoffs: list[int], dropout: float):
+    def __init__(
+        self,
+        options: ElmoOptions,
+        vocab_size: int,
+        cutoffs: list[int],
+        dropout: float,
+        softmax: str = "adaptive",
+        negative_samples: int = 8192,
+    ):
         super().__init__()
         self.bilm = ElmoBiLm(options, type_cache_size=0)
-        # A vocabulary smaller than the configured clusters (tiny corpora) keeps one small tail.
-        cutoffs = [c for c in cutoffs if c < vocab_size - 1] or [max(1, vocab_size // 2)]
-        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(options.lstm.projection_dim, vocab_size, cutoffs, div_value=4.0)
+        dim = options.lstm.projection_dim
+        if softmax == "sampled":
+            self.softmax = SampledSoftmax(dim, vocab_size, negative_samples)
+        elif softmax == "adaptive":
+            # A vocabulary smaller than the configured clusters (tiny corpora) keeps one small tail.
+            cutoffs = [c for c in cutoffs if c < vocab_size - 1] or [max(1, vocab_size // 2)]
+            self.softmax = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, cutoffs, div_value=4.0)
+        else:
+            raise BackboneUsageError(f"softmax must be 'adaptive' or 'sampled', found {softmax!r}")
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config: PretrainConfig, vocab_size: int) -> BiLmLanguageModel:
+        return cls(
+            options_from_dict(config.model),
+            vocab_size,
+            config.cutoffs,
+            config.dropout,
+            softmax=config.softmax,
+            negative_samples=config.negative_samples,
+        )
+
+    def target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.softmax, SampledSoftmax):
+            return self.softmax(hidden, target)
+        return self.softmax(hidden, target).output
 
     def top_layer(self, char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Top LSTM layer *with* the boundary positions: ``(batch, time + 2, 2 * proj)``."""
@@ -292,8 +427,8 @@ class BiLmLanguageModel(nn.Module):
         valid = word_ids[:, 1:] >= 0
         fwd_hidden, fwd_target = top[:, :-1, :proj][valid], word_ids[:, 1:][valid]
         bwd_hidden, bwd_target = top[:, 1:, proj:][valid], word_ids[:, :-1][valid]
-        fwd_nll = -self.softmax(fwd_hidden, fwd_target).output.sum()
-        bwd_nll = -self.softmax(bwd_hidden, bwd_target).output.sum()
+        fwd_nll = -self.target_log_probs(fwd_hidden, fwd_target).sum()
+        bwd_nll = -self.target_log_probs(bwd_hidden, bwd_target).sum()
         return {"forward_nll": fwd_nll, "backward_nll": bwd_nll, "targets": valid.sum()}
 
 
@@ -328,11 +463,12 @@ def evaluate_perplexity(
 
 @dataclass
 class Position:
-    """Where training is in the corpus: the first line of the current buffer, how many of its
-    batches are done, the buffer's shuffling RNG state, and counters."""
+    """Where training is in the corpus: the first sentence of the current buffer (shard, line), how
+    many of its batches are done, the buffer's shuffling RNG state, and counters."""
 
     epoch: int = 0
     buffer_start_line: int = 0
+    buffer_start_shard: int = 0  # index into the sorted shards (0 for a one-file corpus)
     batches_done_in_buffer: int = 0
     buffer_rng_state: tuple | None = None
     step: int = 0
@@ -358,8 +494,8 @@ class Pretrainer:
     def __init__(
         self,
         config: PretrainConfig,
-        train_path: Path,
-        heldout_path: Path,
+        train_path: str | Path,
+        heldout_path: str | Path,
         out_dir: Path,
         progress: bool = True,
         wait: bool | None = None,
@@ -367,28 +503,53 @@ class Pretrainer:
     ):
         """``wait``: when another process is pretraining in ``out_dir`` (it holds ``OUT/.lock``),
         wait for it (``True``), fail at once naming its PID (``False``), or wait unless
-        ``ELMO_TASKS_NO_WAIT=1`` (``None``); ``log`` says that it waits."""
+        ``ELMO_TASKS_NO_WAIT=1`` (``None``); ``log`` says that it waits. ``train_path`` and
+        ``heldout_path`` are corpus files or globs of shards (:class:`~elmo_core.corpus.Corpus`),
+        resolved when the run starts."""
         if not isinstance(config, PretrainConfig):
             raise TypeError("Pretrainer needs a typed config: elmo_core.pretrain.load_pretrain_config(path, overrides)")
-        self.config, self.train_path, self.heldout_path = config, Path(train_path), Path(heldout_path)
+        self.config, self.train_path, self.heldout_path = config, train_path, heldout_path
         self.out_dir, self.progress, self.wait, self.log = Path(out_dir), progress, wait, log
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self._corpora: dict[str, Corpus] = {}
+
+    @property
+    def train_corpus(self) -> Corpus:
+        if "train" not in self._corpora:
+            self._corpora["train"] = Corpus(self.train_path, "--train")
+        return self._corpora["train"]
+
+    @property
+    def heldout_corpus(self) -> Corpus:
+        if "heldout" not in self._corpora:
+            self._corpora["heldout"] = Corpus(self.heldout_path, "--heldout")
+        return self._corpora["heldout"]
+
+    def fixed_vocab(self) -> Vocabulary | None:
+        """The configured ``vocab`` file, read and checked (None: the vocabulary is counted)."""
+        if self.config.vocab is None:
+            return None
+        if not hasattr(self, "_fixed_vocab"):
+            self._fixed_vocab = Vocabulary.load(self.config.vocab)
+        return self._fixed_vocab
 
     # -- set-up ---------------------------------------------------------------------------
     def _prepare_vocab(self, reuse: bool) -> Vocabulary:
-        """The run's vocabulary: the saved one when resuming, else counted afresh (a ``vocab.txt``
-        left by a run that never wrote a checkpoint may come from another config)."""
+        """The run's vocabulary: the saved one when resuming, else the ``vocab`` file or counted
+        afresh (a ``vocab.txt`` left by a run that never wrote a checkpoint may come from another config)."""
         path = self.out_dir / "vocab.txt"
         if reuse and path.is_file():
             return Vocabulary.load(path)
         cfg = self.config
-        sample = (
-            tokens
-            for n, (_, tokens) in zip(
-                range(cfg.vocab_sample_sentences), iter_sentences(self.train_path, cfg.max_sentence_tokens)
+        vocab = self.fixed_vocab()
+        if vocab is None:
+            sample = (
+                tokens
+                for n, (_, tokens) in zip(
+                    range(cfg.vocab_sample_sentences), self.train_corpus.iter_sentences(cfg.max_sentence_tokens)
+                )
             )
-        )
-        vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
+            vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
         vocab.save(path)
         return vocab
 
@@ -420,7 +581,10 @@ class Pretrainer:
         state = self._read_checkpoint()
         if state is None:
             return None
-        changed = [k for k in changed_keys(state["config"], to_dict(self.config)) if k not in RESUMABLE_KEYS]
+        saved, current = dict(state["config"]), to_dict(self.config)
+        for key, value in to_dict(PretrainConfig()).items():  # keys added since the checkpoint was written
+            saved.setdefault(key, value)
+        changed = [k for k in changed_keys(saved, current) if k not in RESUMABLE_KEYS and k != "vocab"]
         if changed:
             shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
             raise ElmoFileError(
@@ -428,7 +592,41 @@ class Pretrainer:
                 f"config (differs in: {shown}); only {', '.join(RESUMABLE_KEYS)} may change on "
                 "resume. Choose another --out (nothing was overwritten)"
             )
+        self._check_resumed_vocab(saved)
+        self._check_resumed_shards(state)
         return state
+
+    def _check_resumed_vocab(self, saved: dict) -> None:
+        """A ``vocab`` file may move, not change; a run that counted its vocabulary cannot switch to a file."""
+        fixed, run_vocab = self.fixed_vocab(), self.out_dir / "vocab.txt"
+        if (saved.get("vocab") is None) != (fixed is None):
+            was = (
+                f"the vocabulary file {saved['vocab']}"
+                if saved.get("vocab")
+                else "a vocabulary counted from the corpus"
+            )
+            raise ElmoFileError(
+                f"{self.checkpoint_path}: the run in {self.out_dir} was pretrained with {was}; a resumed run "
+                "must keep it. Choose another --out (nothing was overwritten)"
+            )
+        if fixed is not None and run_vocab.is_file() and Vocabulary.load(run_vocab).words != fixed.words:
+            raise ElmoFileError(
+                f"{self.config.vocab}: differs from the vocabulary the run in {self.out_dir} was pretrained "
+                f"with ({run_vocab}); a resumed run must keep it. Choose another --out (nothing was overwritten)"
+            )
+
+    def _check_resumed_shards(self, state: dict) -> None:
+        """A run over shards resumes only over the same shards (its position is (shard, line))."""
+        saved = state.get("train_shards")
+        now = [p.name for p in self.train_corpus.shards]
+        if saved is None or (len(saved) <= 1 and len(now) <= 1) or saved == now:
+            return
+        raise ElmoFileError(
+            f"{self.checkpoint_path}: the run in {self.out_dir} was pretrained on {len(saved)} shard(s) "
+            f"({', '.join(saved[:3])}{' ...' if len(saved) > 3 else ''}); --train {self.train_corpus.describe()} "
+            "names others now, so the saved corpus position would point elsewhere. Pass the same shards, "
+            "or choose another --out (nothing was overwritten)"
+        )
 
     def _restore(self, model: nn.Module, optimizer, state: dict) -> Position:
         self._load_model_state(model, state)
@@ -459,7 +657,7 @@ class Pretrainer:
         return [
             t
             for _, (_, t) in zip(
-                range(cfg.heldout_sentences), iter_sentences(self.heldout_path, cfg.max_sentence_tokens)
+                range(cfg.heldout_sentences), self.heldout_corpus.iter_sentences(cfg.max_sentence_tokens)
             )
         ]
 
@@ -470,12 +668,10 @@ class Pretrainer:
             raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
         torch.set_num_threads(self.config.threads)
         vocab = Vocabulary.load(self.out_dir / "vocab.txt")
-        model = BiLmLanguageModel(
-            options_from_dict(self.config.model), len(vocab), self.config.cutoffs, self.config.dropout
-        )
+        model = BiLmLanguageModel.from_config(self.config, len(vocab))
         self._load_model_state(model, state)
         stats: dict = {}
-        sentences = [t for _, t in iter_sentences(self.heldout_path, self.config.max_sentence_tokens, stats=stats)]
+        sentences = [t for _, t in self.heldout_corpus.iter_sentences(self.config.max_sentence_tokens, stats=stats)]
         result = evaluate_perplexity(model, sentences, vocab, self.config.batch_tokens)
         return {
             **result,
@@ -490,11 +686,22 @@ class Pretrainer:
         directory waits, then resumes from what the first one left."""
         cfg = self.config
         check_output_dir(self.out_dir, "--out")
+        self.fixed_vocab()  # a bad vocabulary file is found before any corpus is read
         self._resume_state()  # before touching anything in out_dir
-        check_corpus(self.train_path, cfg.max_sentence_tokens)
-        check_corpus(self.heldout_path, cfg.max_sentence_tokens)
+        with collecting(strict=cfg.strict):  # skipped sentences: counted warnings, errors when strict
+            corpus = self.train_corpus.check(cfg.max_sentence_tokens)
+            self.heldout_corpus.check(cfg.max_sentence_tokens)
         with directory_lock(self.out_dir, self.wait, self.log):
-            return self._run()
+            result = self._run()
+        # What training read of its corpus: the sentences it skipped as too long are counted.
+        result["corpus"] = {
+            "sentences": corpus["sentences"],
+            "skipped_too_long": corpus["too_long"],
+            "skipped_too_long_percent": round(100 * corpus["too_long"] / corpus["sentences"], 2),
+            "max_sentence_tokens": cfg.max_sentence_tokens,
+        }
+        atomic_write_json(self.out_dir / "result.json", result)
+        return result
 
     def _run(self) -> dict:
         cfg = self.config
@@ -503,7 +710,12 @@ class Pretrainer:
         vocab = self._prepare_vocab(reuse=state is not None)
         options = options_from_dict(cfg.model)
         torch.manual_seed(cfg.seed)
-        model = BiLmLanguageModel(options, len(vocab), cfg.cutoffs, cfg.dropout)
+        model = BiLmLanguageModel.from_config(cfg, len(vocab))
+        if isinstance(model.softmax, SampledSoftmax) and model.softmax.samples_whole_vocabulary:
+            self.log(
+                f"sampled softmax: negative_samples={cfg.negative_samples} is at least half the vocabulary "
+                f"({len(vocab)} words), so every word is scored (the full softmax)"
+            )
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
@@ -612,12 +824,14 @@ class Pretrainer:
         place at buffer boundaries so a checkpoint always names a reproducible place."""
         cfg = self.config
         while True:
-            stream = iter_sentences(self.train_path, cfg.max_sentence_tokens, skip=position.buffer_start_line)
+            stream = self.train_corpus.iter_sentences(
+                cfg.max_sentence_tokens, start=(position.buffer_start_shard, position.buffer_start_line)
+            )
             while True:
-                buffer, last_line = [], None
-                for line, tokens in stream:
+                buffer, last = [], None
+                for where, tokens in stream:
                     buffer.append(tokens)
-                    last_line = line
+                    last = where
                     if len(buffer) >= cfg.buffer_sentences:
                         break
                 if not buffer:
@@ -626,11 +840,11 @@ class Pretrainer:
                 rng.setstate(python_rng_state(position.buffer_rng_state))
                 batches = batches_of(buffer, cfg.batch_tokens, rng)
                 yield from batches[position.batches_done_in_buffer :]
-                position.buffer_start_line = last_line + 1
+                position.buffer_start_shard, position.buffer_start_line = last[0], last[1] + 1
                 position.batches_done_in_buffer = 0
                 position.buffer_rng_state = rng.getstate()
             position.epoch += 1
-            position.buffer_start_line = 0
+            position.buffer_start_shard = position.buffer_start_line = 0
 
     def _save_checkpoint(self, model, optimizer, position: Position) -> None:
         atomic_torch_save(
@@ -640,6 +854,7 @@ class Pretrainer:
                 "position": asdict(position),
                 "torch_rng": torch.get_rng_state(),
                 "config": to_dict(self.config),
+                "train_shards": [p.name for p in self.train_corpus.shards],
             },
             self.checkpoint_path,
         )

@@ -16,11 +16,13 @@ Members a task implements
     :meth:`read` (one labelled file -> a split), :meth:`fit_vocab` / :meth:`restore_vocab`,
     :meth:`tensorise`, :meth:`build_model` (-> a :class:`Head`), :meth:`make_batch`,
     :meth:`decode`, :meth:`score`, :meth:`write_predictions`; optionally :meth:`read_input`,
-    :meth:`batches`, :meth:`attach_features` and :meth:`write_output`.
+    :meth:`unlabelled` (raw or tokenised text -> a split), :meth:`batches`, :meth:`attach_features`,
+    :meth:`write_output` and :meth:`records` (one object per sentence: JSON output, Python API).
 
-Shared scaffolding (never overridden)
+Shared scaffolding (not replaced; :meth:`predict` may be extended by a task that post-processes
+its result through ``super()``, as NER writes tags in the input file's own scheme)
     :meth:`load` (resolve the configured paths, read, cut to ``data.limit``), :meth:`predict`
-    (the batched prediction loop), :meth:`uses_elmo`, :meth:`data_path`.
+    (the batched prediction loop), :meth:`read_unlabelled`, :meth:`uses_elmo`, :meth:`data_path`.
 
 A split is any object with ``tokens`` (the words the biLM reads, one list per sentence),
 ``features`` (set by :meth:`attach_features`), ``__len__`` (examples) and ``summary()``.
@@ -37,10 +39,13 @@ import torch
 from torch import nn
 
 from data.errors import DataFormatError
+from data.tokenize import MAX_SENTENCE_TOKENS, TextSentence, read_sentences
 from elmo_core.scalar_mix import ScalarMix
 
 from .batching import length_sorted_batches
 from .config import MixConfig, TaskConfig
+from .errors import UsageError
+from .records import PredictedSentence
 
 
 class Head(nn.Module):
@@ -96,9 +101,20 @@ class Task(ABC):
         """One labelled file in the task's format -> a split (its first ``limit`` examples)."""
 
     def read_input(self, path: Path, input_format: str) -> tuple[Any, str]:
-        """A file for ``evaluate`` (``input_format="labelled"``) or ``predict``; returns the split
-        and the format that was read. Default: the task's labelled format only."""
+        """A file for ``evaluate`` (``input_format="labelled"``) or ``predict`` (``auto``, ``text``,
+        ``tokenized``, ``conll``/``labelled``); returns the split and the format that was read.
+        Default: the task's labelled format only."""
         return self.read(path), "labelled"
+
+    def unlabelled(self, sentences: list[TextSentence]) -> Any:
+        """A split of unlabelled sentences (raw text split by :mod:`data.tokenize`, tokenised lines,
+        or what the Python API was given), keeping them as its ``sentences`` so that
+        :meth:`records` can point into their text. Default: the task reads no unlabelled text."""
+        raise UsageError(f"task {self.name!r} cannot read unlabelled text, only its labelled format")
+
+    def read_unlabelled(self, path: Path, input_format: str, max_tokens: int = MAX_SENTENCE_TOKENS) -> Any:
+        """A ``text`` or ``tokenized`` file through :func:`data.tokenize.read_sentences` and :meth:`unlabelled`."""
+        return self.unlabelled(read_sentences(path, input_format, max_tokens))
 
     def data_path(self, split: str) -> Path:
         """``data.<split>`` joined to ``data.dir`` when relative; a clear error when absent."""
@@ -188,3 +204,9 @@ class Task(ABC):
     def write_output(self, split, predictions: list, path: Path) -> None:
         """What ``elmo-tasks predict`` writes. Default: as :meth:`write_predictions`."""
         self.write_predictions(split, predictions, path)
+
+    def records(self, split, predictions: list) -> list[PredictedSentence]:
+        """One :class:`~tasks.records.PredictedSentence` per sentence of ``split``: its text, offsets,
+        tokens and the task's answer. ``predict --output X.jsonl`` writes them and the Python API
+        returns them. Default: the task has no such output."""
+        raise UsageError(f"task {self.name!r} has no per-sentence (JSON) output")

@@ -25,13 +25,16 @@ from data.config import (
 SPLITS = ("train", "dev", "test")
 
 # Keys a resumed run may change: budgets, not the model or its data.
-RESUMABLE_KEYS = ("train.epochs", "train.patience", "data.hint")
+RESUMABLE_KEYS = ("train.epochs", "train.patience", "data.hint", "data.strict")
 
 
 @dataclass
 class DataConfig:
     """Where a task's files are. ``limit``: use only the first N examples (sentences, trees, WSD
-    sentences) of every split, or of the splits named in a mapping such as ``{train: 500}``."""
+    sentences) of every split, or of the splits named in a mapping such as ``{train: 500}``.
+    ``strict``: suspicious input (illegal tag transitions, control characters in tokens, entity
+    types unseen in training, gold keys that are no WordNet 3.0 sense ...) is an error instead of
+    a counted warning (see data/warnings.py; ``--strict`` on the command line does the same)."""
 
     dir: str | None = None
     train: str | None = None
@@ -39,6 +42,7 @@ class DataConfig:
     test: str | None = None
     limit: int | dict[str, int] | None = field(default=None, metadata=positive)
     hint: str = ""
+    strict: bool = False
 
     def limit_for(self, split: str) -> int | None:
         return self.limit.get(split) if isinstance(self.limit, dict) else self.limit

@@ -29,3 +29,9 @@ def brief(err: BaseException, limit: int = 160) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     text = text.split(". ")[0].rstrip(".")
     return f"{type(err).__name__}: {text[:limit]}" if text else type(err).__name__
+
+
+class PackageError(RunDirError):
+    """A model package (``elmo-tasks package``) that cannot be read: not an archive, truncated, from a
+    newer format, a member missing or altered, or a backbone that does not match. ``path`` names the
+    archive, or ``ARCHIVE#MEMBER`` for one of its members."""

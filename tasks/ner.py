@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.conll import ConllDataset, ConllStats, Sentence, format_conll_predictions, read_conll
-from data.tags import SCHEMES, convert, normalize_scheme
+from data.conll import ConllDataset, ConllStats, Sentence, format_conll_predictions, looks_like_conll, read_conll
+from data.tags import SCHEMES, convert, extract_spans, normalize_scheme, split_tag
+from data.tokenize import TextSentence
+from data.warnings import Finding, brief_list, report
 from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
@@ -18,6 +20,7 @@ from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfi
 from .encoders import Vocab, fit_token_inputs, token_encoder_from_config, token_ids
 from .heads.tagger import CrfTagger
 from .metrics.spans import conlleval, format_conlleval_report, strict_f1
+from .records import Entity, EntitySentence, sentences_of
 
 SCHEME_NAMES = (*SCHEMES, "BIO", "IOBES", "BIOSE")
 
@@ -70,6 +73,7 @@ class TaggingSplit:
         self.char_ids: list[list[list[int]]] = []
         self.tag_ids: list[list[int]] = []
         self.features = None
+        self.sentences: list[TextSentence] | None = None  # text and offsets, when read from text
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -78,35 +82,61 @@ class TaggingSplit:
         return f"{self.dataset.summary()}, scheme {self.dataset.scheme}"
 
 
-def looks_like_conll(path: Path) -> bool:
-    """A CoNLL file by its structure: ``-DOCSTART-``, or lines of 2+ columns whose last column is a
-    tag (``O``, ``B-PER``, ``NNP``-free), each sentence ended by a blank line."""
-    from data.text import read_lines
-
-    rows = 0
-    for _, line in read_lines(path):
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "-DOCSTART-":
-            return True
-        if len(fields) < 2 or not (fields[-1] == "O" or fields[-1][:2] in ("B-", "I-", "E-", "S-", "L-", "U-")):
-            return False
-        rows += 1
-        if rows >= 50:
-            break
-    return rows > 0
+def unlabelled_split(sentences: list[TextSentence], tag_column: str, scheme: str | None) -> TaggingSplit:
+    """Unlabelled sentences as a split whose gold tags are all ``O``; ``split.sentences`` keeps
+    them (their text and offsets)."""
+    rows = [Sentence(s.words, {tag_column: ["O"] * len(s.tokens)}, i + 1, None) for i, s in enumerate(sentences)]
+    split = TaggingSplit(ConllDataset("<text>", rows, ConllStats(), scheme, tag_column, scheme), tag_column)
+    split.sentences = sentences
+    return split
 
 
-def text_split(path: Path, tag_column: str, scheme: str | None) -> TaggingSplit:
-    """Unlabelled input, one tokenised sentence per line, as a split whose gold tags are all ``O``."""
-    from elmo_core.embed import read_sentence_file
+def read_tagging_input(task: Task, path: Path, input_format: str, read=None) -> tuple[TaggingSplit, str]:
+    """``conll`` (or ``labelled``): a CoNLL file (read by ``read(path)``, default ``task.read``);
+    ``text``: raw text (split and tokenised by data/tokenize.py); ``tokenized``: one tokenised
+    sentence per line; ``auto``: ``conll`` when the file has CoNLL's structure
+    (:func:`data.conll.looks_like_conll`), ``text`` otherwise."""
+    if input_format == "auto":
+        input_format = "conll" if looks_like_conll(path) else "text"
+    if input_format in ("labelled", "conll"):
+        return (read or task.read)(path), "conll"
+    return task.read_unlabelled(path, input_format), input_format
 
-    sentences = [
-        Sentence(tokens, {tag_column: ["O"] * len(tokens)}, i + 1, None)
-        for i, tokens in enumerate(read_sentence_file(path))
-    ]
-    return TaggingSplit(ConllDataset(str(path), sentences, ConllStats(), scheme, tag_column, scheme), tag_column)
+
+def split_scheme(split: TaggingSplit, default: str | None) -> str | None:
+    """The scheme of the tags a split holds: its file's (detected or declared), else ``default``."""
+    return split.dataset.output_scheme or split.dataset.scheme or default
+
+
+def unseen_entity_types(split: TaggingSplit, known: set[str]) -> Finding:
+    """The split's gold entities whose type the training data never had (a counted warning: the
+    model cannot predict them, so each is a missed entity)."""
+    finding = Finding(
+        "unseen-entity-type",
+        split.dataset.path,
+        "entity of a type never seen in training",
+        "entities of types never seen in training",
+    )
+    types: set[str] = set()
+    for sentence, tokens, tags in zip(split.dataset.sentences, split.tokens, split.tags):
+        for span in extract_spans(tags):
+            if span.type not in known:
+                types.add(span.type)
+                finding.add(sentence.line + span.start, f"{span.type} {' '.join(tokens[span.start : span.end])!r}")
+    if types:
+        finding.hint = f"types {brief_list(sorted(types))}; the model cannot predict them"
+    return finding
+
+
+def entities_of(sentence: TextSentence, tags: list[str]) -> list[Entity]:
+    """The entities that ``tags`` (any scheme, decoded as conlleval does) make in ``sentence``,
+    with offsets into its input."""
+    found = []
+    for span in extract_spans(tags):
+        first, last = sentence.tokens[span.start], sentence.tokens[span.end - 1]
+        text = sentence.text[first.start - sentence.start : last.end - sentence.start]
+        found.append(Entity(text, span.type, first.start, last.end))
+    return found
 
 
 class NerTask(Task):
@@ -131,23 +161,34 @@ class NerTask(Task):
         self.initial_words = None  # pretrained word embeddings for a new model (a restored run has its own)
 
     # -- reading ---------------------------------------------------------------------------------
-    def read(self, path: Path, limit: int | None = None, training: bool = False) -> TaggingSplit:
+    def read(
+        self, path: Path, limit: int | None = None, training: bool = False, scheme: str | None = None
+    ) -> TaggingSplit:
+        """A CoNLL file in ``scheme`` (default ``data.scheme``, the configured files' scheme)."""
         data = self.config.data
         columns = data.columns if isinstance(data.columns, int) else tuple(data.columns)
-        dataset = read_conll(path, columns=columns, tag_column=data.tag_column, scheme=data.scheme)
+        dataset = read_conll(path, columns=columns, tag_column=data.tag_column, scheme=scheme or data.scheme)
         self.file_scheme = self.file_scheme or dataset.scheme
         if limit:
             dataset.sentences = dataset.sentences[:limit]
         return TaggingSplit(dataset, data.tag_column)
 
     def read_input(self, path: Path, input_format: str) -> tuple[TaggingSplit, str]:
-        """``labelled``/``conll``: a CoNLL file; ``text``: one tokenised sentence per line (tags
-        unknown); ``auto``: CoNLL when the file has CoNLL's structure, text otherwise."""
-        if input_format == "auto":
-            input_format = "conll" if looks_like_conll(path) else "text"
-        if input_format in ("labelled", "conll"):
-            return self.read(path), "conll"
-        return text_split(path, self.config.data.tag_column, self.file_scheme), "text"
+        """See :func:`read_tagging_input`. A labelled file given to ``evaluate`` / ``predict`` is read
+        in its own scheme, detected (``data.scheme`` declares the configured files' scheme): CoNLL++
+        in IOB2 for a run trained on CoNLL-2003's IOB1 is then scored tag for tag in IOB2."""
+        return read_tagging_input(self, path, input_format, read=self._read_own_scheme)
+
+    def _read_own_scheme(self, path: Path) -> TaggingSplit:
+        split = self.read(path, scheme="auto")
+        dataset = split.dataset
+        if dataset.scheme == "IO" and self.file_scheme == "IOB1":
+            # Only I- tags: IOB1 without two adjacent entities of one type (as IO it would merge them).
+            dataset.scheme = dataset.output_scheme = "IOB1"
+        return split
+
+    def unlabelled(self, sentences: list[TextSentence]) -> TaggingSplit:
+        return unlabelled_split(sentences, self.config.data.tag_column, self.file_scheme)
 
     # -- vocabularies and tensors ----------------------------------------------------------------
     def fit_vocab(self, train: TaggingSplit) -> dict:
@@ -169,9 +210,11 @@ class NerTask(Task):
         )
         label_index = {t: i for i, t in enumerate(self.labels)}
         outside = label_index.get("O", 0)
+        scheme = split_scheme(split, self.file_scheme)
         split.tag_ids = [
-            [label_index.get(t, outside) for t in convert(s, self.file_scheme, self.train_scheme)] for s in split.tags
+            [label_index.get(t, outside) for t in convert(s, scheme, self.train_scheme)] for s in split.tags
         ]
+        report(unseen_entity_types(split, {split_tag(t)[1] for t in self.labels if t != "O"}))
 
     # -- model and batches -----------------------------------------------------------------------
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> CrfTagger:
@@ -209,10 +252,22 @@ class NerTask(Task):
         best = model.decode(batch["layers"], batch["mask"], batch["word_ids"], batch["char_ids"])
         return [convert([self.labels[t] for t in tag_ids], self.train_scheme, self.file_scheme) for tag_ids in best]
 
+    def predict(self, model: CrfTagger, split: TaggingSplit) -> list[list[str]]:
+        """:meth:`Task.predict`, with the tags written in the split's own scheme: a file in
+        another scheme than the training file's (CoNLL++'s IOB2 for a run trained on CoNLL-2003's
+        IOB1) gets its predictions, its scores (token accuracy compares tag with tag) and its
+        outputs in its own scheme."""
+        predictions = super().predict(model, split)
+        scheme = split_scheme(split, self.file_scheme)
+        if scheme == self.file_scheme:
+            return predictions
+        return [tags if tags is None else convert(tags, self.file_scheme, scheme) for tags in predictions]
+
     def score(self, split: TaggingSplit, predictions: list[list[str]]) -> dict:
         result = conlleval(split.tags, predictions)
-        gold2 = [convert(t, self.file_scheme, "IOB2") for t in split.tags]
-        pred2 = [convert(t, self.file_scheme, "IOB2") for t in predictions]
+        scheme = split_scheme(split, self.file_scheme)
+        gold2 = [convert(t, scheme, "IOB2") for t in split.tags]
+        pred2 = [convert(t, scheme, "IOB2") for t in predictions]
         return {
             "f1": result.f1,
             "precision": result.precision,
@@ -239,5 +294,22 @@ class NerTask(Task):
             ),
         )
 
+    def records(self, split: TaggingSplit, predictions: list[list[str]]) -> list[EntitySentence]:
+        """Tokens, their tags (the run's file scheme) and the entities, offsets into the input."""
+        return [
+            EntitySentence.of(sentence, tags=list(tags), entities=entities_of(sentence, tags))
+            for sentence, tags in zip(sentences_of(split), predictions)
+        ]
 
-__all__ = ["NerTask", "NerConfig", "NerModel", "ConllData", "TaggingSplit", "looks_like_conll", "text_split"]
+
+__all__ = [
+    "NerTask",
+    "NerConfig",
+    "NerModel",
+    "ConllData",
+    "TaggingSplit",
+    "entities_of",
+    "looks_like_conll",
+    "read_tagging_input",
+    "unlabelled_split",
+]

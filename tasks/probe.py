@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from data.conll import format_conll_predictions, read_conll
+from data.tokenize import TextSentence
+from data.warnings import Finding, report
 from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
@@ -17,7 +19,8 @@ from .batching import batch_layers
 from .config import ModelConfig, TaskConfig
 from .heads.probe import LinearProbe
 from .metrics.spans import conlleval
-from .ner import ConllData, TaggingSplit, looks_like_conll, text_split
+from .ner import ConllData, TaggingSplit, read_tagging_input, unlabelled_split
+from .records import TaggedSentence, sentences_of
 
 
 @dataclass
@@ -29,6 +32,21 @@ class ProbeConfig(TaskConfig):
         if not self.model.elmo.enabled:
             return ["model.elmo.enabled: a probe reads the ELMo layers only; it cannot run without them"]
         return []
+
+
+def unseen_labels(split: TaggingSplit, known: dict[str, int], column: str) -> Finding:
+    """Gold labels of ``split`` that training never had (the probe cannot predict them)."""
+    finding = Finding(
+        "unseen-label",
+        split.dataset.path,
+        f"{column} label never seen in training",
+        f"{column} labels never seen in training",
+    )
+    for sentence, tokens, tags in zip(split.dataset.sentences, split.tokens, split.tags):
+        for position, tag in enumerate(tags):
+            if tag not in known:
+                finding.add(sentence.line + position, f"{tag!r} on {tokens[position]!r}")
+    return finding
 
 
 class ProbeTask(Task):
@@ -50,11 +68,10 @@ class ProbeTask(Task):
         return TaggingSplit(dataset, self.column)
 
     def read_input(self, path: Path, input_format: str) -> tuple[TaggingSplit, str]:
-        if input_format == "auto":
-            input_format = "conll" if looks_like_conll(path) else "text"
-        if input_format in ("labelled", "conll"):
-            return self.read(path), "conll"
-        return text_split(path, self.column, None), "text"
+        return read_tagging_input(self, path, input_format)
+
+    def unlabelled(self, sentences: list[TextSentence]) -> TaggingSplit:
+        return unlabelled_split(sentences, self.column, None)
 
     def fit_vocab(self, train: TaggingSplit) -> dict:
         # A linear probe reads only the frozen layers: no word or character vocabulary.
@@ -67,6 +84,8 @@ class ProbeTask(Task):
     def tensorise(self, split: TaggingSplit) -> None:
         index = {t: i for i, t in enumerate(self.labels)}
         split.tag_ids = [[index.get(t, 0) for t in s] for s in split.tags]
+        if split.sentences is None:  # labelled: a gold label training never had is a counted warning
+            report(unseen_labels(split, index, self.column))
 
     def build_model(self, num_layers: int | None, elmo_dim: int | None) -> LinearProbe:
         return LinearProbe(build_mix(num_layers, self.config.model.elmo.mix), elmo_dim, len(self.labels))
@@ -98,6 +117,9 @@ class ProbeTask(Task):
 
     def write_predictions(self, split: TaggingSplit, predictions: list[list[str]], path: Path) -> None:
         atomic_write_text(Path(path), format_conll_predictions(split.tokens, split.tags, predictions))
+
+    def records(self, split: TaggingSplit, predictions: list[list[str]]) -> list[TaggedSentence]:
+        return [TaggedSentence.of(s, tags=list(tags)) for s, tags in zip(sentences_of(split), predictions)]
 
 
 class PosProbeTask(ProbeTask):

@@ -17,16 +17,19 @@ matrix (markdown in the report; ``write_predictions`` also draws it as a PNG bes
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
 from data.errors import DataFormatError
 from data.sst import BINARY_LABEL_NAMES, LABEL_NAMES, SstExample, read_sst
+from data.tokenize import TextSentence
 from data.tsv import read_tsv
+from data.warnings import brief_list, shorten
 from elmo_core.io import atomic_write_text
 
 from .base import Task, build_mix
@@ -35,6 +38,7 @@ from .config import CharsConfig, DataConfig, ModelConfig, TaskConfig, WordsConfi
 from .encoders import Vocab, fit_token_inputs, token_encoder_from_config, token_ids
 from .heads.classifier import PooledClassifier
 from .metrics.classification import classification_report, plot_confusion_matrix
+from .records import ClassifiedSentence, probabilities, sentences_of
 
 # SST leaves are PTB-escaped; the biLM's corpus writes brackets and quotes plainly, so the
 # ELMo input (and the word vocabulary) sees the plain forms. The files are never rewritten.
@@ -56,6 +60,16 @@ def unescape_ptb(token: str) -> str:
     return token.replace("\\/", "/").replace("\\*", "*")
 
 
+_SST_NODE = re.compile(r"\d+\s")  # what follows every "(" of an SST tree: the node's label
+
+
+class Classified(NamedTuple):
+    """One sentence's prediction: the label and the probability of every label (``task.labels`` order)."""
+
+    label: str
+    probabilities: tuple[float, ...]
+
+
 @dataclass
 class SentimentSplit:
     """One split: token lists, gold label strings (``None`` when unlabelled) and where each came from."""
@@ -69,6 +83,7 @@ class SentimentSplit:
     char_ids: list[list[list[int]]] = field(default_factory=list)
     label_ids: list[int] = field(default_factory=list)
     features: object = None
+    sentences: list[TextSentence] | None = None  # text and offsets, when read from text
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -76,8 +91,10 @@ class SentimentSplit:
     def summary(self) -> str:
         roots = sum(self.is_root) if self.is_root else len(self)
         counts = Counter(self.labels or [])
+        shown = dict(sorted(counts.items())[:10])
+        more = f" and {len(counts) - 10:,} more" if len(counts) > 10 else ""
         return f"{len(self)} examples ({roots} sentences), {sum(map(len, self.tokens))} tokens" + (
-            f", labels {dict(sorted(counts.items()))}" if counts else ""
+            f", labels {shown}{more}" if counts else ""
         )
 
 
@@ -114,8 +131,8 @@ class SentimentData(DataConfig):
     phrase_sample: float = field(default=1.0, metadata=fraction)
     phrase_seed: int = 0
     ptb_unescape: bool = True
-    text_column: int | str = 0
-    label_column: int | str = 1
+    text_column: int | str | None = None  # a header name or 0-based index; null: the header's text column, else 0
+    label_column: int | str | None = None  # likewise; null: the header's label column, else 1
     header: bool | Literal["auto"] = "auto"
     sep: str = "\t"
 
@@ -193,7 +210,12 @@ class SentimentTask(Task):
         # read_tsv raises DataFormatError naming FILE:LINE (empty text, missing label, bad UTF-8, ...).
         data = self.config.data
         examples = read_tsv(
-            path, text_column=data.text_column, label_column=data.label_column, header=data.header, sep=data.sep
+            path,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            header=data.header,
+            sep=data.sep,
+            max_labels=2 if self.binary else 5,  # the task's classes: SST-2 has 2, SST-5 has 5
         )
         return SentimentSplit(
             str(path),
@@ -213,29 +235,51 @@ class SentimentTask(Task):
             [split.is_root[i] for i in keep],
         )
 
-    def read_text(self, path: Path) -> SentimentSplit:
-        """Unlabelled input: one whitespace-tokenised sentence per line."""
-        from elmo_core.embed import read_sentence_file
-
-        sentences = read_sentence_file(path)
-        return SentimentSplit(str(path), sentences, None, list(range(1, len(sentences) + 1)), [True] * len(sentences))
+    def unlabelled(self, sentences: list[TextSentence]) -> SentimentSplit:
+        """Unlabelled sentences (one example each), keeping their text and offsets."""
+        split = SentimentSplit("<text>", [s.words for s in sentences], None, list(range(1, len(sentences) + 1)))
+        split.is_root = [True] * len(sentences)
+        split.sentences = sentences
+        return split
 
     def read_input(self, path: Path, input_format: str) -> tuple[SentimentSplit, str]:
-        """``text`` is raw sentences; ``labelled`` (or the format's name) the task's labelled format;
-        ``auto`` looks at the file."""
+        """``text``: raw text (split and tokenised by data/tokenize.py; one example per sentence);
+        ``tokenized``: one tokenised sentence per line; ``labelled`` (or ``conll``, its alias for
+        every task): the configured labelled format (SST trees or TSV); ``auto``: the labelled format
+        when the file has its structure, ``text`` otherwise."""
         if input_format == "auto":
-            input_format = self._guess_format(path)
-        if input_format == "text":
-            return self.read_text(path), "text"
+            input_format = self.format if self._has_labelled_structure(path) else "text"
+        if input_format in ("text", "tokenized"):
+            return self.read_unlabelled(path, input_format), input_format
         return self.read(path), self.format
 
-    def _guess_format(self, path: Path) -> str:
+    def _has_labelled_structure(self, path: Path) -> bool:
+        """SST: every one of the first lines is a bracketed tree with a label on each node
+        (``(3 (2 a) (4 b))``; "(Reuters) said" is text). TSV: the first lines all have the same
+        number (two or more) of separator-separated columns, none of them empty at the start (a
+        tab-indented paragraph is text)."""
         from data.text import read_lines
 
-        first = next((line for _, line in read_lines(path) if line.strip()), "")
+        lines = []
+        for _, line in read_lines(path):
+            if line.strip():
+                lines.append(line)
+            if len(lines) >= 50:
+                break
+        if not lines:
+            return False
         if self.format == "sst":
-            return "sst" if first.lstrip().startswith("(") else "text"
-        return "tsv" if self.config.data.sep in first else "text"
+            trees = [line.strip() for line in lines]
+            return all(
+                tree.startswith("(")
+                and tree.endswith(")")
+                and tree.count("(") == tree.count(")")
+                and all(_SST_NODE.match(tree, i + 1) for i, c in enumerate(tree) if c == "(")
+                for tree in trees
+            )
+        sep = self.config.data.sep
+        counts = {len(line.split(sep)) for line in lines}
+        return len(counts) == 1 and counts.pop() >= 2 and not any(line.startswith(sep) for line in lines)
 
     # -- vocabularies and tensors ----------------------------------------------------------------
     def fit_vocab(self, train: SentimentSplit) -> dict:
@@ -271,7 +315,10 @@ class SentimentTask(Task):
         for label, line in zip(split.labels, split.lines):
             if label not in index:
                 raise DataFormatError(
-                    split.path, line, f"label {label!r} never occurs in the training data (known labels: {self.labels})"
+                    split.path,
+                    line,
+                    f"label {shorten(label, 60)!r} never occurs in the training data "
+                    f"(known labels: {brief_list(self.labels)})",
                 )
             ids.append(index[label])
         return ids
@@ -307,19 +354,23 @@ class SentimentTask(Task):
         }
 
     # -- prediction and scoring ------------------------------------------------------------------
-    def decode(self, model: PooledClassifier, batch: dict) -> list[str]:
-        """One predicted label (a string of ``self.labels``) per row."""
-        ids = model.predict(batch["layers"], batch["mask"], batch["word_ids"], batch["char_ids"])
-        return [self.labels[int(i)] for i in ids]
+    def decode(self, model: PooledClassifier, batch: dict) -> list[Classified]:
+        """One predicted label (a string of ``self.labels``, the logits' argmax) per row, with the
+        softmax probability of every label."""
+        logits = model.logits(batch["layers"], batch["mask"], batch["word_ids"], batch["char_ids"])
+        ids, probabilities = logits.argmax(dim=-1), torch.softmax(logits.float(), dim=-1)
+        return [Classified(self.labels[int(i)], tuple(p.tolist())) for i, p in zip(ids, probabilities)]
 
-    def report(self, split: SentimentSplit, predictions: list[str]):
+    def report(self, split: SentimentSplit, predictions: list[Classified]):
         if split.labels is None:
             raise DataFormatError(split.path, None, "cannot score unlabelled input")
         index = {label: i for i, label in enumerate(self.labels)}
         gold = self._label_ids(split)
-        return classification_report(gold, [index[p] for p in predictions], range(len(self.labels)), self.label_names)
+        return classification_report(
+            gold, [index[p.label] for p in predictions], range(len(self.labels)), self.label_names
+        )
 
-    def score(self, split: SentimentSplit, predictions: list[str]) -> dict:
+    def score(self, split: SentimentSplit, predictions: list[Classified]) -> dict:
         """accuracy / macro_f1 in percent, per-class scores, the confusion matrix and a markdown report."""
         result = self.report(split, predictions)
         return {
@@ -330,28 +381,41 @@ class SentimentTask(Task):
             "report": result.to_markdown() + "\n",
         }
 
-    def write_predictions(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
+    def write_predictions(self, split: SentimentSplit, predictions: list[Classified], path: Path) -> None:
         """``line<TAB>gold<TAB>predicted<TAB>text`` rows, plus ``<stem>.confusion.png`` when labelled."""
         path = Path(path)
         rows = ["line\tgold\tpredicted\ttext\n"]
         for i, (tokens, predicted) in enumerate(zip(split.tokens, predictions)):
             gold = split.labels[i] if split.labels is not None else ""
-            rows.append(f"{split.lines[i]}\t{gold}\t{predicted}\t{' '.join(tokens)}\n")
+            rows.append(f"{split.lines[i]}\t{gold}\t{predicted.label}\t{' '.join(tokens)}\n")
         atomic_write_text(path, "".join(rows))
         if split.labels is not None:
             png = path.with_name(path.name.split(".")[0] + ".confusion.png")
             plot_confusion_matrix(self.report(split, predictions).confusion, self.label_names, png)
 
-    def write_output(self, split: SentimentSplit, predictions: list[str], path: Path) -> None:
+    def write_output(self, split: SentimentSplit, predictions: list[Classified], path: Path) -> None:
         """``elmo-tasks predict`` output: ``label<TAB>label name<TAB>text`` per input sentence."""
         names = dict(zip(self.labels, self.label_names))
         atomic_write_text(
             Path(path),
             "".join(
-                f"{predicted}\t{names.get(predicted, predicted)}\t{' '.join(tokens)}\n"
-                for tokens, predicted in zip(split.tokens, predictions)
+                f"{p.label}\t{names.get(p.label, p.label)}\t{' '.join(tokens)}\n"
+                for tokens, p in zip(split.tokens, predictions)
             ),
         )
+
+    def records(self, split: SentimentSplit, predictions: list[Classified]) -> list[ClassifiedSentence]:
+        """Each sentence's label, its display name and the probability of every label."""
+        names = dict(zip(self.labels, self.label_names))
+        return [
+            ClassifiedSentence.of(
+                sentence,
+                label=p.label,
+                label_name=names.get(p.label, p.label),
+                probabilities=probabilities(self.labels, p.probabilities),
+            )
+            for sentence, p in zip(sentences_of(split), predictions)
+        ]
 
 
 class Sst5Task(SentimentTask):

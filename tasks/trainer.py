@@ -20,6 +20,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from data.warnings import collecting
 from elmo_core.checkpoint import python_rng_state
 from elmo_core.io import atomic_torch_save, atomic_write_json, atomic_write_text, check_output_dir, directory_lock
 from elmo_core.progress import bar_disabled
@@ -50,11 +51,25 @@ def saved_config(run_dir: Path) -> dict | None:
         return None
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return to_dict(task_config_from_tree(tree, path))
+        return to_dict(task_config_from_tree(upgrade_saved_tree(tree), path))
     except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise RunDirError(path, f"cannot be read{where} ({type(err).__name__}); choose another --out") from None
+
+
+def upgrade_saved_tree(tree):
+    """A run's saved config tree with the defaults of older releases written as today's: runs
+    written before ``data.strict`` existed saved the TSV columns' old defaults (``text_column: 0``,
+    ``label_column: 1``), which are today's ``null`` (found by header name, else 0 and 1)."""
+    data = tree.get("data") if isinstance(tree, dict) else None
+    if (
+        isinstance(data, dict)
+        and "strict" not in data
+        and (data.get("text_column"), data.get("label_column")) == (0, 1)
+    ):
+        data["text_column"] = data["label_column"] = None
+    return tree
 
 
 class Trainer:
@@ -104,7 +119,12 @@ class Trainer:
 
     def run(self) -> dict:
         """Check every path, read the data, then train holding the run directory's lock
-        (``RUN_DIR/.lock``): a second trainer on the same directory waits, then resumes."""
+        (``RUN_DIR/.lock``): a second trainer on the same directory waits, then resumes.
+        Suspicious data is a counted warning, or an error under ``data.strict`` (data/warnings.py)."""
+        with collecting(strict=self.config.data.strict):
+            return self._run()
+
+    def _run(self) -> dict:
         train_cfg = self.config.train
         if train_cfg.threads:
             torch.set_num_threads(train_cfg.threads)

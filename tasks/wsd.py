@@ -35,14 +35,18 @@ import numpy as np
 import torch
 
 from data.errors import DataFormatError
+from data.tokenize import join_tokens
+from data.warnings import report
 from data.wordnet import DEBIAN_WORDNET_DIR, WordNet
 from data.wsd import WsdCorpus, read_wsd
 from elmo_core.scalar_mix import ScalarMix
 
 from .base import Task, build_mix
 from .config import DataConfig, ModelConfig, TaskConfig, positive, unit_interval
+from .errors import UsageError
 from .heads.sense import CandidateSenseClassifier, mix_instances
-from .metrics.wsd import WsdReport, evaluate, write_answers
+from .metrics.wsd import WsdReport, evaluate, invalid_gold_keys, write_answers
+from .records import DisambiguatedSentence, SenseAnswer, probabilities
 
 PAD_SENSE = "<pad>"
 _MULTIWORD_SEPARATORS = re.compile(r"[_ ]+")
@@ -95,6 +99,15 @@ def first_sentences(corpus: WsdCorpus, limit: int | None) -> WsdCorpus:
         {k: v for k, v in corpus.gold.items() if k in kept},
         {k: v for k, v in corpus.gold_lines.items() if k in kept},
     )
+
+
+class SenseChoice(NamedTuple):
+    """The classifier's answer for one instance: the chosen key, and the candidates with their
+    softmax probabilities (same order)."""
+
+    key: str
+    candidates: tuple[str, ...]
+    probabilities: tuple[float, ...]
 
 
 class InstanceRef(NamedTuple):
@@ -276,12 +289,14 @@ class WsdTask(Task):
         """``X.data.xml`` or a folder ``X/``; the gold key file beside it is read when present."""
         xml, key = locate_wsd_files(path)
         corpus = first_sentences(read_wsd(xml, key), limit)
+        if corpus.gold:
+            report(invalid_gold_keys(corpus, self.wordnet))  # a counted warning, an error under --strict
         return make_split(corpus, self.config.data.split_multiwords)
 
     def read_input(self, path: Path, input_format: str) -> tuple[WsdSplit, str]:
         """The framework's XML (gold keys optional); raw text cannot be disambiguated (instances
         need a lemma and a POS)."""
-        if input_format == "text":
+        if input_format in ("text", "tokenized"):
             raise DataFormatError(
                 path,
                 None,
@@ -290,10 +305,18 @@ class WsdTask(Task):
             )
         return self.read(path), "wsd-xml"
 
+    def unlabelled(self, sentences) -> WsdSplit:
+        raise UsageError(
+            "WSD needs the framework's X.data.xml (instances carry lemma and POS); raw text cannot be "
+            "disambiguated (from Python: predict_file('X.data.xml'))"
+        )
+
     # -- vocabularies and tensors ----------------------------------------------------------------
     def fit_vocab(self, train: WsdSplit) -> dict:
         """Candidate senses (WordNet order) of every lemma + POS seen in train; gold keys WordNet
-        does not list for the lemma are added, so every training instance has its answer."""
+        does not list for the lemma are added, so every training instance has its answer. Gold
+        keys that are no WordNet 3.0 sense key at all (reported when the split was read) are left
+        out: they would teach a sense no WordNet lemma has."""
         self.senses, self.groups = [PAD_SENSE], {}
         sense_ids: dict[str, int] = {}
         for index, ref in enumerate(train.instances):
@@ -303,7 +326,8 @@ class WsdTask(Task):
                 for key in self.wordnet.candidate_senses(ref.lemma, ref.pos):
                     self._add_candidate(group, key, sense_ids)
             for key in train.gold_keys(index):
-                self._add_candidate(group, key, sense_ids)
+                if self.wordnet.is_sense_key(key):
+                    self._add_candidate(group, key, sense_ids)
         return {"senses": self.senses, "groups": self.groups}
 
     def _add_candidate(self, group: str, key: str, sense_ids: dict[str, int]) -> None:
@@ -364,9 +388,21 @@ class WsdTask(Task):
         return {"layers": split.features.batch(indices), "candidates": candidates, "candidate_mask": mask, "gold": gold}
 
     # -- prediction and scoring ------------------------------------------------------------------
-    def decode(self, model: CandidateSenseClassifier, batch: dict) -> list[str]:
-        chosen = model.choose(batch["layers"], batch["candidates"], batch["candidate_mask"])
-        return [self.senses[int(sense)] for sense in chosen]
+    def decode(self, model: CandidateSenseClassifier, batch: dict) -> list[SenseChoice]:
+        """The best-scoring candidate of each instance (as :meth:`CandidateSenseClassifier.choose`),
+        with the softmax probability of every candidate."""
+        candidates, mask = batch["candidates"], batch["candidate_mask"]
+        scores = model.scores(batch["layers"], candidates, mask)
+        chosen = candidates.gather(1, scores.argmax(dim=-1).unsqueeze(1)).squeeze(1)
+        probabilities = torch.softmax(scores.float(), dim=-1)
+        return [
+            SenseChoice(
+                self.senses[int(sense)],
+                tuple(self.senses[int(c)] for c in row[: int(n)]),
+                tuple(p[: int(n)].tolist()),
+            )
+            for sense, row, n, p in zip(chosen, candidates, mask.sum(dim=1), probabilities)
+        ]
 
     def first_sense(self, ref: InstanceRef) -> str | None:
         """WordNet's first sense of the lemma + POS (cached), or None for a lemma WordNet lacks."""
@@ -384,14 +420,14 @@ class WsdTask(Task):
                 result[ref.instance_id] = key
         return result
 
-    def answer_keys(self, split: WsdSplit, predictions: list[str | None]) -> dict[str, str]:
+    def answer_keys(self, split: WsdSplit, predictions: list[SenseChoice | None]) -> dict[str, str]:
         """The classifier's predictions (``None`` where it had no candidates) with WordNet backoff."""
-        return self.with_backoff(split, dict(enumerate(predictions)))
+        return self.with_backoff(split, {i: p.key for i, p in enumerate(predictions) if p is not None})
 
     def first_sense_answers(self, split: WsdSplit) -> dict[str, str]:
         return self.with_backoff(split, {})
 
-    def score(self, split: WsdSplit, predictions: list[str | None]) -> dict:
+    def score(self, split: WsdSplit, predictions: list[SenseChoice | None]) -> dict:
         """P / R / F1 in percent overall, per dataset and per POS, and a markdown report that puts
         the WordNet first-sense baseline (same scorer) beside the system."""
         report = evaluate(split.corpus, self.answer_keys(split, predictions))
@@ -408,9 +444,29 @@ class WsdTask(Task):
             ),
         }
 
-    def write_predictions(self, split: WsdSplit, predictions: list[str | None], path: Path) -> None:
+    def write_predictions(self, split: WsdSplit, predictions: list[SenseChoice | None], path: Path) -> None:
         """The framework's key format (``id key``), which Scorer.java reads too."""
         write_answers(path, self.answer_keys(split, predictions))
+
+    def records(self, split: WsdSplit, predictions: list[SenseChoice | None]) -> list[DisambiguatedSentence]:
+        """Every sentence of the corpus with its instances: the chosen key (the classifier's, else
+        WordNet's first sense) and the classifier's probability of each candidate."""
+        corpus = split.corpus.sentences
+        _, sentences = join_tokens([s.tokens for s in corpus])
+        positions = {i.instance_id: i.position for s in corpus for i in s.instances}
+        answers: list[list[SenseAnswer]] = [[] for _ in corpus]
+        for index, ref in enumerate(split.instances):
+            choice, sentence = predictions[index], sentences[ref.sentence]
+            token = sentence.tokens[positions[ref.instance_id]]
+            key = choice.key if choice is not None else self.first_sense(ref)
+            source = "classifier" if choice is not None else ("first sense" if key is not None else None)
+            candidates = probabilities(choice.candidates, choice.probabilities) if choice is not None else {}
+            answers[ref.sentence].append(
+                SenseAnswer(
+                    ref.instance_id, token.text, token.start, token.end, ref.lemma, ref.pos, key, source, candidates
+                )
+            )
+        return [DisambiguatedSentence.of(s, instances=a) for s, a in zip(sentences, answers)]
 
 
 def score_dict(report: WsdReport) -> dict:
@@ -444,6 +500,7 @@ __all__ = [
     "WsdSplit",
     "InstanceFeatures",
     "InstanceRef",
+    "SenseChoice",
     "expand_sentence",
     "split_multiword",
     "score_dict",

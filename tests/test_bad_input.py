@@ -8,11 +8,17 @@ this process; the trained runs they start from are made once per module (seconds
 from __future__ import annotations
 
 import errno
+import gzip
+import hashlib
+import io
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ class Env:
     sst_run: Path
     conll: Path  # a good CoNLL file
     corpus: Path  # a good pretraining corpus
+    ner_package: Path | None = None  # the NER run packaged (its random backbone embedded)
 
     def backbone(self) -> list[str]:
         return ["--options", str(self.options), "--weights", str(self.weights)]
@@ -109,6 +116,10 @@ def make_env(root: Path) -> Env:
         },
     )
     Trainer(sst_config, env.sst_run, progress=False, log=quiet).run()
+    from tasks.cli.package import package
+
+    env.ner_package = root / "ner.tar.gz"
+    package(env.ner_run, env.ner_package)
     return env
 
 
@@ -561,13 +572,13 @@ def evaluate(run: Path, data: Path, *args: str) -> list[str]:
 
 @case
 def evaluate_run_dir_missing(ctx):
-    return evaluate(ctx.tmp / "nope", ctx.env.conll), [str(ctx.tmp / "nope"), "not a directory"]
+    return evaluate(ctx.tmp / "nope", ctx.env.conll), [str(ctx.tmp / "nope"), "not found", "run directory"]
 
 
 @case
 def evaluate_run_dir_is_a_file(ctx):
     path = ctx.file("run", "x")
-    return evaluate(path, ctx.env.conll), [str(path), "not a directory"]
+    return evaluate(path, ctx.env.conll), [str(path), "not a model package", "run directory"]
 
 
 @case
@@ -749,6 +760,331 @@ def predict_sst_run_bad_tree(ctx):
     return predict(ctx.env.sst_run, source, ctx.tmp / "o.txt", "--format", "labelled"), [f"{source}:1"]
 
 
+@case
+def predict_text_whitespace_only(ctx):
+    source = ctx.file("in.txt", " \n\t\r\n  \n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.jsonl"), [str(source), "no text"]
+
+
+@case
+def predict_sst_run_text_whitespace_only(ctx):
+    source = ctx.file("in.txt", "\n\n \u00a0\n")
+    return predict(ctx.env.sst_run, source, ctx.tmp / "o.jsonl", "--format", "text"), [str(source), "no text"]
+
+
+@case
+def predict_text_nul_character(ctx):
+    source = ctx.file("in.txt", "EU rejects German call.\r\nPeter\x00Blackburn\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.jsonl", "--format", "text"), [f"{source}:2", "NUL"]
+
+
+@case
+def predict_utf16_file(ctx):
+    source = ctx.file("in.txt", "EU rejects German call\n".encode("utf-16"))
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.jsonl"), [f"{source}:1", "UTF-8"]
+
+
+@case
+def predict_text_not_utf8_after_mixed_newlines(ctx):
+    source = ctx.file("in.txt", b"EU rejects.\r\nGerman call\rPeter\nBlackburn \xe9t\xe9\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.jsonl", "--format", "text"), [f"{source}:3", "UTF-8"]
+
+
+@case
+def predict_tokenized_blank_line(ctx):
+    source = ctx.file("in.txt", "EU rejects\n \t\nGerman call\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.txt", "--format", "tokenized"), [
+        f"{source}:2",
+        "empty sentence",
+    ]
+
+
+@case
+def predict_conll_empty_token(ctx):
+    source = ctx.file("in.txt", "EU\tNNP\tI-NP\tI-ORG\n\tVBZ\tI-VP\tO\n")
+    return predict(ctx.env.ner_run, source, ctx.tmp / "o.txt", "--format", "conll"), [f"{source}:2", "empty token"]
+
+
+@case
+def embed_text_whitespace_only(ctx):
+    path = ctx.file("in.txt", "\r\n \t \n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--format", "text"), [
+        str(path),
+        "no text",
+    ]
+
+
+@case
+def embed_input_nul_character(ctx):
+    path = ctx.file("in.txt", "a b\nc\x00 d\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5")), [f"{path}:2", "NUL"]
+
+
+@case
+def embed_text_not_utf8(ctx):
+    path = ctx.file("in.txt", b"The dog.\r\nIt barked.\n\xff\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--format", "text"), [
+        f"{path}:3",
+        "UTF-8",
+    ]
+
+
+@case
+def embed_conll_empty_token(ctx):
+    path = ctx.file("in.txt", "EU\tNNP\tB-ORG\n\tNN\tO\n")
+    return embed(ctx, "--input", str(path), "--output", str(ctx.tmp / "o.hdf5"), "--format", "conll"), [
+        f"{path}:2",
+        "empty token",
+    ]
+
+
+# ---------------------------------------------------------------- package, and packages given to evaluate / predict
+def package(run: Path, output: Path, *args: str) -> list[str]:
+    return ["package", str(run), "--output", str(output), *args]
+
+
+@case
+def package_run_dir_missing(ctx):
+    return package(ctx.tmp / "nope", ctx.tmp / "m.tar.gz"), [str(ctx.tmp / "nope"), "not a directory"]
+
+
+@case
+def package_run_dir_best_pt_missing(ctx):
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "best.pt").unlink()
+    return package(run, ctx.tmp / "m.tar.gz"), [str(run / "best.pt"), "missing"]
+
+
+@case
+def package_run_dir_best_pt_truncated(ctx):
+    """The run is loaded before anything is written: a damaged run makes no package."""
+    run = ctx.env.copy_run(ctx.tmp / "run")
+    (run / "best.pt").write_bytes((run / "best.pt").read_bytes()[:500])
+    ctx.checks.append(lambda: not (ctx.tmp / "m.tar.gz").exists())
+    return package(run, ctx.tmp / "m.tar.gz"), [str(run / "best.pt"), "damaged"]
+
+
+@case
+def package_output_is_a_directory(ctx):
+    (ctx.tmp / "out").mkdir()
+    return package(ctx.env.ner_run, ctx.tmp / "out"), [str(ctx.tmp / "out"), "is a directory"]
+
+
+@case
+def package_output_directory_missing(ctx):
+    target = ctx.tmp / "no" / "m.tar.gz"
+    return package(ctx.env.ner_run, target), [str(target.parent), "does not exist"]
+
+
+@case
+def package_output_directory_read_only(ctx):
+    locked = ctx.read_only_dir("ro")
+    return package(ctx.env.ner_run, locked / "m.tar.gz"), [str(locked), "not writable"]
+
+
+@case
+def package_output_disk_full(ctx):
+    """ENOSPC while the archive is written: one line naming it, no PATH.part and no archive left."""
+    import elmo_core.io
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ctx.monkeypatch.setattr(elmo_core.io.os, "fsync", full)
+    target = ctx.tmp / "m.tar.gz"
+    ctx.checks.append(lambda: not target.exists())
+    return package(ctx.env.ner_run, target), [str(target), "No space left on device"]
+
+
+def repack(
+    ctx: Ctx,
+    edit_manifest=None,
+    replace: dict[str, bytes] | None = None,
+    drop: tuple[str, ...] = (),
+    extra: tuple[tuple[tarfile.TarInfo, bytes], ...] = (),
+    rehash: bool = False,
+    order=None,
+) -> Path:
+    """A copy of the NER package with members replaced / dropped / added, its manifest edited by
+    ``edit_manifest(manifest)`` (``rehash``: its sizes and sha256 made to fit the new members), and
+    every temporary directory checked to be gone once the command returned."""
+    scratch = ctx.tmp / "tmp"
+    scratch.mkdir(exist_ok=True)
+    ctx.monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ctx.checks.append(lambda: not list(scratch.iterdir()))
+    with tarfile.open(ctx.env.ner_package, "r:gz") as tar:
+        members = {info.name: tar.extractfile(info).read() for info in tar.getmembers()}
+    manifest = json.loads(members.pop("manifest.json"))
+    members.update(replace or {})
+    for name in drop:
+        members.pop(name)
+    if rehash:
+        for name, data in members.items():
+            manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if edit_manifest:
+        edit_manifest(manifest)
+    entries = [("manifest.json", json.dumps(manifest).encode()), *members.items()]
+    if order:
+        entries = order(entries)
+    target = ctx.tmp / "model.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return target
+
+
+@case
+def package_not_an_archive(ctx):
+    path = ctx.file("model.tar.gz", os.urandom(4096))
+    return evaluate(path, ctx.env.conll), [str(path), "not a model package", "not a gzip-compressed tar archive"]
+
+
+@case
+def package_gzip_but_not_tar(ctx):
+    path = ctx.file("model.tar.gz", gzip.compress(b"EU rejects German call\n" * 100))
+    return evaluate(path, ctx.env.conll), [str(path), "not a tar archive"]
+
+
+@case
+def package_truncated(ctx):
+    data = ctx.env.ner_package.read_bytes()
+    path = ctx.file("model.tar.gz", data[: len(data) // 2])
+    return evaluate(path, ctx.env.conll), [str(path), "truncated or damaged at member"]
+
+
+@case
+def package_truncated_by_its_last_bytes(ctx):
+    """The gzip trailer (length and CRC) is checked too: cutting 4 bytes is found."""
+    data = ctx.env.ner_package.read_bytes()
+    path = ctx.file("model.tar.gz", data[:-4])
+    return evaluate(path, ctx.env.conll), [str(path), "truncated or damaged"]
+
+
+@case
+def package_from_a_newer_format(ctx):
+    def newer(manifest):
+        manifest["format_version"] = 2
+        manifest["elmo_tasks_version"] = "9.0.0"
+
+    path = repack(ctx, newer)
+    return evaluate(path, ctx.env.conll), [f"{path}: package format 2 is newer", "9.0.0", "upgrade elmo-tasks"]
+
+
+@case
+def package_member_missing(ctx):
+    path = repack(ctx, drop=("best.pt",))
+    return evaluate(path, ctx.env.conll), [f"{path}#best.pt: missing from the archive"]
+
+
+@case
+def package_member_with_a_wrong_hash(ctx):
+    with tarfile.open(ctx.env.ner_package, "r:gz") as tar:
+        data = tar.extractfile("vocab.json").read()
+    path = repack(ctx, replace={"vocab.json": data.replace(b'"', b"'", 1)})  # same size, other bytes
+    return evaluate(path, ctx.env.conll), [f"{path}#vocab.json: member has sha256", "the manifest expects"]
+
+
+@case
+def package_member_of_another_size(ctx):
+    path = repack(ctx, replace={"best.pt": b"short"})
+    return predict(path, ctx.env.conll, ctx.tmp / "o.txt"), [f"{path}#best.pt: holds 5 bytes, the manifest says"]
+
+
+@case
+def package_embedded_backbone_altered(ctx):
+    weights = bytearray(ctx.env.weights.read_bytes())
+    weights[-100] ^= 0xFF
+    path = repack(ctx, replace={"backbone/weights.hdf5": bytes(weights)})
+    return evaluate(path, ctx.env.conll), [f"{path}#backbone/weights.hdf5: the embedded backbone's file has sha256"]
+
+
+@case
+def package_embedded_backbone_not_hdf5_but_listed(ctx):
+    def consistent(manifest):
+        manifest["backbone"]["weights_sha256"] = manifest["files"]["backbone/weights.hdf5"]["sha256"]
+
+    path = repack(ctx, consistent, replace={"backbone/weights.hdf5": os.urandom(4096)}, rehash=True)
+    return evaluate(path, ctx.env.conll), [f"{path}#backbone/weights.hdf5: not an HDF5 file"]
+
+
+@case
+def package_named_backbone_does_not_match(ctx):
+    """The package names 'default' with weights this machine's 'default' does not have."""
+
+    def named(manifest):
+        for name in ("backbone/options.json", "backbone/weights.hdf5"):
+            del manifest["files"][name]
+        manifest["backbone"] = {
+            "kind": "named",
+            "name": "default",
+            "options_sha256": "0" * 64,
+            "weights_sha256": "ab" * 32,
+        }
+
+    path = repack(ctx, named, drop=("backbone/options.json", "backbone/weights.hdf5"))
+    return evaluate(path, ctx.env.conll), [
+        f"{path}: backbone does not match",
+        "'default' whose weights have sha256 abababab",
+        "on this machine",
+        "--embed-backbone",
+    ]
+
+
+@case
+def package_member_is_a_symlink(ctx):
+    link = tarfile.TarInfo("results.json")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    path = repack(ctx, drop=("results.json",), extra=((link, b""),))
+    return evaluate(path, ctx.env.conll), [f"{path}#results.json: a symbolic link", "regular files only"]
+
+
+@case
+def package_member_escapes_the_folder(ctx):
+    evil = tarfile.TarInfo("../../evil.sh")
+    evil.size = 4
+    path = repack(ctx, extra=((evil, b"boom"),))
+    return evaluate(path, ctx.env.conll), [f"{path}#../../evil.sh: unsafe member name"]
+
+
+@case
+def package_member_not_in_the_manifest(ctx):
+    extra = tarfile.TarInfo("extra.py")
+    extra.size = 4
+    path = repack(ctx, extra=((extra, b"boom"),))
+    return evaluate(path, ctx.env.conll), [f"{path}#extra.py: not listed in the manifest"]
+
+
+@case
+def package_manifest_not_first(ctx):
+    path = repack(ctx, order=lambda entries: entries[1:] + entries[:1])
+    return evaluate(path, ctx.env.conll), [f"{path}: its first member is 'config.yaml', not manifest.json"]
+
+
+@case
+def package_manifest_broken(ctx):
+    path = repack(ctx, order=lambda entries: [("manifest.json", b'{"format": ')] + entries[1:])
+    return evaluate(path, ctx.env.conll), [f"{path}#manifest.json: is damaged"]
+
+
+@case
+def package_best_pt_damaged_but_listed(ctx):
+    """A member that matches its manifest but is not a checkpoint: named as ARCHIVE#MEMBER."""
+    path = repack(ctx, replace={"best.pt": random.Random(0).randbytes(2048)}, rehash=True)
+    return evaluate(path, ctx.env.conll), [f"{path}#best.pt: cannot be read as a checkpoint"]
+
+
+@case
+def package_config_unknown_key_but_listed(ctx):
+    with tarfile.open(ctx.env.ner_package, "r:gz") as tar:
+        config = tar.extractfile("config.yaml").read()
+    path = repack(ctx, replace={"config.yaml": config + b"bogus: 1\n"}, rehash=True)
+    return evaluate(path, ctx.env.conll), [f"{path}#config.yaml", "bogus"]
+
+
 # ---------------------------------------------------------------- pretrain
 def pretrain(ctx: Ctx, *args: str, train: Path | None = None, out: Path | None = None) -> list[str]:
     corpus = str(train or ctx.env.corpus)
@@ -852,6 +1188,114 @@ def benchmark_jobs_zero(ctx):
 @case
 def benchmark_unknown_mix(ctx):
     return layers(ctx, "--out", str(ctx.tmp / "grid"), "--mixes", "layer9"), ["layer9"]
+
+
+# ---------------------------------------------------------------- counted warnings under --strict
+# Read and counted without --strict (tests/test_warnings.py checks the warning lines); refused with it.
+@case
+def train_strict_illegal_tag_transition(ctx):
+    text = ctx.env.conll.read_text() + "in NN I-NP O\nParis NN I-NP B-LOC\n\n"
+    folder = data_dir(ctx, text)
+    line = len(text.splitlines()) - 1
+    return train(ctx, "--out", str(ctx.tmp / "run"), "--strict", data_dir=folder), [
+        f"{folder / 'train.txt'}:{line}: illegal tag transition (IOB1): B-LOC after O"
+    ]
+
+
+@case
+def train_strict_entity_type_unseen_in_training(ctx):
+    folder = data_dir(ctx)
+    (folder / "dev.txt").write_text("the NN I-NP O\nCup NN I-NP I-EVENT\n\n")
+    return train(ctx, "--out", str(ctx.tmp / "run"), data_dir=folder, **{"data.strict": True}), [
+        f"{folder / 'dev.txt'}:2: entity of a type never seen in training: EVENT 'Cup'"
+    ]
+
+
+@case
+def evaluate_strict_control_character_in_token(ctx):
+    data = ctx.file("test.txt", "EU NN I-NP I-ORG\nre\x1bjects NN I-NP O\n\n")
+    return evaluate(ctx.env.ner_run, data, "--strict"), [f"{data}:2: token with a control character", "U+001B"]
+
+
+@case
+def predict_strict_control_character_in_text(ctx):
+    source = ctx.file("news.txt", "Peter met Werner.\nThe c\x7fat sat.\n")
+    output = ctx.tmp / "out.txt"
+    ctx.checks.append(lambda: not output.exists())
+    return predict(ctx.env.ner_run, source, output, "--format", "text", "--strict"), [
+        f"{source}:2: control character read as a space"
+    ]
+
+
+@case
+def embed_strict_control_character_in_token(ctx):
+    source = ctx.file("in.txt", "a b\nc\x1bd e\n")
+    output = ctx.tmp / "o.hdf5"
+    ctx.checks.append(lambda: not output.exists())
+    return embed(ctx, "--input", str(source), "--output", str(output), "--strict"), [
+        f"{source}:2: token with a control character"
+    ]
+
+
+@case
+def pretrain_strict_sentences_too_long(ctx):
+    corpus = ctx.file("c.txt", "the dog barked .\n" + "w " * 80 + "\n")
+    return pretrain(ctx, "--strict", train=corpus), [
+        f"{corpus}:2: sentence skipped as longer than max_sentence_tokens=",
+        "80 tokens (1 of 2 in this file, 50.0%",
+    ]
+
+
+def sst2_tsv(ctx: Ctx, train_text: str, *args: str) -> list[str]:
+    folder = ctx.tmp / "tsv"
+    folder.mkdir()
+    (folder / "train.tsv").write_text(train_text)
+    (folder / "dev.tsv").write_text("sentence\tlabel\ngreat\t1\nawful\t0\n")
+    sets = {
+        "data.dir": str(folder),
+        "data.format": "tsv",
+        "data.train": "train.tsv",
+        "data.dev": "dev.tsv",
+        "data.test": None,
+        "model.elmo.enabled": False,
+        "model.words.dim": 8,
+    }
+    argv = ["train", str(REPO / "configs" / "sst2.yaml"), "--quiet", "--out", str(ctx.tmp / "run"), *args]
+    return argv + [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+@case
+def train_strict_tsv_header_guessed(ctx):
+    text = "a gripping film\tsuperb\nawful\t0\nfun\t1\ndull\t0\n"
+    return sst2_tsv(ctx, text, "--strict"), [
+        f"{ctx.tmp / 'tsv' / 'train.tsv'}:1: first line taken for a header by a guess",
+        "data.header: false",
+    ]
+
+
+@case
+def train_tsv_glue_test_file_without_labels(ctx):
+    return sst2_tsv(ctx, "index\tsentence\n0\tgreat\n1\tawful\n"), [
+        f"{ctx.tmp / 'tsv' / 'train.tsv'}:1: no label column",
+        "GLUE's test.tsv",
+    ]
+
+
+@case
+def train_tsv_labels_that_look_like_text(ctx):
+    rows = "".join(f"{i % 2}\tthe film number {i} is fine\n" for i in range(2000))
+    argv = sst2_tsv(ctx, "label\tsentence\n" + rows)
+    argv += ["--set", "data.text_column=0", "--set", "data.label_column=1"]
+    return argv, ["2,000 distinct labels in column 1 ('sentence')", "column 1 ('sentence') looks like the text"]
+
+
+@case
+def train_wsd_strict_gold_key_not_a_wordnet_sense(ctx):
+    folder = wsd_data(ctx)
+    key = folder / "semcor" / "semcor.gold.key.txt"
+    key.write_text(key.read_text().replace("cash%1:21:00::", "cash%1:99:99::"))
+    argv = wsd_train(ctx, folder)
+    return argv + ["--strict"], [f"{key}:3: gold key that is not a WordNet 3.0 sense key: 'cash%1:99:99::'"]
 
 
 # ---------------------------------------------------------------- the contract

@@ -256,7 +256,14 @@ def test_resume_with_a_raised_budget_continues(tmp_path, corpora):
     assert final["step"] > first["step"] and final["tokens_seen"] >= 1200 and result["step"] == final["step"]
     steps = log_steps(out)
     assert steps == sorted(set(steps))  # one log, no step logged twice
-    assert set(RESUMABLE_KEYS) == {"max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads"}
+    assert set(RESUMABLE_KEYS) == {
+        "max_tokens_seen",
+        "max_minutes",
+        "eval_every",
+        "checkpoint_every",
+        "threads",
+        "strict",
+    }
 
 
 def test_rerunning_a_finished_run_trains_no_further(tmp_path, corpora):

@@ -202,6 +202,35 @@ def test_tsv_format_trains_with_the_file_labels(tmp_path):
     assert set(results["test"]["per_class"]) == {"neg", "pos"}
 
 
+def test_auto_reads_a_tsv_by_its_columns_and_indented_text_as_text(tmp_path, capsys):
+    Trainer(tsv_config(tmp_path, **{"train.epochs": 1}), tmp_path / "run", progress=False, log=quiet).run()
+    capsys.readouterr()
+    assert (
+        main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "dev.tsv"), "--output", str(tmp_path / "o")])
+        == 0
+    )
+    assert "(tsv input)" in capsys.readouterr().out
+    (tmp_path / "indented.txt").write_text("\tA great movie.\n\tTruly awful acting.\n")
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--input",
+                str(tmp_path / "indented.txt"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
+    assert "(text input)" in capsys.readouterr().out
+    assert [line.split("\t")[2] for line in (tmp_path / "o").read_text().splitlines()] == [
+        "A great movie .",
+        "Truly awful acting .",
+    ]
+
+
 def test_empty_text_in_tsv_is_reported_with_file_and_line(tmp_path):
     config = tsv_config(tmp_path)
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\ngood film\tpos\n \tneg\n", encoding="utf-8")

@@ -22,6 +22,7 @@ from helpers import (
     PLANT_FIRST,
     REPO,
     RIVER,
+    quiet,
     require_wordnet,
     shared_path,
     write_random_model,
@@ -214,6 +215,41 @@ def test_evaluate_and_predict_verbs_on_a_wsd_run(wsd_dir, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_wsd_json_lines_and_the_python_api(wsd_dir, tmp_path, capsys):
+    from tasks import load_model
+    from tasks.errors import UsageError
+
+    run = tmp_path / "run"
+    Trainer(wsd_config(wsd_dir, tmp_path / "model", **{"train.epochs": 1}), run, progress=False, log=quiet).run()
+    xml = wsd_dir / "ALL" / "ALL.data.xml"
+    assert main(["predict", str(run), "--input", str(xml), "--output", str(tmp_path / "all.jsonl")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    # the XML has no running text: offsets point into each sentence's tokens joined by spaces, one a line
+    text = "\n".join(" ".join(word for word, *_ in sentence) for sentence in (MONEY, PLANT, MULTIWORD))
+    instances = [i for r in records for i in r["instances"]]
+    assert len(records) == 3 and len(instances) == 7
+    for record in records:
+        assert text[record["start"] : record["end"]] == record["text"]
+        for item in record["tokens"] + record["instances"]:
+            assert text[item["start"] : item["end"]] == item["text"]
+    keys = dict(line.split() for line in (run / "test.predictions.txt").read_text().splitlines())
+    assert {i["id"]: i["key"] for i in instances if i["key"]} == keys  # the same answers as the key file
+    for instance in instances:
+        if instance["source"] == "classifier":
+            assert abs(sum(instance["candidates"].values()) - 1) < 1e-4
+            assert instance["key"] == max(instance["candidates"], key=instance["candidates"].get)
+        else:
+            assert instance["candidates"] == {}
+    assert {i["text"] for i in instances} >= {"bank", "Fulton_County"}
+    model = load_model(run)
+    assert [r.to_json() for r in model.predict_file(xml)] == records
+    with pytest.raises(UsageError, match="raw text cannot be disambiguated"):
+        model.predict("I robbed the bank.")
+    capsys.readouterr()
+    args = ["predict", str(run), "--input", str(xml), "--output", str(tmp_path / "x.key"), "--format", "tokenized"]
+    assert main(args) == 2 and "raw text cannot be disambiguated" in capsys.readouterr().err
 
 
 # -- data and features ----------------------------------------------------------------------------

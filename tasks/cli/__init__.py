@@ -4,6 +4,7 @@
     elmo-tasks train      train a task head from a YAML config (configs/*.yaml); re-running resumes
     elmo-tasks evaluate   score a trained run on a labelled file (conlleval-identical for NER)
     elmo-tasks predict    tag / classify new text with a trained run
+    elmo-tasks package    bundle a trained run and its backbone into one file (predict/evaluate take it)
     elmo-tasks pretrain   train your own biLM on a tokenised corpus and export the official files
     elmo-tasks benchmark  layers: every task x layer weighting x seed on one backbone
 
@@ -16,14 +17,15 @@ import argparse
 import sys
 
 from data.errors import DataError
+from data.warnings import collecting
 from elmo_core.errors import BackboneError
 
 from ..errors import TasksError
-from . import benchmark, embed, evaluate, predict, pretrain, train
+from . import benchmark, embed, evaluate, package, predict, pretrain, train
 
 # The user errors of each package. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (DataError, BackboneError, TasksError)
-VERBS = (embed, train, evaluate, predict, benchmark, pretrain)
+VERBS = (embed, train, evaluate, predict, package, benchmark, pretrain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +47,13 @@ def describe_os_error(err: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def warn(line: str) -> None:  # a counted warning (data/warnings.py), one line per kind and file
+        print(f"elmo-tasks {args.verb}: {line}", file=sys.stderr, flush=True)
+
     try:
-        return args.run(args)
+        with collecting(strict=getattr(args, "strict", False), log=warn):
+            return args.run(args)
     except USER_ERRORS as err:
         print(f"elmo-tasks {args.verb}: error: {err}", file=sys.stderr)
         return 2

@@ -52,3 +52,16 @@ def backbone_from_args(args: argparse.Namespace, stateful: bool = False):
 def format_scores(scores: dict) -> str:
     keys = [k for k in ("f1", "precision", "recall", "accuracy", "strict_f1", "macro_f1") if k in scores]
     return ", ".join(f"{k} {scores[k]:.2f}" for k in keys)
+
+
+def add_strict_argument(parser: argparse.ArgumentParser, config_key: str | None = None) -> None:
+    """``--strict``: counted warnings about the input (data/warnings.py) become errors."""
+    also = f" (also: {config_key}: true in the config)" if config_key else ""
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat suspicious input as an error instead of a counted warning: tag transitions the "
+        "file's scheme forbids, entity types never seen in training, control characters inside tokens, "
+        "a TSV header found only by a guess, gold keys that are no WordNet 3.0 sense, sentences skipped "
+        f"as too long{also}. The error names the first occurrence (FILE:LINE)",
+    )

@@ -6,8 +6,16 @@ import argparse
 import os
 from pathlib import Path
 
+from elmo_core.embed import INPUT_FORMATS
+
 from ..errors import UsageError
-from .common import PRECISIONS, add_backbone_arguments, backbone_from_args, check_backbone_arguments
+from .common import (
+    PRECISIONS,
+    add_backbone_arguments,
+    add_strict_argument,
+    backbone_from_args,
+    check_backbone_arguments,
+)
 
 
 def embed_to_hdf5(args: argparse.Namespace) -> str:
@@ -25,6 +33,7 @@ def embed_to_hdf5(args: argparse.Namespace) -> str:
         stateful=args.stateful,
         device=args.device,
         progress=not args.quiet,
+        input_format=args.format,
     )
     return f"wrote {n} sentences x {bilm.num_layers} layers x {bilm.output_dim} dims to {args.output}"
 
@@ -32,7 +41,7 @@ def embed_to_hdf5(args: argparse.Namespace) -> str:
 def embed_to_store(args: argparse.Namespace) -> str | None:
     """Add the file's sentences to a content-keyed feature store (see elmo_core/store.py). Under
     torchrun every rank embeds its shard and rank 0 commits the index (and reports)."""
-    from elmo_core.embed import read_sentence_file
+    from elmo_core.embed import read_sentences
     from elmo_core.loading import model_identity
     from elmo_core.models import resolve
     from elmo_core.store import build_store_distributed, rank_and_world
@@ -45,12 +54,12 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
     rank, world = rank_and_world()
     if world > 1 and args.device == "cuda":
         args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
-    sentences = read_sentence_file(args.input)
+    sentences = read_sentences(args.input, args.format)
     bilm = backbone_from_args(args)
     options, weights = (args.options, args.weights) if args.options else resolve(args.backbone or "default")
     model_id = model_identity(options, weights)
-    if args.precision != "fp32":  # other numerics give other vectors: they must not share keys with fp32
-        model_id = f"{model_id}+{args.precision}"
+    if bilm.precision != "fp32":  # other numerics give other vectors: they must not share keys with fp32
+        model_id = f"{model_id}+{bilm.precision}"
     report = build_store_distributed(
         args.store,
         bilm,
@@ -102,14 +111,27 @@ def add_parser(verbs) -> None:
     parser = verbs.add_parser(
         "embed",
         help="embed sentences with all biLM layers",
-        description="Embed a file with one whitespace-tokenised sentence per line. The HDF5 output has one "
-        "dataset per line index ('0', '1', ...) of shape (layers, tokens, dim) and a "
-        "'sentence_to_index' JSON dataset: the format of bilm-tf's dump_bilm_embeddings.",
+        description="Embed the sentences of a file: one whitespace-tokenised sentence per line by default "
+        "(bilm-tf's format), raw text, or a CoNLL file (see --format). The HDF5 output has one dataset "
+        "per sentence index ('0', '1', ...; with tokenised input, the line index) of shape (layers, "
+        "tokens, dim) and a 'sentence_to_index' JSON dataset mapping each sentence's tokens, joined by "
+        "spaces, to its index: the format of bilm-tf's dump_bilm_embeddings.",
         epilog="example: elmo-tasks embed --options options.json --weights weights.hdf5 "
         "--input sentences.txt --output elmo.hdf5",
     )
     add_backbone_arguments(parser)
-    parser.add_argument("--input", type=Path, required=True, help="UTF-8 text, one tokenised sentence per line")
+    parser.add_argument("--input", type=Path, required=True, help="a UTF-8 text file (see --format)")
+    parser.add_argument(
+        "--format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="auto (default): conll when the file has CoNLL's structure (a -DOCSTART- line, or lines with "
+        "the same number of columns ending in a tag such as O or B-PER; never a word count), tokenized "
+        "otherwise, so that dataset i stays line i. tokenized: one sentence per line, tokens between "
+        "white space. text: raw text, split into sentences (a line break always ends one) and "
+        "tokenised CoNLL/Penn-Treebank style (data/tokenize.py); datasets then follow the sentences "
+        "found. conll: the first column of a CoNLL file, a blank line between sentences",
+    )
     destination = parser.add_mutually_exclusive_group(required=True)
     destination.add_argument("--output", type=Path, help="HDF5 file to write (written atomically)")
     destination.add_argument(
@@ -143,10 +165,13 @@ def add_parser(verbs) -> None:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="fp32 (exact, default); int8: dynamic quantisation of the linear layers (CPU); bf16/fp16: autocast (GPU)",
+        help="fp32 (exact, default); int8: dynamic quantisation of the linear layers (CPU); bf16: autocast on a "
+        "GPU, or on a CPU with bf16 matrix units (AMX, AVX512-BF16; fp32 with a warning elsewhere); fp16: autocast "
+        "(GPU)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_strict_argument(parser)
     parser.add_argument(
         "--no-wait",
         action="store_true",

@@ -4,26 +4,48 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from .common import add_strict_argument
 
 
 def pretrain(
-    config_path: Path,
-    train: Path,
-    heldout: Path,
+    config_path: Path | None,
+    train: str | Path,
+    heldout: str | Path,
     out: Path,
     overrides: dict | None = None,
     progress: bool = True,
     evaluate_only: bool = False,
     wait: bool | None = None,
+    bilm_tf_options: Path | None = None,
+    vocab: Path | None = None,
+    log=None,
 ) -> dict:
     """Pretrain (resuming from ``out``) and export; with ``evaluate_only``, the checkpoint's heldout
-    perplexity. ``wait``: another process pretraining in ``out`` is waited for (``True``), refused
-    at once naming its PID (``False``), or waited for unless ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
+    perplexity. The config is a YAML file (``config_path``) or a bilm-tf options JSON
+    (``bilm_tf_options``, mapped by :mod:`elmo_core.bilm_tf`; the mapping goes to ``log``, stderr by
+    default). ``train`` / ``heldout``: a corpus file or a glob of shards; ``vocab``: a vocabulary file
+    in bilm-tf's format (else counted from the corpus). ``wait``: another process pretraining in
+    ``out`` is waited for (``True``), refused at once naming its PID (``False``), or waited for unless
+    ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
+    from elmo_core.errors import BackboneUsageError
+    from elmo_core.io import log_to_stderr
     from elmo_core.pretrain import Pretrainer, load_pretrain_config
 
-    config = load_pretrain_config(config_path, overrides)
-    trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait)
+    log = log or log_to_stderr
+    if (config_path is None) == (bilm_tf_options is None):
+        raise BackboneUsageError("pretrain takes one config: --config YAML or --bilm-tf-options JSON")
+    if bilm_tf_options is not None:
+        from elmo_core.bilm_tf import load_bilm_tf_config
+
+        config, mapping = load_bilm_tf_config(bilm_tf_options, vocab, overrides)
+        log(mapping.report())
+    else:
+        overrides = {**(overrides or {}), **({"vocab": str(vocab)} if vocab is not None else {})}
+        config = load_pretrain_config(config_path, overrides or None)
+    trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait, log=log)
     return trainer.evaluate_full_heldout() if evaluate_only else trainer.run()
 
 
@@ -35,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         args.train,
         args.heldout,
         args.out,
-        parse_overrides(args.set),
+        {**parse_overrides(args.set), **({"strict": True} if args.strict else {})},
         progress=not args.quiet,
         evaluate_only=args.evaluate_only,
         wait=False if args.no_wait else None,
+        bilm_tf_options=args.bilm_tf_options,
+        vocab=args.vocab,
     )
     if args.evaluate_only:
         print(json.dumps(result))
@@ -47,8 +71,31 @@ def run(args: argparse.Namespace) -> int:
         f"heldout perplexity: forward {result['forward_ppl']:.2f}, backward {result['backward_ppl']:.2f}, "
         f"mean {result['mean_ppl']:.2f} after {result['tokens_seen']:,} tokens ({result['seconds'] / 60:.1f} min)"
     )
+    corpus = result.get("corpus")
+    if corpus:
+        print(
+            f"corpus: {corpus['sentences']:,} sentences, {corpus['skipped_too_long']:,} "
+            f"({corpus['skipped_too_long_percent']:.1f}%) skipped as longer than "
+            f"max_sentence_tokens={corpus['max_sentence_tokens']}"
+        )
     print(f"exported {args.out / 'options.json'} and {args.out / 'weights.hdf5'}")
+    sys.stdout.flush()
     return 0
+
+
+EPILOG = """examples:
+  elmo-tasks pretrain --config configs/bilm_default.yaml \\
+      --train ../shared/data/corpus/train.txt.xz --heldout ../shared/data/corpus/heldout.txt.xz --out runs/bilm
+
+  coming from bilm-tf (its train_elmo.py options, vocabulary and --train_prefix shards):
+  elmo-tasks pretrain --bilm-tf-options options.json --vocab vocab.txt \\
+      --train 'training-monolingual/news.en-*' --heldout 'heldout-monolingual/news.en.heldout-00000-*' \\
+      --out runs/bilm [--set softmax=adaptive] [--set threads=4]
+
+  The bilm-tf options map onto the config (model, batch_size x unroll_steps -> batch_tokens,
+  n_epochs x n_train_tokens -> max_tokens_seen, all_clip_norm_val, dropout, n_negative_samples_batch
+  -> the sampled softmax); what is applied and what is ignored, and why, is printed before training
+  (docs/bilm_tf.md). Quote globs so the shell passes them as they are."""
 
 
 def add_parser(verbs) -> None:
@@ -59,23 +106,43 @@ def add_parser(verbs) -> None:
         "elmo_core loads) and export options.json + weights.hdf5 in the official layout. The whole "
         "config is checked first. Re-running the same command in the same --out resumes from the "
         "last checkpoint; budgets (max_tokens_seen, max_minutes) may be raised on resume.",
-        epilog="example: elmo-tasks pretrain --config configs/bilm_default.yaml "
-        "--train ../shared/data/corpus/train.txt.xz --heldout ../shared/data/corpus/heldout.txt.xz "
-        "--out runs/bilm",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, required=True, help="YAML config (see configs/bilm_*.yaml)")
+    config = parser.add_mutually_exclusive_group(required=True)
+    config.add_argument("--config", type=Path, help="YAML config (see configs/bilm_*.yaml)")
+    config.add_argument(
+        "--bilm-tf-options",
+        type=Path,
+        metavar="OPTIONS.json",
+        help="a bilm-tf options JSON (train_elmo.py's, or an official model's) instead of --config: "
+        "its lstm/char_cnn sections and training options are mapped onto our config",
+    )
     parser.add_argument(
-        "--train", type=Path, required=True, help="corpus: one tokenised sentence per line (.xz/.gz ok)"
+        "--train",
+        required=True,
+        metavar="FILE|'GLOB'",
+        help="corpus: one tokenised sentence per line (.xz/.gz ok), or a quoted glob of shard files "
+        "(bilm-tf's --train_prefix, e.g. 'DIR/*.txt'), read in sorted order",
     )
-    parser.add_argument("--heldout", type=Path, required=True, help="heldout corpus, same format")
+    parser.add_argument("--heldout", required=True, metavar="FILE|'GLOB'", help="heldout corpus, same format")
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log, exported model)")
+    parser.add_argument(
+        "--vocab",
+        type=Path,
+        metavar="VOCAB.txt",
+        help="softmax vocabulary in bilm-tf's format (<S>, </S>, <UNK> on the first three lines, then one token "
+        "per line by descending frequency); default: counted from the corpus (min_count, max_vocab)",
+    )
     parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a dotted config key, e.g. lr=0.001 or model.lstm.dim=256 (repeatable)",
+        help="override a dotted config key, e.g. lr=0.001 or model.lstm.dim=256 (repeatable; with "
+        "--bilm-tf-options, applied after the mapping)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_strict_argument(parser, "strict")
     parser.add_argument(
         "--no-wait",
         action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import format_scores
+from .common import add_strict_argument, format_scores
 
 
 def train(
@@ -15,13 +15,17 @@ def train(
     progress: bool = True,
     log=print,
     wait: bool | None = None,
+    strict: bool = False,
 ) -> tuple[dict, Path]:
     """Check the config (all of it, before any data is read), train, and return ``(results, run directory)``.
     ``wait``: another process training in ``out`` is waited for (``True``), refused at once naming
-    its PID (``False``), or waited for unless ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
+    its PID (``False``), or waited for unless ``ELMO_TASKS_NO_WAIT=1`` (``None``). ``strict``: as
+    ``data.strict: true``, suspicious data is an error instead of a counted warning."""
     from ..registry import load_task_config
     from ..trainer import Trainer
 
+    if strict:
+        overrides = {**(overrides or {}), "data.strict": True}
     config = load_task_config(config_path, overrides)
     out = out or Path("runs") / f"{Path(config_path).stem}-seed{config.train.seed}"
     return Trainer(config, out, progress=progress, log=log, wait=wait).run(), out
@@ -31,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from data.config import parse_overrides
 
     results, out = train(
-        args.config, parse_overrides(args.set), args.out, progress=not args.quiet, wait=False if args.no_wait else None
+        args.config,
+        parse_overrides(args.set),
+        args.out,
+        progress=not args.quiet,
+        wait=False if args.no_wait else None,
+        strict=args.strict,
     )
     for split in ("dev", "test"):
         if split in results:
@@ -60,6 +69,7 @@ def add_parser(verbs) -> None:
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<config>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_strict_argument(parser, "data.strict")
     parser.add_argument(
         "--no-wait",
         action="store_true",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.errors import DataFormatError
+from data.warnings import Finding
 from data.wordnet import WordNet
 from data.wsd import WsdCorpus
 
@@ -102,19 +103,30 @@ def score_by_pos(corpus: WsdCorpus, system: SystemAnswers) -> dict[str, WsdScore
     return {pos: score(gold, system) for pos, gold in sorted(groups.items())}
 
 
-def check_gold_keys(corpus: WsdCorpus, wordnet: WordNet) -> None:
-    """Raise ``DataFormatError`` at the first gold key that is not a WordNet 3.0 sense key.
-
-    A key from another WordNet version would silently count every answer as wrong.
-    """
+def invalid_gold_keys(corpus: WsdCorpus, wordnet: WordNet) -> Finding:
+    """Every gold key that is not a WordNet 3.0 sense key, as one counted warning
+    (:mod:`data.warnings`) naming the key file's lines. A key from another WordNet version would
+    silently count every answer as wrong (and, in training, teach a sense WordNet does not have)."""
+    finding = Finding(
+        "not-a-wordnet-sense",
+        str(corpus.key_path or corpus.xml_path),
+        "gold key that is not a WordNet 3.0 sense key",
+        "gold keys that are not WordNet 3.0 sense keys",
+        hint="they are left out of the sense inventory and no answer can match them",
+    )
     for instance_id, keys in corpus.gold.items():
         for key in keys:
             if not wordnet.is_sense_key(key):
-                raise DataFormatError(
-                    corpus.key_path or corpus.xml_path,
-                    corpus.gold_lines.get(instance_id),
-                    f"gold key {key!r} of instance {instance_id} is not a WordNet 3.0 sense key",
-                )
+                finding.add(corpus.gold_lines.get(instance_id), f"{key!r} of instance {instance_id}")
+    return finding
+
+
+def check_gold_keys(corpus: WsdCorpus, wordnet: WordNet) -> None:
+    """Raise ``DataFormatError`` at the first gold key that is not a WordNet 3.0 sense key."""
+    finding = invalid_gold_keys(corpus, wordnet)
+    if finding:
+        line, _ = finding.examples[0]
+        raise DataFormatError(finding.path, line, f"{finding.what}: {finding.examples[0][1]} ({finding.tally()})")
 
 
 def evaluate(corpus: WsdCorpus, system: SystemAnswers, wordnet: WordNet | None = None) -> WsdReport:
