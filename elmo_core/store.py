@@ -27,12 +27,17 @@ replaced) created; that rename is the commit. A reader only looks at ``.keys`` f
 ``index.tsv``, so it never sees a half-written entry. A build that starts again deletes its shard's
 leftovers (temp files, chunks without keys) and embeds only the batches not yet stored.
 ``compact_index`` folds the ``.keys`` files into ``index.tsv`` (rewritten atomically).
+A writer commits when its chunk buffer is full *or* when ``commit_seconds`` (60 s by default) have
+passed since its last commit, whichever comes first, so a ``kill -9`` loses at most about a minute of
+work (plus the batch in flight) however slow the model is.
 
 Determinism: the batch plan is made over all distinct sentences of the dataset, whatever is
 already stored and whatever the number of shards, and batch ``i`` goes to shard ``i % world``; the
 biLM's type cache is off while building, so a sentence's vectors depend only on its batch. Hence a
 resumed or sharded build is bitwise equal to a one-shot build with the same ``batch_tokens`` /
-``max_batch``, device and thread count.
+``max_batch``, device and thread count. Where the commits fall (by size, by time, or at a kill)
+decides only which chunk file and row an entry lands in, never its key or its values: what a store
+holds is the map key -> array, and that map is the same whatever the commit points were.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from .progress import bar_disabled
 FORMAT_VERSION = 1
 DTYPES = ("float16", "float32")
 DEFAULT_CHUNK_BYTES = 64 << 20
+DEFAULT_COMMIT_SECONDS = 60.0  # a writer commits at least this often, so a kill -9 loses at most about this much work
 _CHUNK_NAME = re.compile(r"^(?P<writer>r\d+)-(?P<seq>\d{6})\.npy$")
 
 
@@ -413,11 +419,19 @@ def layers_for_batch(
 # ---------------------------------------------------------------- writing
 
 
+def _now() -> float:
+    """The writers' clock (seconds, monotonic); tests replace it to force commits by time."""
+    return time.monotonic()
+
+
 class ShardWriter:
     """Appends entries to one shard's chunk files; at most one writer per shard name (flock).
 
     Entries are buffered in a preallocated ``(chunk_tokens, L, D)`` array and committed a chunk
-    at a time, so memory stays at one chunk plus one batch however large the dataset.
+    at a time, so memory stays at one chunk plus one batch however large the dataset. A chunk is
+    also committed early, after the batch that brings the time since the last commit to
+    ``commit_seconds`` (None: by size only), so a crash loses at most that much work. ``clock``
+    (seconds, monotonic) is there for tests.
     """
 
     def __init__(
@@ -428,8 +442,13 @@ class ShardWriter:
         chunk_tokens: int,
         wait: bool | None = None,
         log: Callable[[str], Any] | None = log_to_stderr,
+        commit_seconds: float | None = DEFAULT_COMMIT_SECONDS,
+        clock: Callable[[], float] | None = None,
     ):
+        if commit_seconds is not None and not commit_seconds > 0:
+            raise BackboneUsageError(f"commit_seconds must be > 0 (or None: commit by size only), not {commit_seconds!r}")
         self.directory, self.name, self.info = directory, name, info
+        self.commit_seconds, self.clock = commit_seconds, clock if clock is not None else _now
         self.chunks_dir = directory / "chunks"
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
         self.buffer = np.empty((max(1, chunk_tokens), info.num_layers, info.dim), dtype=info.dtype)
@@ -444,6 +463,7 @@ class ShardWriter:
         except BaseException:
             self._lock.release()
             raise
+        self.last_commit = self.clock()  # the work a crash would lose is what was done since then
 
     def _remove_leftovers(self) -> int:
         """Delete what a killed run of this shard left uncommitted (temp files, chunks without
@@ -481,8 +501,12 @@ class ShardWriter:
             )
         self.pending += placed
         self.fill = start
-        if self.fill >= len(self.buffer):
+        if self.fill >= len(self.buffer) or self.commit_due():
             self.flush()
+
+    def commit_due(self) -> bool:
+        """True when ``commit_seconds`` have passed since the last commit (or since the writer started)."""
+        return self.commit_seconds is not None and self.clock() - self.last_commit >= self.commit_seconds
 
     def flush(self) -> None:
         """Commit the buffered entries: data file first, then its keys file (the commit point)."""
@@ -497,6 +521,7 @@ class ShardWriter:
         self.chunks_written += 1
         self.fill = 0
         self.pending = []
+        self.last_commit = self.clock()
 
     def close(self) -> None:
         try:
@@ -547,11 +572,14 @@ def build_store(
     compact: bool | None = None,
     wait: bool | None = None,
     log: Callable[[str], Any] | None = log_to_stderr,
+    commit_seconds: float | None = DEFAULT_COMMIT_SECONDS,
 ) -> BuildReport:
     """Embed the sentences of shard ``(rank, world)`` that the store lacks and commit them.
 
     Resumable: run it again after a crash and it embeds only the batches not yet stored.
-    ``chunk_tokens`` (default: 64 MiB worth) bounds the write buffer. ``compact`` (default: when
+    ``chunk_tokens`` (default: 64 MiB worth) bounds the write buffer; ``commit_seconds`` (default
+    60; None: by size only) bounds the time between commits, so a crash loses at most about that much
+    work. Neither changes what is stored, only which chunk holds it. ``compact`` (default: when
     ``world == 1``) merges the index at the end; sharded builds let rank 0 do it after a barrier.
 
     One build per shard at a time: a second build of the same shard (two seeds starting side by
@@ -564,6 +592,8 @@ def build_store(
     rank, world = shard
     if not 0 <= rank < world:
         raise BackboneUsageError(f"shard {shard}: rank must be in [0, world)")
+    if commit_seconds is not None and not commit_seconds > 0:  # checked before the store is touched
+        raise BackboneUsageError(f"commit_seconds must be > 0 (or None: commit by size only), not {commit_seconds!r}")
     started = time.perf_counter()
     directory = Path(directory)
     info = StoreInfo(model_id, bilm.num_layers, bilm.output_dim, dtype)
@@ -576,7 +606,7 @@ def build_store(
     plan = plan_embedding_batches(unique, max_tokens=batch_tokens, max_batch=max_batch)
     mine = plan[rank::world]
 
-    writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens, wait=wait, log=log)
+    writer = ShardWriter(directory, f"r{rank}", info, chunk_tokens, wait=wait, log=log, commit_seconds=commit_seconds)
     try:
         stored = set(read_index(directory))  # read under the shard's lock: a build we waited for is in it
         todo = [batch for batch in mine if any(keys[i] not in stored for i in batch)]

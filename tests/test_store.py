@@ -20,7 +20,7 @@ import torch
 
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.embed import plan_embedding_batches
-from elmo_core.errors import DirectoryBusyError
+from elmo_core.errors import BackboneUsageError, DirectoryBusyError
 from elmo_core.loading import model_identity
 from elmo_core.store import (
     FeatureStore,
@@ -314,6 +314,73 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
     assert contents(FeatureStore(directory, MODEL_ID)) == reference  # bitwise
 
 
+def test_commits_by_time_change_where_entries_land_not_what_is_stored(tiny_bilm, tmp_path, monkeypatch):
+    """With a chunk buffer far larger than the build, only the time bound commits: a fake clock that
+    moves one second per reading makes a commit every few batches, and the store holds exactly what a
+    build committed once at its end holds."""
+    sentences = synthetic_sentences(80)
+    by_size = build_store(tmp_path / "size", tiny_bilm, MODEL_ID, sentences, batch_tokens=30, progress=False)
+    assert by_size.chunks_written == 1  # 64 MiB is far more than this build
+    ticks = iter(range(10**6))
+    monkeypatch.setattr("elmo_core.store._now", lambda: float(next(ticks)))
+    by_time = build_store(
+        tmp_path / "time", tiny_bilm, MODEL_ID, sentences, batch_tokens=30, progress=False, commit_seconds=2.5
+    )
+    assert by_time.batches_run == by_size.batches_run and by_time.chunks_written >= by_time.batches_run // 3
+    assert contents(FeatureStore(tmp_path / "time")) == contents(FeatureStore(tmp_path / "size"))
+    # Where commits fell is visible only in the index's chunk / row columns, never in keys or values.
+    locations = read_index(tmp_path / "time")
+    assert set(locations) == set(read_index(tmp_path / "size")) and len({e.chunk for e in locations.values()}) > 1
+    with pytest.raises(BackboneUsageError, match="commit_seconds must be > 0"):
+        build_store(tmp_path / "bad", tiny_bilm, MODEL_ID, sentences, progress=False, commit_seconds=0)
+    assert not (tmp_path / "bad").exists()
+
+
+CHILD_TIMED_BUILD = """
+import json, sys, time
+import elmo_core.bilm as bilm_module
+from elmo_core import load_bilm
+from elmo_core.store import build_store
+
+options, weights, store, sentences = sys.argv[1:5]
+forward = bilm_module.ElmoBiLm.forward
+def slow_forward(self, char_ids):
+    time.sleep(0.05)
+    return forward(self, char_ids)
+bilm_module.ElmoBiLm.forward = slow_forward
+build_store(store, load_bilm(options=options, weights=weights), "tiny-test-model",
+            json.loads(open(sentences).read()), batch_tokens=40, commit_seconds=0.3, progress=False)
+"""
+
+
+def test_a_kill_loses_at_most_commit_seconds_of_work(tiny_model, tiny_bilm, tmp_path, single_thread):
+    """A 64 MiB buffer never fills here, so before time-bounded commits a kill lost the whole build;
+    with ``commit_seconds=0.3`` entries are committed while the build runs, and the resumed build
+    equals a one-shot build bitwise."""
+    sentences = synthetic_sentences(200)
+    reference = contents(
+        FeatureStore.build(tmp_path / "one-shot", tiny_bilm, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    )
+    (tmp_path / "sentences.json").write_text(json.dumps(sentences))
+    directory = tmp_path / "killed"
+    argv = [str(tiny_model[0]), str(tiny_model[1]), str(directory), str(tmp_path / "sentences.json")]
+    child = subprocess.Popen([sys.executable, "-c", CHILD_TIMED_BUILD, *argv], cwd=REPO, env=subprocess_env())
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((directory / "chunks").glob("*.keys"))) < 2:
+            assert child.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "the build committed nothing within 60 s"
+            time.sleep(0.01)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    stored = len(FeatureStore(directory, MODEL_ID))
+    assert 0 < stored < len(reference)
+    report = build_store(directory, tiny_bilm, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    assert report.already_stored == stored
+    assert contents(FeatureStore(directory, MODEL_ID)) == reference
+
+
 # ---------------------------------------------------------------- shards and torchrun
 
 
@@ -362,6 +429,8 @@ def test_cli_embed_store(tiny_model, tmp_path, capsys):
     assert "0 embedded, 20 already stored" in capsys.readouterr().out
     assert main(args + ["--store", str(tmp_path / "t"), "--stateful"]) == 2
     assert "--stateful cannot write a --store" in capsys.readouterr().err
+    assert main(args + ["--store", str(tmp_path / "v"), "--commit-seconds", "0"]) == 2
+    assert "--commit-seconds must be > 0" in capsys.readouterr().err and not (tmp_path / "v").exists()
     for bad in (args, args + ["--store", str(tmp_path / "u"), "--output", str(tmp_path / "o.hdf5")]):
         with pytest.raises(SystemExit) as exit_info:  # exactly one of --output / --store
             main(bad)

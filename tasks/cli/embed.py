@@ -70,6 +70,7 @@ def embed_to_store(args: argparse.Namespace) -> str | None:
         device=args.device,
         progress=not args.quiet and rank == 0,
         wait=False if args.no_wait else None,
+        commit_seconds=args.commit_seconds,
     )
     if rank != 0:
         return None
@@ -87,6 +88,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_backbone_arguments(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not args.commit_seconds > 0:
+        raise UsageError(f"--commit-seconds must be > 0, got {args.commit_seconds}")
     if args.threads < 0:
         raise UsageError(f"--threads must be >= 0 (0: torch's choice), got {args.threads}")
     if args.store is not None:
@@ -147,6 +150,14 @@ def add_parser(verbs) -> None:
         choices=("float16", "float32"),
         default="float16",
         help="precision of the --store vectors (default float16)",
+    )
+    parser.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="--store: commit the buffered vectors at least every S seconds (default 60) as well as every "
+        "64 MiB, so a kill -9 loses at most about S seconds of work; what is stored does not depend on it",
     )
     parser.add_argument(
         "--batch-size",
