@@ -24,6 +24,7 @@ from torch import nn
 from elmo_core.bilm import add_sentence_boundaries
 from elmo_core.char_ids import batch_to_ids
 from elmo_core.corpus import batches_of, iter_sentences
+from elmo_core.hardware import bf16_matrix_units
 from elmo_core.options import options_from_dict
 from elmo_core.pretrain import BiLmLanguageModel, load_pretrain_config, word_id_batch
 from elmo_core.vocab import Vocabulary
@@ -76,15 +77,16 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, rev.unsqueeze(-1).expand_as(x))
 
 
-def time_training(model, batches, vocab) -> float:
+def time_training(model, batches, vocab, precision: str = "fp32") -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     tokens, started = 0, None
     for number, batch in enumerate(batches):
         if number == 1:  # the first step warms allocators and caches
             started, tokens = time.perf_counter(), 0
-        out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
-        loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
+            loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -93,34 +95,77 @@ def time_training(model, batches, vocab) -> float:
     return tokens / (time.perf_counter() - started)
 
 
+def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]]) -> float:
+    """Training FLOPs of the LSTM GEMMs per corpus token: forward (input, recurrent, projection
+    GEMMs of both directions and every layer, on every position including <S>/</S>) x 3 for
+    forward + backward; the char-CNN, highway and softmax are left out."""
+    lo = model_options["lstm"]
+    cell, proj, layers = lo["dim"], lo["projection_dim"], lo["n_layers"]
+    per_position = 2 * layers * (4 * cell * (proj + proj) + cell * proj)  # multiply-adds
+    tokens = sum(len(s) for b in batches[1:] for s in b)
+    positions = sum(len(s) + 2 for b in batches[1:] for s in b)
+    return 3 * 2 * per_position * positions / tokens
+
+
+def gemm_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 6) -> float:
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "bilm_default.yaml")
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "corpus" / "heldout.txt.xz")
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--precisions", default="fp32,bf16", help="bf16 (autocast) is dropped where the CPU has no bf16 matrix units"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_matrix_units()]
+    peaks = {p: gemm_peak_gflops(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
     config = load_pretrain_config(args.config)
     sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), 4000)]
     vocab = Vocabulary.build(sentences, min_count=1, max_size=config.max_vocab)
     batches = batches_of(sentences, config.batch_tokens, random.Random(0))[: args.batches + 1]
     options = options_from_dict(config.model)
+    flops = lstm_flops_per_token(config.model, batches)
     results = {}
-    for name, cls in (
-        ("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
-        ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel),
-    ):
-        torch.manual_seed(0)
-        results[name] = time_training(cls(options, len(vocab), config.cutoffs, config.dropout), batches, vocab)
-    ours, theirs = results.values()
-    lines = ["| implementation | training tokens/s | ratio |", "|---|---:|---:|"]
-    lines += [f"| {name} | {value:.0f} | {value / theirs:.2f}x |" for name, value in results.items()]
+    for precision in precisions:
+        for name, cls in (
+            ("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
+            ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel),
+        ):
+            torch.manual_seed(0)
+            model = cls(options, len(vocab), config.cutoffs, config.dropout)
+            results[name, precision] = time_training(model, batches, vocab, precision)
+    lines = [
+        "| implementation | precision | training tokens/s | vs nn.LSTM, same precision | vs ours fp32 "
+        "| LSTM GEMM share of the precision's peak |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    ours_fp32 = results["ours (ProjectedLstmLayer, clipping)", "fp32"]
+    for (name, precision), value in results.items():
+        baseline = results["nn.LSTM(proj_size) baseline (no clipping)", precision]
+        share = 100 * value * flops / 1e9 / peaks[precision]
+        lines.append(
+            f"| {name} | {precision} | {value:.0f} | {value / baseline:.2f}x | {value / ours_fp32:.2f}x | {share:.0f} % |"
+        )
+    peak_text = ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items())
     text = (
         f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
         f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
-        f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch.\n\n"
+        f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch; bf16 = the "
+        f"step under bf16 autocast (weights and Adam in fp32). GEMM peaks measured in this run (2048^3 `torch.mm`): "
+        f"{peak_text}; the share counts the LSTM GEMMs only ({flops / 1e6:.1f} MFLOP per token, forward x 3).\n\n"
         + "\n".join(lines)
         + "\n"
     )

@@ -83,6 +83,7 @@ from .io import (
     directory_lock,
     log_to_stderr,
 )
+from .loading import effective_precision
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .vocab import SPECIAL_TOKENS, Vocabulary
@@ -125,6 +126,9 @@ class PretrainConfig:
     heldout_sentences: int = field(default=1_000, metadata=positive)
     checkpoint_every: int = field(default=200, metadata=positive)
     threads: int = field(default=2, metadata=positive)
+    # bf16: the training step under bf16 autocast (weights and optimiser stay fp32), on CPUs with bf16
+    # matrix units (AMX, AVX512-BF16); fp32 with a warning elsewhere. Heldout perplexity is always fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = field(default=13, metadata=_SEED_RANGE)
     # Sentences skipped as longer than max_sentence_tokens, control characters in tokens: counted
     # warnings, or errors when strict (data/warnings.py; ``--strict`` does the same).
@@ -717,6 +721,8 @@ class Pretrainer:
                 f"({len(vocab)} words), so every word is scored (the full softmax)"
             )
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        precision = effective_precision(cfg.precision, "cpu")
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
             position = self._restore(model, optimizer, state)
@@ -740,8 +746,9 @@ class Pretrainer:
         try:
             for batch in () if already_done else self._batches(position):
                 char_ids = batch_to_ids(batch, options.char_cnn.max_chars)
-                out = model(char_ids, word_id_batch(batch, vocab))
-                loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
+                with autocast:
+                    out = model(char_ids, word_id_batch(batch, vocab))
+                    loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -781,6 +788,7 @@ class Pretrainer:
                         "tokens_seen": position.tokens_seen,
                         "seconds": position.seconds,
                         "step": position.step,
+                        "precision": precision,
                     }
                 if position.step % cfg.checkpoint_every == 0 or done:
                     self._save_checkpoint(model, optimizer, position)
@@ -795,6 +803,7 @@ class Pretrainer:
                 "tokens_seen": position.tokens_seen,
                 "seconds": position.seconds,
                 "step": position.step,
+                "precision": precision,
             }
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)

@@ -146,3 +146,28 @@ def test_vocabulary_order_follows_bilm_tf():
     vocab = Vocabulary.build([["b", "a", "b", "c", "c", "c"], ["a", "<S>"]], min_count=2)
     assert vocab.words == ["<S>", "</S>", "<UNK>", "c", "a", "b"]
     assert vocab.id("zzz") == vocab.unk
+
+
+def test_bf16_training_learns_on_cpus_with_bf16_units(tmp_path, monkeypatch):
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: "AVX512-BF16")
+    train, heldout = write_corpus(tmp_path / "train.txt", 400), write_corpus(tmp_path / "heldout.txt", 30, seed=1)
+    fp32 = Pretrainer(tiny_config(), train, heldout, tmp_path / "fp32", progress=False).run()
+    bf16 = Pretrainer(tiny_config(precision="bf16"), train, heldout, tmp_path / "bf16", progress=False).run()
+    first_eval = float((tmp_path / "bf16" / "log.csv").read_text().splitlines()[1].split(",")[-1])
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["mean_ppl"] < first_eval  # it learns
+    assert bf16["mean_ppl"] != fp32["mean_ppl"]  # other numerics really ran
+    assert abs(bf16["mean_ppl"] - fp32["mean_ppl"]) < 0.2 * fp32["mean_ppl"]
+    # the export is an ordinary fp32 model
+    loaded = load_bilm(options=tmp_path / "bf16" / "options.json", weights=tmp_path / "bf16" / "weights.hdf5")
+    assert loaded.char_cnn.projection.weight.dtype == torch.float32
+
+
+def test_bf16_training_falls_back_to_fp32_without_bf16_units(tmp_path, monkeypatch):
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: None)
+    train, heldout = write_corpus(tmp_path / "train.txt", 100), write_corpus(tmp_path / "heldout.txt", 10, seed=1)
+    with pytest.warns(UserWarning, match="no bf16 matrix units"):
+        result = Pretrainer(
+            tiny_config(precision="bf16", max_tokens_seen=500), train, heldout, tmp_path / "run", progress=False
+        ).run()
+    assert result["precision"] == "fp32"
