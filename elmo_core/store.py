@@ -446,7 +446,9 @@ class ShardWriter:
         clock: Callable[[], float] | None = None,
     ):
         if commit_seconds is not None and not commit_seconds > 0:
-            raise BackboneUsageError(f"commit_seconds must be > 0 (or None: commit by size only), not {commit_seconds!r}")
+            raise BackboneUsageError(
+                f"commit_seconds must be > 0 (or None: commit by size only), not {commit_seconds!r}"
+            )
         self.directory, self.name, self.info = directory, name, info
         self.commit_seconds, self.clock = commit_seconds, clock if clock is not None else _now
         self.chunks_dir = directory / "chunks"
