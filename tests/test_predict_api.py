@@ -114,6 +114,28 @@ def test_raw_text_gives_json_lines_whose_offsets_point_into_the_input(runs, tmp_
     assert {("Peter Blackburn", "PER"), ("Germany", "LOC"), ("European Commission", "ORG")} <= entities
 
 
+def test_predict_runs_the_backbone_at_the_precision_asked(runs, tmp_path, monkeypatch):
+    source = tmp_path / "news.txt"
+    source.write_text(NEWS, encoding="utf-8")
+    exact = jsonl_of(predict(runs["ner"], source, tmp_path / "fp32.jsonl"))
+    loaded = []
+    import tasks.run_dir
+
+    load_run = tasks.run_dir.load_run
+    monkeypatch.setattr(tasks.run_dir, "load_run", lambda *a, **k: loaded.append(k) or load_run(*a, **k))
+    int8 = jsonl_of(predict(runs["ner"], source, tmp_path / "int8.jsonl", "--precision", "int8"))
+    assert loaded == [{"precision": "int8"}]
+    assert [r["tokens"] for r in int8] == [r["tokens"] for r in exact]  # same sentences, tags may differ
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: None)
+    with pytest.warns(UserWarning, match="no bf16 matrix units"):
+        fallback = jsonl_of(predict(runs["ner"], source, tmp_path / "bf16.jsonl", "--precision", "bf16"))
+    assert fallback == exact  # fp32 ran instead
+
+
+def jsonl_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def test_auto_never_takes_plain_text_for_conll(runs, tmp_path, capsys):
     plain = tmp_path / "plain.txt"
     plain.write_text("Alan Turing broke codes\n")  # four words, once read as a CoNLL row

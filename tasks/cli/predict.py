@@ -7,7 +7,7 @@ from pathlib import Path
 
 from data.tokenize import MAX_SENTENCE_TOKENS
 
-from .common import add_strict_argument
+from .common import PRECISIONS, add_strict_argument
 
 FORMATS = ["auto", "text", "tokenized", "conll", "labelled"]
 
@@ -17,18 +17,24 @@ def is_jsonl(path: Path) -> bool:
 
 
 def predict(
-    run_dir: Path, input_path: Path, output: Path, input_format: str = "auto", strict: bool = False
+    run_dir: Path,
+    input_path: Path,
+    output: Path,
+    input_format: str = "auto",
+    strict: bool = False,
+    precision: str = "fp32",
 ) -> tuple[int, str]:
     """Writes the task's output for ``input_path`` (JSON lines when ``output`` ends in ``.jsonl``);
     returns ``(examples, format read)``. Every path is checked before the run is loaded.
-    ``strict``: suspicious input (data/warnings.py) is an error instead of a counted warning."""
+    ``strict``: suspicious input (data/warnings.py) is an error instead of a counted warning.
+    ``precision``: the backbone's numerics (``elmo_core.loading.load_bilm``)."""
     from data.warnings import collecting
 
     with collecting(strict=strict):
-        return _predict(run_dir, input_path, output, input_format)
+        return _predict(run_dir, input_path, output, input_format, precision)
 
 
-def _predict(run_dir: Path, input_path: Path, output: Path, input_format: str) -> tuple[int, str]:
+def _predict(run_dir: Path, input_path: Path, output: Path, input_format: str, precision: str) -> tuple[int, str]:
     from elmo_core.io import check_output_file
 
     from ..records import write_jsonl
@@ -37,7 +43,7 @@ def _predict(run_dir: Path, input_path: Path, output: Path, input_format: str) -
 
     check_input_exists(input_path, "--input")
     check_output_file(output, "--output")
-    trained = load_run(run_dir)
+    trained = load_run(run_dir, precision=precision)
     split, predictions, used = trained.predict_file(input_path, input_format)
     if is_jsonl(output):
         write_jsonl(output, trained.task.records(split, predictions))
@@ -47,7 +53,9 @@ def _predict(run_dir: Path, input_path: Path, output: Path, input_format: str) -
 
 
 def run(args: argparse.Namespace) -> int:
-    count, used = predict(args.run_dir, args.input, args.output, args.format, strict=args.strict)
+    count, used = predict(
+        args.run_dir, args.input, args.output, args.format, strict=args.strict, precision=args.precision
+    )
     print(f"predicted {count} items ({used} input) -> {args.output}")
     return 0
 
@@ -84,6 +92,13 @@ def add_parser(verbs) -> None:
         f"{MAX_SENTENCE_TOKENS} tokens is cut into pieces. tokenized: one sentence per line, its tokens "
         "between white space, kept as they are (what 'text' meant before). conll (alias: labelled): "
         "the task's labelled format (CoNLL columns, SST trees or TSV, the WSD framework's XML). WSD reads only its XML",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="backbone numerics: fp32 (exact, default); bf16 where the CPU has bf16 matrix units (AMX, "
+        "AVX512-BF16; fp32 with a warning elsewhere) or on a GPU; int8: quantised linear layers (CPU)",
     )
     add_strict_argument(parser)
     parser.set_defaults(run=run)
