@@ -138,6 +138,7 @@ class TrainConfig:
     epochs: int = field(default=20, metadata=positive)
     batch_size: int = field(default=32, metadata=positive)
     lr: float = field(default=1e-3, metadata=positive)
+    lr_decay: float = field(default=1.0, metadata=fraction)  # epoch e (from 1) trains at lr * lr_decay ** (e - 1)
     clip: float = field(default=5.0, metadata=positive)
     patience: int = field(default=4, metadata=positive)
     seed: int = 1

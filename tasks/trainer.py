@@ -205,6 +205,9 @@ class Trainer:
         """One pass over train, a dev score, checkpoints and the metrics files."""
         epoch, epochs = state["epoch"] + 1, self.config.train.epochs
         epoch_start = time.perf_counter()
+        # A function of the epoch, not optimizer state: a resumed run gets the same rate.
+        for group in optimizer.param_groups:
+            group["lr"] = self.config.train.lr * self.config.train.lr_decay ** (epoch - 1)
         model.train()
         total, count = 0.0, 0
         train, dev = task.splits["train"], task.splits["dev"]

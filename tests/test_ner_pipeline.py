@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import SENTENCES, write_conll, write_random_model
 from tasks.cli import main
@@ -155,3 +156,31 @@ def test_missing_data_gives_a_clear_message(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "eng.train" in err and "CONLL2003_DIR" in err and "Traceback" not in err
+
+
+def test_lr_decays_per_epoch_and_a_resumed_run_gets_the_same_rates(ner_setup, monkeypatch):
+    tmp_path, overrides = ner_setup
+    overrides = {**overrides, "train.lr": 0.01, "train.lr_decay": 0.5, "model.words.pretrained": None}
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    Trainer(config({**overrides, "train.epochs": 2}), tmp_path / "run", progress=False, log=lambda *_: None).run()
+    per_epoch = sorted(set(rates), reverse=True)
+    assert per_epoch == pytest.approx([0.01, 0.005])
+    rates.clear()  # resume with a larger budget: epoch 3 continues the schedule
+    Trainer(config({**overrides, "train.epochs": 3}), tmp_path / "run", progress=False, log=lambda *_: None).run()
+    assert rates and all(rate == pytest.approx(0.0025) for rate in rates)
+
+
+def test_lr_decay_outside_its_range_is_refused(ner_setup):
+    from data.config import ConfigError
+
+    _, overrides = ner_setup
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match="lr_decay"):
+            config({**overrides, "train.lr_decay": bad})
