@@ -29,6 +29,7 @@ NER_AS_RECORDED = {
     "model.lstm_layers": 1,
     "model.dropout": 0.5,
     "train.lr": 0.002,
+    "train.lr_decay": 1.0,
     "train.clip": 5.0,
     "train.patience": 3,
     "train.seed": 1,
@@ -52,6 +53,7 @@ GRID = {
         "train.epochs": 3,
         "train.batch_size": 16,
         "train.threads": 1,
+        "train.lr_decay": 1.0,  # as recorded (the main config decays the rate since)
     },
 }
 
@@ -152,7 +154,11 @@ def record_old_runs() -> None:
         write_wsd(tmp, "semcor", [MONEY, RIVER, MULTIWORD, MONEY, RIVER, PLANT])
         tiny = {"backbone.store": None, "train.threads": 1, "train.epochs": 2, "train.patience": 5}
         runs = {
-            "ner": ("ner_conll2003.yaml", "ner.txt", {"model.hidden": 8, "model.words.min_count": 1}),
+            "ner": (
+                "ner_conll2003.yaml",
+                "ner.txt",
+                {"model.hidden": 8, "model.words.min_count": 1, "train.lr_decay": 1.0},  # as recorded
+            ),
             "pos": ("probe_pos.yaml", "ner.txt", {}),
             "sst5": ("sst5.yaml", "sst.txt", {"model.hidden": 8, "model.mlp": [8], "train.batch_size": 4}),
             "wsd": ("wsd.yaml", "semcor", {"train.batch_size": 4}),

@@ -43,6 +43,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "backbone.store": None,
         "train.epochs": 20,
         "train.lr": 0.01,
+        "train.lr_decay": 1.0,  # a constant rate: the toy model memorises its entities
         "train.threads": 1,
         "model.hidden": 16,
         "model.words.min_count": 1,
