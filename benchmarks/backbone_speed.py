@@ -41,7 +41,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, REPO, command_line, git_revision, machine, write_section  # benchmarks/common.py
+from common import (  # benchmarks/common.py
+    DOCS,
+    REPO,
+    command_line,
+    gemm_peak_gflops,
+    git_revision,
+    machine,
+    write_section,
+)
 
 from elmo_core import load_bilm
 from elmo_core.embed import embed_sentences, plan_embedding_batches
@@ -90,17 +98,6 @@ def conll_dev_sentences(limit: int) -> list[list[str]]:
         else:
             current.append(line.split()[0])
     return sentences[:limit]
-
-
-def gemm_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 6) -> float:
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best / 1e9
 
 
 def performed_lstm_flops(options: dict, sentences: list[list[str]], batches: list[list[int]]) -> float:

@@ -87,3 +87,21 @@ def record_command(out_root: Path) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     with (out_root / "commands.txt").open("a") as handle:
         handle.write(command_line() + "\n")
+
+
+def gemm_peak_gflops(dtype=None, size: int = 2048, repeats: int = 6) -> float:
+    """This machine's GEMM rate (best of ``repeats`` ``size``^3 ``torch.mm``) in GFLOP/s, at the
+    current torch thread count; ``dtype`` defaults to float32."""
+    import time
+
+    import torch
+
+    dtype = dtype or torch.float32
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import DOCS, REPO, command_line, git_revision, machine, write_section
+from common import DOCS, REPO, command_line, gemm_peak_gflops, git_revision, machine, write_section
 from torch import nn
 
 from elmo_core.bilm import add_sentence_boundaries
@@ -105,17 +105,6 @@ def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]]) ->
     tokens = sum(len(s) for b in batches[1:] for s in b)
     positions = sum(len(s) + 2 for b in batches[1:] for s in b)
     return 3 * 2 * per_position * positions / tokens
-
-
-def gemm_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 6) -> float:
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best / 1e9
 
 
 def main() -> int:
