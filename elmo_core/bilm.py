@@ -96,9 +96,16 @@ class ElmoBiLm(nn.Module):
         """Forget the carried LSTM state (stateful mode)."""
         self._states = None
 
-    def train(self, mode: bool = True):  # noqa: D102 - cached vectors go stale once weights train
-        self.type_cache.clear()
+    def train(self, mode: bool = True):
+        """Switch mode; the type cache is emptied only when weights that can train are about to:
+        a frozen backbone inside a task model toggles modes every epoch and keeps its cache."""
+        if mode and any(p.requires_grad for p in self.parameters()):
+            self.type_cache.clear()
         return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
+        self.type_cache.clear()  # vectors cached under the old weights
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def token_embeddings(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Layer-0 vectors ``(batch, time, projection_dim)`` of ``char_ids (batch, time, chars)``;

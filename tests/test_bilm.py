@@ -101,6 +101,35 @@ def test_type_cache_gives_the_same_vectors_and_counts_hits(tiny_model):
     assert torch.equal(first, second)
 
 
+def test_type_cache_survives_mode_toggles_of_a_frozen_backbone_only(tiny_model):
+    """A task model toggles train()/eval() every epoch: a frozen backbone keeps its cached word
+    vectors; one whose weights can train (or get new weights loaded) drops them."""
+    from elmo_core.elmo import NamedMixElmo
+
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    model = NamedMixElmo(bilm, ["ner"])
+    ids = batch_to_ids(SENTENCES)
+    model.eval()
+    with torch.no_grad():
+        before = model(ids)[0]["ner"]
+    cached = len(bilm.type_cache)
+    assert cached > 0
+    model.train()
+    model.eval()
+    assert len(bilm.type_cache) == cached
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0]["ner"], before)
+
+    bilm.load_state_dict(bilm.state_dict())
+    assert len(bilm.type_cache) == 0
+    with torch.no_grad():
+        model(ids)
+    for param in bilm.parameters():
+        param.requires_grad_(True)
+    bilm.train()
+    assert len(bilm.type_cache) == 0
+
+
 def test_stateful_mode_carries_state_and_reset_forgets_it(tiny_model):
     bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], stateful=True)
     ids = batch_to_ids(SENTENCES[:2])
