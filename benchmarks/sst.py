@@ -73,43 +73,59 @@ def run_one(task: str, config: Path, variant: str, seed: int, out_root: Path, ex
     ).run()
 
 
-def collect(out_root: Path) -> dict[tuple[str, str], list[dict]]:
-    found: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(out_root.glob("*-seed*/results.json")):
-        task, variant = path.parent.name.rsplit("-seed", 1)[0].split("-", 1)
-        found.setdefault((task, variant), []).append(json.loads(path.read_text()))
+def training_examples(run_dir: Path) -> str:
+    """What a run trained on, from its saved config: the root sentences or every labelled phrase."""
+    import yaml
+
+    data = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data", {})
+    if not data.get("phrases"):
+        return "root sentences"
+    sample = data.get("phrase_sample", 1.0)
+    return "all phrases" if sample == 1.0 else f"roots + {sample:.0%} of phrases"
+
+
+def collect(out_roots: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
+    found: dict[tuple[str, str, str], list[dict]] = {}
+    for out_root in out_roots:
+        for path in sorted(out_root.glob("*-seed*/results.json")):
+            task, variant = path.parent.name.rsplit("-seed", 1)[0].split("-", 1)
+            key = (task, variant, training_examples(path.parent))
+            found.setdefault(key, []).append(json.loads(path.read_text()))
     return found
 
 
-def report(out_root: Path, wall: float | None) -> str:
-    found = collect(out_root)
+def report(out_roots: list[Path], wall: float | None) -> str:
+    found = collect(out_roots)
     lines = [
-        "| task | classifier | backbone | seeds | dev acc | test acc | test macro-F1 | s / epoch | epochs | "
+        "| task | classifier | train on | backbone | seeds | dev acc | test acc | test macro-F1 | s / epoch | epochs | "
         "ELMo features (s) | train time / run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (task, variant), runs in sorted(found.items()):
+    for (task, variant, trained_on), runs in sorted(found.items()):
         features = [sum(r["features_seconds"].values()) for r in runs if "features_seconds" in r]
         lines.append(
-            f"| {task.upper()} | {LABELS.get(variant, variant)} | {runs[0].get('backbone') or 'none (word emb. + char CNN)'} | "
+            f"| {task.upper()} | {LABELS.get(variant, variant)} | {trained_on} | "
+            f"{runs[0].get('backbone') or 'none (word emb. + char CNN)'} | "
             f"{len(runs)} | {mean_std([r['dev']['accuracy'] for r in runs])} | {mean_std([r['test']['accuracy'] for r in runs])} | "
             f"{mean_std([r['test']['macro_f1'] for r in runs])} | {mean_std([r['seconds_per_epoch'] for r in runs])} | "
             f"{mean_std([r['epochs_run'] for r in runs])} | {f'{max(features):.1f}' if features else '–'} | "
             f"{mean_std([r['train_seconds_total'] / 60 for r in runs])} min |"
         )
     gains = []
-    for task in sorted({t for t, _ in found}):
-        for variant in ("elmo", "elmo_inputs"):
-            if (task, variant) in found and (task, "baseline") in found:
-                gain = sum(r["test"]["accuracy"] for r in found[(task, variant)]) / len(found[(task, variant)]) - sum(
-                    r["test"]["accuracy"] for r in found[(task, "baseline")]
-                ) / len(found[(task, "baseline")])
+    for task, trained_on in sorted({(t, e) for t, _, e in found}):
+        for variant, base in (("elmo", "baseline"), ("elmo_inputs", "baseline"), ("elmo_glove", "glove")):
+            with_elmo, without = found.get((task, variant, trained_on)), found.get((task, base, trained_on))
+            if with_elmo and without:
+                gain = sum(r["test"]["accuracy"] for r in with_elmo) / len(with_elmo) - sum(
+                    r["test"]["accuracy"] for r in without
+                ) / len(without)
                 gains.append(
-                    f"**{LABELS[variant]} vs baseline on {task.upper()} test: {gain:+.2f} accuracy** (mean over seeds)."
+                    f"**{LABELS[variant]} vs {LABELS[base]} on {task.upper()} test ({trained_on}): "
+                    f"{gain:+.2f} accuracy** (mean over seeds)."
                 )
     confusion = ""
     best = max(
-        ((t, r) for (t, v), runs in found.items() if v.startswith("elmo") for r in runs),
+        ((t, r) for (t, v, _), runs in found.items() if v.startswith("elmo") for r in runs),
         key=lambda tr: tr[1]["dev"]["accuracy"],
         default=None,
     )
@@ -127,9 +143,10 @@ def report(out_root: Path, wall: float | None) -> str:
         )
     return (
         f"## SST sentiment (`benchmarks/sst.py`)\n\n"
-        f"Command: {commands(out_root)}; git {git_revision()}.\n"
+        f"Command: {'; '.join(commands(out_root) for out_root in out_roots)}; git {git_revision()}.\n"
         f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
-        f"Train on the root sentences of train.txt, model selection on dev, reported on test (mean ± std over seeds). "
+        f"Train on train.txt (its root sentences, or with `data.phrases=true` every labelled phrase of its trees: "
+        f"column 'train on'), model selection on dev, reported on test (root sentences; mean ± std over seeds). "
         f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "
         f"computation).\n\n"
         + "\n".join(lines)
@@ -150,6 +167,12 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="first N sentences of every split (smoke runs)")
     parser.add_argument("--report-only", action="store_true", help="only aggregate the finished runs under --out")
     parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
+    parser.add_argument(
+        "--section", default="sst", help="the section of --doc to (re)write (<!-- NAME:start --> ... <!-- NAME:end -->)"
+    )
+    parser.add_argument(
+        "--also", type=Path, action="append", default=[], metavar="DIR", help="more run folders to report beside --out"
+    )
     args = parser.parse_args()
     extra = args.set + ([f"data.limit={args.limit}"] if args.limit else [])
     started = time.perf_counter()
@@ -164,9 +187,9 @@ def main() -> int:
                         f"test acc {result['test']['accuracy']:.2f}",
                         flush=True,
                     )
-    text = report(args.out, None if args.report_only else time.perf_counter() - started)
+    text = report([args.out, *args.also], None if args.report_only else time.perf_counter() - started)
     print(text)
-    write_section(args.doc, "sst", text)
+    write_section(args.doc, args.section, text)
     return 0
 
 
