@@ -12,7 +12,9 @@ Every error the backbone raises for bad user input is a :class:`BackboneError` (
   written (a directory where a file is expected, a missing or read-only directory), found before
   any work starts;
 * :class:`DirectoryBusyError` (an :class:`ElmoFileError`): another process holds the lock of a run
-  directory, pretraining directory or feature-store shard, and we were asked not to wait.
+  directory, pretraining directory or feature-store shard, and we were asked not to wait;
+* :class:`ProcessGroupError`: under torchrun, another rank died, stopped or stopped answering (a
+  collective failed or timed out), so this rank stops too.
 """
 
 from __future__ import annotations
@@ -41,3 +43,9 @@ class OutputPathError(ElmoFileError):
 
 class DirectoryBusyError(ElmoFileError):
     """Another process holds a directory's lock (its PID is named) and we were asked not to wait."""
+
+
+class ProcessGroupError(BackboneError):
+    """Under torchrun, the other ranks cannot be reached: one died (its connection closed), failed
+    before training started, or did not answer within the process group's timeout. Names this rank
+    and, where it can be told, the one that failed."""

@@ -38,11 +38,38 @@ several shards refuses a resume whose glob now names other shards (the saved pos
 elsewhere). Keys added since a checkpoint was written count as their defaults.
 A directory whose run never wrote a checkpoint is simply started again (vocabulary and log
 rebuilt), so a corrected rerun is never blocked by a run that failed early.
+
+Several processes (``torchrun --nproc_per_node N --no-python elmo-tasks pretrain ...``; ``WORLD_SIZE``
+> 1): data-parallel training with DistributedDataParallel over gloo (pretraining runs on the CPU;
+there is no device option, so no NCCL), helpers in :mod:`elmo_core.distributed`.
+  * **One batch stream, whatever the number of processes.** Every rank reads the corpus and builds
+    the same global batches as one process would (same buffer, same shuffling RNG); rank ``r`` runs
+    sentences ``r::N`` of each (sorted by length, so shares hold about equal tokens) and scales its
+    NLL by ``N / (2 * targets of the whole batch)``. DDP averages gradients, so every rank applies
+    the one-process gradient of the global batch; clipping and Adam then act on identical numbers.
+    The result equals one process up to float summation order (<= 1e-5 after many steps) when
+    ``dropout`` is 0: dropout masks are drawn per rank (each rank has its own generator, so torch's
+    global RNG, which draws the sampled softmax's negatives, stays identical on all ranks).
+  * A rank with an empty share (a batch of fewer sentences than ranks) runs the batch's first
+    sentence with weight 0, and softmax tail clusters a rank's targets miss get exact zero
+    gradients (those the whole batch misses get none, as in one process): every rank takes part in
+    every all-reduce, so none waits forever.
+  * **Rank 0 alone** checks the inputs, holds ``OUT/.lock``, reads the checkpoint and vocabulary and
+    sends them to the others, evaluates heldout perplexity, and writes ``checkpoint.pt`` (with every
+    rank's dropout generator), ``log.csv``, ``config.json``, ``vocab.txt``, the export and
+    ``result.json`` (``world_size``). The position in the corpus is global, so a checkpoint resumes
+    with any number of processes: the batches, model and optimiser continue exactly; only dropout
+    masks start new per-rank streams (said on stderr).
+  * A rank that dies or hangs: the others stop with one line naming it (a gloo error, or the
+    process group's timeout, ``--timeout-minutes``, default 30) and torchrun exits non-zero; a
+    rerun resumes from the last checkpoint. Every rank also stops within a second of torchrun's own
+    death (``kill -9``), which torchrun cannot pass on to its workers.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import random
@@ -74,6 +101,7 @@ from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import batch_to_ids
 from .checkpoint import python_rng_state
 from .corpus import Corpus, batches_of
+from .distributed import DEFAULT_TIMEOUT_MINUTES, Ranks
 from .errors import BackboneUsageError, ElmoFileError
 from .io import (
     atomic_torch_save,
@@ -86,6 +114,7 @@ from .io import (
 from .loading import effective_precision
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
+from .store import rank_and_world
 from .vocab import SPECIAL_TOKENS, Vocabulary
 from .weights import save_weights
 
@@ -399,6 +428,10 @@ class BiLmLanguageModel(nn.Module):
         else:
             raise BackboneUsageError(f"softmax must be 'adaptive' or 'sampled', found {softmax!r}")
         self.dropout = nn.Dropout(dropout)
+        # Under torchrun the trainer gives each rank its own dropout generator: the ranks then draw
+        # different masks, and torch's global RNG, which the sampled softmax draws its negatives
+        # from, advances identically on every rank. None (one process): nn.Dropout, global RNG.
+        self.dropout_generator: torch.Generator | None = None
 
     @classmethod
     def from_config(cls, config: PretrainConfig, vocab_size: int) -> BiLmLanguageModel:
@@ -423,9 +456,31 @@ class BiLmLanguageModel(nn.Module):
         tokens = self.bilm.token_embeddings(with_bounds)
         return self.bilm.run_lstms(tokens, lengths + 2)[-1], lengths
 
+    def idle_parameters(self, word_ids: torch.Tensor) -> list[nn.Parameter]:
+        """The parameters that a batch with these ``word_ids`` (:func:`word_id_batch`) gives no
+        gradient: the adaptive softmax's tail clusters that none of its targets falls in (the
+        targets of both directions together are all its ids >= 0)."""
+        if not isinstance(self.softmax, nn.AdaptiveLogSoftmaxWithLoss):
+            return []
+        ids = word_ids[word_ids >= 0]
+        bounds = self.softmax.cutoffs  # tail i holds the ids in [bounds[i], bounds[i + 1])
+        idle: list[nn.Parameter] = []
+        for i, tail in enumerate(self.softmax.tail):
+            if not ((ids >= bounds[i]) & (ids < bounds[i + 1])).any():
+                idle += list(tail.parameters())
+        return idle
+
+    def apply_dropout(self, top: torch.Tensor) -> torch.Tensor:
+        """Dropout on the top layer ``(batch, time + 2, 2 * proj)``, from ``dropout_generator`` when set."""
+        p, generator = self.dropout.p, self.dropout_generator
+        if generator is None or not self.training or p == 0:
+            return self.dropout(top)
+        keep = torch.empty_like(top).bernoulli_(1 - p, generator=generator)
+        return top * keep / (1 - p)
+
     def forward(self, char_ids: torch.Tensor, word_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         top, _ = self.top_layer(char_ids)
-        top = self.dropout(top)
+        top = self.apply_dropout(top)
         proj = self.bilm.options.lstm.projection_dim
         # Forward LM: position p predicts word p + 1; backward LM: position p predicts word p - 1.
         valid = word_ids[:, 1:] >= 0
@@ -504,16 +559,21 @@ class Pretrainer:
         progress: bool = True,
         wait: bool | None = None,
         log=log_to_stderr,
+        timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES,
     ):
         """``wait``: when another process is pretraining in ``out_dir`` (it holds ``OUT/.lock``),
         wait for it (``True``), fail at once naming its PID (``False``), or wait unless
         ``ELMO_TASKS_NO_WAIT=1`` (``None``); ``log`` says that it waits. ``train_path`` and
         ``heldout_path`` are corpus files or globs of shards (:class:`~elmo_core.corpus.Corpus`),
-        resolved when the run starts."""
+        resolved when the run starts. ``timeout_minutes``: under torchrun, how long a rank waits
+        for the others in a collective before it stops with a :class:`~elmo_core.errors.ProcessGroupError`."""
         if not isinstance(config, PretrainConfig):
             raise TypeError("Pretrainer needs a typed config: elmo_core.pretrain.load_pretrain_config(path, overrides)")
         self.config, self.train_path, self.heldout_path = config, train_path, heldout_path
         self.out_dir, self.progress, self.wait, self.log = Path(out_dir), progress, wait, log
+        if not timeout_minutes > 0:
+            raise BackboneUsageError(f"timeout_minutes must be > 0, found {timeout_minutes!r}")
+        self.timeout_minutes = timeout_minutes
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self._corpora: dict[str, Corpus] = {}
 
@@ -667,6 +727,8 @@ class Pretrainer:
 
     def evaluate_full_heldout(self) -> dict:
         """Perplexity of the checkpoint on every heldout sentence (of at most max_sentence_tokens)."""
+        if rank_and_world()[1] > 1:
+            raise BackboneUsageError("--evaluate-only runs in one process: run it without torchrun")
         state = self._resume_state()
         if state is None:
             raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
@@ -687,7 +749,29 @@ class Pretrainer:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
         """Check every path, then pretrain holding ``OUT/.lock``: a second process on the same
-        directory waits, then resumes from what the first one left."""
+        directory waits, then resumes from what the first one left.
+
+        Under torchrun every rank calls this (see "Several processes" in the module docstring):
+        rank 0 checks, locks, reads and writes ``out_dir`` and sends the others the checkpoint and
+        the vocabulary; every rank trains on its share of each batch. Rank 0 returns the result;
+        the others return ``{"rank", "world_size"}`` once rank 0 has exported."""
+        self._position = self._checkpointed_step = None  # what _where reports
+        ranks = Ranks.start(self.timeout_minutes)
+        try:
+            with ranks.guard(self._where):
+                if not ranks.main:
+                    state, words = ranks.follow()
+                    self._train(ranks, state, Vocabulary(words))
+                    ranks.barrier()  # rank 0 has written the export and result.json
+                    return {"rank": ranks.rank, "world_size": ranks.world}
+                with ranks.leading():
+                    result = self._run_main(ranks)
+                ranks.barrier()
+                return result
+        finally:
+            ranks.close()
+
+    def _run_main(self, ranks: Ranks) -> dict:
         cfg = self.config
         check_output_dir(self.out_dir, "--out")
         self.fixed_vocab()  # a bad vocabulary file is found before any corpus is read
@@ -696,7 +780,7 @@ class Pretrainer:
             corpus = self.train_corpus.check(cfg.max_sentence_tokens)
             self.heldout_corpus.check(cfg.max_sentence_tokens)
         with directory_lock(self.out_dir, self.wait, self.log):
-            result = self._run()
+            result = self._run(ranks)
         # What training read of its corpus: the sentences it skipped as too long are counted.
         result["corpus"] = {
             "sentences": corpus["sentences"],
@@ -707,15 +791,31 @@ class Pretrainer:
         atomic_write_json(self.out_dir / "result.json", result)
         return result
 
-    def _run(self) -> dict:
-        cfg = self.config
+    def _run(self, ranks: Ranks) -> dict:
+        """Rank 0, holding the lock: read the checkpoint and vocabulary, send them, train."""
         state = self._resume_state()  # again, under the lock: a run we waited for may have moved on
-        torch.set_num_threads(cfg.threads)
         vocab = self._prepare_vocab(reuse=state is not None)
-        options = options_from_dict(cfg.model)
-        torch.manual_seed(cfg.seed)
+        ranks.lead((state, vocab.words))
+        return self._train(ranks, state, vocab)
+
+    def _where(self) -> str:
+        """What this rank was doing, for :class:`~elmo_core.errors.ProcessGroupError`."""
+        position = self._position
+        if position is None:
+            return "before training started"
+        last = self._checkpointed_step
+        return f"at step {position.step + 1} (last checkpoint: {'none' if last is None else f'step {last}'})"
+
+    def _train(self, ranks: Ranks, state: dict | None, vocab: Vocabulary) -> dict:
+        """The training loop, on every rank: each runs its share of every batch (:meth:`_step`);
+        rank 0 alone evaluates, logs, checkpoints and exports. Every decision to evaluate,
+        checkpoint or stop is taken on values that are equal on all ranks (the global position)."""
+        cfg, main = self.config, ranks.main
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         model = BiLmLanguageModel.from_config(cfg, len(vocab))
-        if isinstance(model.softmax, SampledSoftmax) and model.softmax.samples_whole_vocabulary:
+        sampled = isinstance(model.softmax, SampledSoftmax)
+        if main and sampled and model.softmax.samples_whole_vocabulary:
             self.log(
                 f"sampled softmax: negative_samples={cfg.negative_samples} is at least half the vocabulary "
                 f"({len(vocab)} words), so every word is scored (the full softmax)"
@@ -726,17 +826,22 @@ class Pretrainer:
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
             position = self._restore(model, optimizer, state)
-        atomic_write_json(self.out_dir / "config.json", to_dict(cfg))
-        heldout = self._heldout()
-        log = self._open_log(position.step if state is not None else None)
-        writer = csv.writer(log)
+        self._seed_dropout(model, ranks, state, position)
+        trained = ranks.data_parallel(model)
+        self._position, self._checkpointed_step = position, position.step if state is not None else None
+        heldout, log, writer = [], None, None
+        if main:
+            atomic_write_json(self.out_dir / "config.json", to_dict(cfg))
+            heldout = self._heldout()
+            log = self._open_log(position.step if state is not None else None)
+            writer = csv.writer(log)
         model.train()
         bar = tqdm(
             total=cfg.max_tokens_seen,
             initial=position.tokens_seen,
             unit="tok",
             unit_scale=True,
-            disable=bar_disabled(self.progress),
+            disable=bar_disabled(self.progress) if main else True,
             desc="pretraining",
         )
         started = time.perf_counter() - position.seconds
@@ -745,69 +850,137 @@ class Pretrainer:
         already_done = self._budget_spent(position)  # a finished run re-run with the same budget
         try:
             for batch in () if already_done else self._batches(position):
-                char_ids = batch_to_ids(batch, options.char_cnn.max_chars)
-                with autocast:
-                    out = model(char_ids, word_id_batch(batch, vocab))
-                    loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-                optimizer.step()
+                window_loss += self._step(trained, model, optimizer, batch, vocab, autocast, ranks)
                 n_tokens = sum(len(s) for s in batch)
                 position.step += 1
                 position.tokens_seen += n_tokens
                 position.batches_done_in_buffer += 1
                 position.seconds = time.perf_counter() - started
-                window_loss += float(loss.detach()) * int(out["targets"])
-                window_targets += int(out["targets"])
+                if cfg.max_minutes is not None:  # the ranks' clocks differ; all must stop at the same step
+                    position.seconds = ranks.max(position.seconds)
+                window_targets += sum(len(s) + 1 for s in batch)
                 window_tokens += n_tokens
                 bar.update(n_tokens)
                 done = self._budget_spent(position)
                 if position.step % cfg.eval_every == 0 or done:
-                    ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
-                    speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                    row = [
-                        position.step,
-                        position.tokens_seen,
-                        round(position.seconds, 1),
-                        round(window_loss / max(window_targets, 1), 4),
-                        round(speed, 1),
-                        round(ppl["forward_ppl"], 2),
-                        round(ppl["backward_ppl"], 2),
-                        round(ppl["mean_ppl"], 2),
-                    ]
-                    try:
-                        writer.writerow(row)
-                        log.flush()
-                    except OSError as err:  # a full disk: name the file
-                        raise OSError(err.errno, err.strerror or str(err), log.name) from err
-                    bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}")
+                    (window_loss,) = ranks.sum([window_loss])  # each rank summed its share
+                    if main:
+                        ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
+                        speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                        self._write_log_row(log, writer, position, window_loss / max(window_targets, 1), speed, ppl)
+                        bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}")
+                        result = self._result(ppl, position, precision, ranks)
                     window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
-                    result = {
-                        **ppl,
-                        "tokens_seen": position.tokens_seen,
-                        "seconds": position.seconds,
-                        "step": position.step,
-                        "precision": precision,
-                    }
                 if position.step % cfg.checkpoint_every == 0 or done:
-                    self._save_checkpoint(model, optimizer, position)
+                    self._save_checkpoint(model, optimizer, position, ranks)
                 if done:
                     break
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
+        if not main:
+            return {}
         if already_done:
-            result = {
-                **evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens),
-                "tokens_seen": position.tokens_seen,
-                "seconds": position.seconds,
-                "step": position.step,
-                "precision": precision,
-            }
+            result = self._result(
+                evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens), position, precision, ranks
+            )
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)
         return result
+
+    def _step(self, trained: nn.Module, model, optimizer, batch, vocab: Vocabulary, autocast, ranks: Ranks) -> float:
+        """One optimiser step on one (global) batch; returns this rank's share of the batch's summed
+        NLL per direction (the window's train loss is its sum over ranks / targets).
+
+        Each rank runs sentences ``rank::world`` of the batch (sorted by length, so the shares hold
+        about equal tokens) and scales its NLL by ``world / (2 * targets of the whole batch)``:
+        DDP averages the ranks' gradients, so every rank applies the one-process gradient of the
+        batch's mean NLL, and clipping sees the one-process norm. A rank whose share is empty (a
+        batch of fewer sentences than ranks) runs the batch's first sentence with weight 0: it must
+        take part in DDP's gradient all-reduce, and adds exact zeros to it.
+
+        DDP all-reduces every parameter every step, so a softmax tail cluster that none of this
+        rank's targets falls in gets an exact zero gradient here (``0 * sum``); one that none of
+        the whole batch's targets falls in has its gradient removed after the all-reduce, as one
+        process never gives it one (Adam then skips it in both). This is DDP's
+        ``find_unused_parameters`` without its graph search each step, nor its warning."""
+        targets = sum(len(s) + 1 for s in batch)  # per direction: n words + </S> (or <S>)
+        share, weight = batch[ranks.rank :: ranks.world], float(ranks.world)
+        if not share:
+            share, weight = batch[:1], 0.0
+        word_ids = word_id_batch(share, vocab)
+        with autocast:
+            out = trained(batch_to_ids(share, model.bilm.options.char_cnn.max_chars), word_ids)
+            nll = out["forward_nll"] + out["backward_nll"]
+            if ranks.world == 1:
+                loss = nll / (2 * out["targets"])
+            else:
+                loss = nll * (weight / (2 * targets)) + sum(0.0 * p.sum() for p in model.idle_parameters(word_ids))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if ranks.world > 1:
+            for parameter in model.idle_parameters(word_id_batch(batch, vocab)):
+                parameter.grad = None
+        nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
+        optimizer.step()
+        return float(loss.detach()) * targets / ranks.world
+
+    def _write_log_row(self, log, writer, position: Position, train_loss: float, speed: float, ppl: dict) -> None:
+        row = [
+            position.step,
+            position.tokens_seen,
+            round(position.seconds, 1),
+            round(train_loss, 4),
+            round(speed, 1),
+            round(ppl["forward_ppl"], 2),
+            round(ppl["backward_ppl"], 2),
+            round(ppl["mean_ppl"], 2),
+        ]
+        try:
+            writer.writerow(row)
+            log.flush()
+        except OSError as err:  # a full disk: name the file
+            raise OSError(err.errno, err.strerror or str(err), log.name) from err
+
+    @staticmethod
+    def _result(ppl: dict, position: Position, precision: str, ranks: Ranks) -> dict:
+        return {
+            **ppl,
+            "tokens_seen": position.tokens_seen,
+            "seconds": position.seconds,
+            "step": position.step,
+            "precision": precision,
+            "world_size": ranks.world,
+        }
+
+    def _seed_dropout(self, model: BiLmLanguageModel, ranks: Ranks, state: dict | None, position: Position) -> None:
+        """Under torchrun, each rank's dropout generator: restored from a checkpoint written by as
+        many ranks, else seeded from (seed, rank, step). A checkpoint of another world size resumes
+        with the same model, optimiser and batch stream; only dropout masks cannot continue (they
+        are drawn per rank), which rank 0 says."""
+        saved_world = None if state is None else state.get("world_size", 1)
+        if ranks.main and saved_world not in (None, ranks.world):
+            self.log(
+                f"{self.checkpoint_path}: written by {saved_world} process(es), resumed by {ranks.world}: the "
+                "batches, model and optimiser continue exactly (the batch stream does not depend on the "
+                "number of processes)"
+                + (
+                    f"; dropout masks come from new per-rank streams (dropout={self.config.dropout})"
+                    if self.config.dropout
+                    else ""
+                )
+            )
+        if ranks.world == 1:
+            return
+        generator = torch.Generator()
+        saved = None if state is None else state.get("dropout_rng")
+        if saved_world == ranks.world and saved is not None:
+            generator.set_state(saved[ranks.rank])
+        else:
+            key = f"{self.config.seed}/dropout/rank {ranks.rank}/step {position.step}".encode()
+            generator.manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1)
+        model.dropout_generator = generator
 
     def _budget_spent(self, position: Position) -> bool:
         cfg = self.config
@@ -855,15 +1028,22 @@ class Pretrainer:
             position.epoch += 1
             position.buffer_start_shard = position.buffer_start_line = 0
 
-    def _save_checkpoint(self, model, optimizer, position: Position) -> None:
-        atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "position": asdict(position),
-                "torch_rng": torch.get_rng_state(),
-                "config": to_dict(self.config),
-                "train_shards": [p.name for p in self.train_corpus.shards],
-            },
-            self.checkpoint_path,
-        )
+    def _save_checkpoint(self, model, optimizer, position: Position, ranks: Ranks) -> None:
+        """Rank 0 writes the checkpoint; under torchrun it holds every rank's dropout generator."""
+        generator = model.dropout_generator
+        dropout_rng = ranks.gather(None if generator is None else generator.get_state())
+        if ranks.main:
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "position": asdict(position),
+                    "torch_rng": torch.get_rng_state(),
+                    "config": to_dict(self.config),
+                    "train_shards": [p.name for p in self.train_corpus.shards],
+                    "world_size": ranks.world,
+                    "dropout_rng": dropout_rng if ranks.world > 1 else None,
+                },
+                self.checkpoint_path,
+            )
+        self._checkpointed_step = position.step

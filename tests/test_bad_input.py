@@ -1152,6 +1152,11 @@ def pretrain_bad_set(ctx):
     return pretrain(ctx, "--set", "model.lstm.dimm=3"), [str(BILM_TINY), "model.lstm.dimm", "did you mean"]
 
 
+@case
+def pretrain_timeout_not_positive(ctx):
+    return pretrain(ctx, "--timeout-minutes", "0"), ["--timeout-minutes", "must be > 0"]
+
+
 # ---------------------------------------------------------------- benchmark layers
 def layers(ctx: Ctx, *args: str) -> list[str]:
     return ["benchmark", "layers", "--tasks", "ner", "--seeds", "1", *ctx.env.backbone(), *args]

@@ -1,4 +1,5 @@
-"""``elmo-tasks pretrain``: train your own biLM on a tokenised corpus and export the official files."""
+"""``elmo-tasks pretrain``: train your own biLM on a tokenised corpus and export the official files;
+under torchrun, data-parallel over the processes (rank 0 writes, see elmo_core/pretrain.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from .common import add_strict_argument
 
 
@@ -22,6 +24,7 @@ def pretrain(
     bilm_tf_options: Path | None = None,
     vocab: Path | None = None,
     log=None,
+    timeout_minutes: float | None = None,
 ) -> dict:
     """Pretrain (resuming from ``out``) and export; with ``evaluate_only``, the checkpoint's heldout
     perplexity. The config is a YAML file (``config_path``) or a bilm-tf options JSON
@@ -29,7 +32,10 @@ def pretrain(
     default). ``train`` / ``heldout``: a corpus file or a glob of shards; ``vocab``: a vocabulary file
     in bilm-tf's format (else counted from the corpus). ``wait``: another process pretraining in
     ``out`` is waited for (``True``), refused at once naming its PID (``False``), or waited for unless
-    ``ELMO_TASKS_NO_WAIT=1`` (``None``)."""
+    ``ELMO_TASKS_NO_WAIT=1`` (``None``). Under torchrun every rank calls this; rank 0 returns the
+    result, the others ``{"rank", "world_size"}``; ``timeout_minutes`` bounds how long a rank waits
+    for the others (default: :data:`elmo_core.distributed.DEFAULT_TIMEOUT_MINUTES`)."""
+    from elmo_core.distributed import DEFAULT_TIMEOUT_MINUTES
     from elmo_core.errors import BackboneUsageError
     from elmo_core.io import log_to_stderr
     from elmo_core.pretrain import Pretrainer, load_pretrain_config
@@ -45,13 +51,17 @@ def pretrain(
     else:
         overrides = {**(overrides or {}), **({"vocab": str(vocab)} if vocab is not None else {})}
         config = load_pretrain_config(config_path, overrides or None)
-    trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait, log=log)
+    timeout = DEFAULT_TIMEOUT_MINUTES if timeout_minutes is None else timeout_minutes
+    trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait, log=log, timeout_minutes=timeout)
     return trainer.evaluate_full_heldout() if evaluate_only else trainer.run()
 
 
 def run(args: argparse.Namespace) -> int:
     from data.config import parse_overrides
+    from elmo_core.store import rank_and_world
 
+    if args.timeout_minutes is not None and not args.timeout_minutes > 0:
+        raise UsageError(f"--timeout-minutes must be > 0, found {args.timeout_minutes:g}")
     result = pretrain(
         args.config,
         args.train,
@@ -63,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         wait=False if args.no_wait else None,
         bilm_tf_options=args.bilm_tf_options,
         vocab=args.vocab,
+        timeout_minutes=args.timeout_minutes,
     )
+    if rank_and_world()[0] != 0:  # under torchrun rank 0 reports for all
+        return 0
     if args.evaluate_only:
         print(json.dumps(result))
         return 0
@@ -78,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             f"({corpus['skipped_too_long_percent']:.1f}%) skipped as longer than "
             f"max_sentence_tokens={corpus['max_sentence_tokens']}"
         )
+    if result.get("world_size", 1) > 1:
+        print(f"trained data-parallel by {result['world_size']} processes (torchrun)")
     print(f"exported {args.out / 'options.json'} and {args.out / 'weights.hdf5'}")
     sys.stdout.flush()
     return 0
@@ -95,7 +110,13 @@ EPILOG = """examples:
   The bilm-tf options map onto the config (model, batch_size x unroll_steps -> batch_tokens,
   n_epochs x n_train_tokens -> max_tokens_seen, all_clip_norm_val, dropout, n_negative_samples_batch
   -> the sampled softmax); what is applied and what is ignored, and why, is printed before training
-  (docs/bilm_tf.md). Quote globs so the shell passes them as they are."""
+  (docs/bilm_tf.md). Quote globs so the shell passes them as they are.
+
+  data-parallel over N processes (gloo, CPU; each rank trains on its share of every batch, so the
+  run equals one process up to float rounding at dropout 0; rank 0 alone writes --out):
+  torchrun --standalone --nproc_per_node 2 --no-python elmo-tasks pretrain --config ... --set threads=1
+  python -m torch.distributed.run --standalone --nproc_per_node 2 -m tasks.cli pretrain --config ...
+  Re-running resumes from the last checkpoint, with any number of processes (docs/pretraining.md)."""
 
 
 def add_parser(verbs) -> None:
@@ -105,7 +126,8 @@ def add_parser(verbs) -> None:
         description="Train forward and backward LSTM language models over a character CNN (the architecture "
         "elmo_core loads) and export options.json + weights.hdf5 in the official layout. The whole "
         "config is checked first. Re-running the same command in the same --out resumes from the "
-        "last checkpoint; budgets (max_tokens_seen, max_minutes) may be raised on resume.",
+        "last checkpoint; budgets (max_tokens_seen, max_minutes) may be raised on resume. Under torchrun "
+        "the processes train data-parallel (DistributedDataParallel, gloo) and rank 0 writes --out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -148,6 +170,13 @@ def add_parser(verbs) -> None:
         action="store_true",
         help="when another process is pretraining in --out, fail at once naming its PID instead of "
         "waiting for it (also: ELMO_TASKS_NO_WAIT=1)",
+    )
+    parser.add_argument(
+        "--timeout-minutes",
+        type=float,
+        metavar="MINUTES",
+        help="under torchrun: how long a rank waits for the others (a hung rank, or rank 0's heldout "
+        "evaluation and export) before it stops with an error (default: 30)",
     )
     parser.add_argument(
         "--evaluate-only",
