@@ -1,7 +1,7 @@
 """The inference shortcuts of the fast path each give the straightforward computation's numbers:
 the char-CNN convolved over each word's own characters only, the boundary steps skipped, the first
-layer's input GEMM once per distinct word, tanh through sigmoid; and bf16 only where the CPU has
-bf16 matrix units."""
+layer's input GEMM once per distinct word, the input gates made chunk by chunk into reused memory,
+tanh through sigmoid; and bf16 only where the CPU has bf16 matrix units."""
 
 import warnings
 
@@ -11,7 +11,9 @@ import torch
 from elmo_core import batch_to_ids, load_bilm
 from elmo_core.char_ids import MAX_CHARS
 from elmo_core.hardware import bf16_matrix_units, cpu_flags
+from elmo_core.lstm import _gate_chunks
 from elmo_core.random_model import random_bilm
+from elmo_core.reference import ReferenceLayers
 from helpers import TINY_OPTIONS
 
 SENTENCES = [
@@ -72,6 +74,42 @@ def test_first_layer_input_gemm_runs_once_per_distinct_word(tiny_model):
         bilm(batch_to_ids(sentences))
     # <S>, </S>, "the", "dog" (+ the padding row) instead of 4 + 2 positions (forward stops before </S>)
     assert rows == [5]
+
+
+@pytest.mark.parametrize("go_forward", [True, False])
+def test_gate_chunks_cover_every_packed_row_once_in_step_order(go_forward):
+    active = [5, 5, 4, 2, 2, 1, 1]
+    steps = range(7) if go_forward else range(6, -1, -1)
+    for max_rows in (5, 7, 9, 11, 100):
+        chunks = _gate_chunks(active, steps, max_rows)
+        assert list(chunks) == [t for t in steps if t in chunks] and next(iter(chunks)) == steps[0]
+        spans = sorted(chunks.values())
+        assert spans[0][0] == 0 and spans[-1][1] == sum(active)
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous, no overlap
+        assert all(hi - lo <= max_rows for lo, hi in spans)
+    assert len(_gate_chunks(active, steps, 5)) == 7 - 2  # steps of 2 + 2 and 1 + 1 rows share a chunk
+
+
+@pytest.mark.parametrize("chunk_rows", [0, 6, 1 << 20])
+def test_input_gates_made_chunk_by_chunk_give_the_same_vectors(tiny_model, monkeypatch, chunk_rows):
+    """One step per chunk, a few steps per chunk, everything at once: the same vectors, for the
+    gates gathered per distinct word (first layer) and computed per position (second layer)."""
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        with ReferenceLayers(bilm):
+            slow = bilm(ids).layers
+        monkeypatch.setattr("elmo_core.lstm._CHUNK_ROWS", chunk_rows)
+        counts = []
+        monkeypatch.setattr(
+            "elmo_core.lstm._gate_chunks", lambda *args: counts.append(len(_gate_chunks(*args))) or _gate_chunks(*args)
+        )
+        fast = bilm(ids).layers
+        assert len(counts) == 4 and (max(counts) == 1 if chunk_rows > 100 else min(counts) > 1)
+        again = bilm(batch_to_ids(SENTENCES[:2])).layers  # the reused scratch memory of another size
+        assert torch.equal(again, bilm(batch_to_ids(SENTENCES[:2])).layers)
+    assert (fast - slow).abs().max() <= 1e-5
+    assert (again - fast[:, :2, : again.shape[2]]).abs().max() <= 1e-6
 
 
 def test_stateful_mode_computes_every_step(tiny_model):
