@@ -18,6 +18,7 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
 from __future__ import annotations
 
 import warnings
+from itertools import accumulate
 from typing import NamedTuple
 
 import torch
@@ -270,9 +271,7 @@ class ProjectedLstmLayer(nn.Module):
         buffer = space[n_types * width :].view(chunk_rows, width)
         if n_types:  # the gates of each distinct input, gathered chunk by chunk
             type_gates = self.input_gates(source.inputs, weights, space[: n_types * width].view(n_types, width))
-        first = [0] * len(active)  # first packed row of each step
-        for t in range(1, len(active)):
-            first[t] = first[t - 1] + active[t - 1]
+        first = _step_offsets(active)  # first packed row of each step
         lo = 0
         for t in steps:
             n = active[t]
@@ -313,13 +312,16 @@ class GateSource(NamedTuple):
 _CHUNK_ROWS = 512
 
 
+def _step_offsets(active: list[int]) -> list[int]:
+    """The first packed time-major row of each step, and the total at the end: ``active``'s prefix sums."""
+    return list(accumulate(active, initial=0))
+
+
 def _gate_chunks(active: list[int], steps, max_rows: int) -> dict[int, tuple[int, int]]:
     """Consecutive steps (in the order ``steps`` runs them) grouped into chunks of at most
     ``max_rows`` packed rows (>= any one step's): ``{first step of a chunk: (first row, end row)}``
     in the packed time-major rows."""
-    first = [0] * (len(active) + 1)
-    for t, n in enumerate(active):
-        first[t + 1] = first[t] + n
+    first = _step_offsets(active)
     chunks: dict[int, tuple[int, int]] = {}
     head, lo, hi = None, 0, 0
     for t in steps:
