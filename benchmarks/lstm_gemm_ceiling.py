@@ -1,0 +1,181 @@
+"""How close can the "original" biLM's LSTM get to the GEMM peak? (issue #17's 70 % target)
+
+Two measurements, both at the shapes of the official "original" model (cell 4096, projection 512):
+
+  1. The recurrent GEMM alone, ``(rows, 512) @ (512, 16384)``, at one thread, for the row counts a
+     step sees, as our step runs it (the weight as a transposed view, ``torch.mm``), with the
+     weight stored row-major, and with MKL's packed weight (``torch.ops.mkl._mkl_linear``);
+     against a 2048^3 ``torch.mm`` on the same thread.
+  2. The LSTM's GEMM throughput in a whole embedding pass (what ``backbone_speed.py`` reports as
+     the LSTM's share of the peak) under three batch plans (``plan_embedding_batches``'s token and
+     row bounds): the default and two larger ones, with the peak RSS of each plan in a fresh process.
+
+Interleaved repetitions, medians. Needs a quiet machine: other processes' CPU time distorts every
+figure here.
+
+    python benchmarks/lstm_gemm_ceiling.py [--repeats 4] [--threads 2] [--sentences 300] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from backbone_speed import SHAPES, conll_dev_sentences, cpu_counters, other_cpu_seconds, our_pass, performed_lstm_flops
+from common import DOCS, REPO, command_line, gemm_peak_gflops, git_revision, machine, write_section
+
+from elmo_core import load_bilm
+from elmo_core.embed import plan_embedding_batches
+from elmo_core.random_model import write_random_model
+
+ROWS = (8, 32, 86, 128, 214, 256, 512)
+PLANS = ((4000, 256), (8000, 512), (16000, 1024))  # (max padded tokens, max rows); the first is the default
+
+
+def seconds_per_call(call, repeats: int) -> float:
+    call()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - started) / repeats
+
+
+def recurrent_gemm_rates(repeats: int) -> dict[int, dict[str, float]]:
+    """GFLOP/s of the recurrent GEMM per row count, one thread: ``{rows: {layout: GFLOP/s}}``."""
+    proj, gates = 512, 4 * 4096
+    weight = torch.randn(gates, proj) * 0.05  # (4*cell, proj), as nn.Linear stores it
+    row_major = weight.t().contiguous()  # (proj, 4*cell)
+    packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, 256) if torch.backends.mkl.is_available() else None
+    rates: dict[int, dict[str, list[float]]] = {rows: {} for rows in ROWS}
+    for _ in range(repeats):
+        for rows in ROWS:
+            h, out = torch.randn(rows, proj), torch.empty(rows, gates)
+            calls = {
+                "transposed view (ours)": lambda h=h, out=out: torch.mm(h, weight.t(), out=out),
+                "row-major": lambda h=h, out=out: torch.mm(h, row_major, out=out),
+            }
+            if packed is not None:
+                calls["MKL packed"] = lambda h=h, n=rows: torch.ops.mkl._mkl_linear(h, packed, weight, None, n)
+            for name, call in calls.items():
+                rate = 2 * rows * proj * gates / seconds_per_call(call, 10) / 1e9
+                rates[rows].setdefault(name, []).append(rate)
+    return {rows: {name: statistics.median(v) for name, v in by.items()} for rows, by in rates.items()}
+
+
+def plan_rates(sentences: list[list[str]], threads: int, repeats: int, work: Path) -> dict:
+    """Per plan: median pass seconds and LSTM GFLOP/s over ``repeats`` interleaved passes."""
+    options, weights = write_random_model(work / "original", SHAPES["original"], init="scaled-normal")
+    bilm = load_bilm(options=options, weights=weights, precision="fp32")
+    our_pass(bilm, sentences[:16], plan_embedding_batches(sentences[:16]))  # warm-up
+    results: dict = {plan: {"seconds": [], "gflops": []} for plan in PLANS}
+    for _ in range(repeats):
+        for plan in PLANS:
+            batches = plan_embedding_batches(sentences, *plan)
+            run = our_pass(bilm, sentences, batches)
+            results[plan]["seconds"].append(run["seconds"])
+            flops = performed_lstm_flops(SHAPES["original"], sentences, batches)
+            results[plan]["gflops"].append(flops / run["lstm_seconds"] / 1e9)
+            results[plan]["batches"] = len(batches)
+    for plan in PLANS:
+        results[plan]["peak_rss_mb"] = peak_rss_mb(plan, len(sentences), threads, work)
+    return results
+
+
+def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> float:
+    """Growth of the peak RSS (MB) of a fresh process while it embeds the sentences once with
+    ``plan`` (after loading the model and a warm-up on 16 sentences)."""
+    # /proc/self/clear_refs "5" resets the peak RSS (Linux), so the load's own peak does not count.
+    script = "\n".join(
+        [
+            "import sys, torch",
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
+            "from backbone_speed import conll_dev_sentences, our_pass",
+            "from elmo_core import load_bilm",
+            "from elmo_core.embed import plan_embedding_batches",
+            f"torch.set_num_threads({threads})",
+            f"s = conll_dev_sentences({count})",
+            f"b = load_bilm(options={str(work / 'original' / 'options.json')!r}, "
+            f"weights={str(work / 'original' / 'weights.hdf5')!r})",
+            "our_pass(b, s[:16], plan_embedding_batches(s[:16]))",
+            "def kb(key):",
+            "    return int(next(x for x in open('/proc/self/status') if x.startswith(key)).split()[1])",
+            "open('/proc/self/clear_refs', 'w').write('5')",
+            "before = kb('VmRSS')",
+            f"our_pass(b, s, plan_embedding_batches(s, {plan[0]}, {plan[1]}))",
+            "print((kb('VmHWM') - before) / 1024)",
+        ]
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    return float(done.stdout.split()[-1])
+
+
+def report(args, square: float, peak: float, gemm: dict, plans: dict, other: float, wall: float) -> str:
+    layouts = list(next(iter(gemm.values())))
+    lines = [
+        '## How close can the LSTM get to the GEMM peak on "original"? (`benchmarks/lstm_gemm_ceiling.py`)',
+        "",
+        f"Command: `{command_line()}`; git {git_revision()}.",
+        f"Machine: {machine()}. Medians of {args.repeats} interleaved repetitions. Other processes used "
+        f"{other:.0f} CPU s during this run's {wall:.0f} s.",
+        "",
+        f"**The recurrent GEMM alone**, `(rows, 512) @ (512, 16384)`, one thread, GFLOP/s (2048^3 `torch.mm` on "
+        f"one thread: **{square:.0f}**):",
+        "",
+        "| rows | " + " | ".join(layouts) + " |",
+        "|---:|" + "---:|" * len(layouts),
+    ]
+    for rows, rates in gemm.items():
+        cells = " | ".join(f"{rates[name]:.0f} ({100 * rates[name] / square:.0f} %)" for name in layouts)
+        lines.append(f"| {rows} | {cells} |")
+    lines += [
+        "",
+        f"**The whole LSTM in an embedding pass** ({args.sentences} CoNLL-2003 dev sentences, {args.threads} threads; "
+        f"fp32 peak {peak:.0f} GFLOP/s, 2048^3 `torch.mm` at {args.threads} threads), per batch plan:",
+        "",
+        "| plan (max padded tokens, max rows) | batches | pass s | LSTM GFLOP/s (share of peak) | peak RSS growth MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for plan, row in plans.items():
+        gflops = statistics.median(row["gflops"])
+        label = f"{plan[0]}, {plan[1]}" + (" (default)" if plan == PLANS[0] else "")
+        lines.append(
+            f"| {label} | {row['batches']} | {statistics.median(row['seconds']):.2f} | "
+            f"{gflops:.0f} ({100 * gflops / peak:.0f} %) | {row['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sentences", type=int, default=300)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    counters, started = cpu_counters(), time.perf_counter()
+    torch.set_num_threads(args.threads)
+    peak = gemm_peak_gflops()
+    with tempfile.TemporaryDirectory() as tmp:
+        plans = plan_rates(conll_dev_sentences(args.sentences), args.threads, args.repeats, Path(tmp))
+    peak = max(peak, gemm_peak_gflops())
+    # One thread last: torch's pool, once shrunk to one thread, ran later GEMMs on one core.
+    torch.set_num_threads(1)
+    square = gemm_peak_gflops()
+    gemm = recurrent_gemm_rates(args.repeats)
+    text = report(args, square, peak, gemm, plans, other_cpu_seconds(counters), time.perf_counter() - started)
+    print(text)
+    json.dump({"gemm": gemm, "plans": {str(k): v for k, v in plans.items()}}, sys.stderr)
+    if not args.no_write:
+        write_section(DOCS / "benchmarks.md", "lstm-gemm-ceiling", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
