@@ -4,8 +4,16 @@ Both train the same architecture (char-CNN + highway + projection, forward and b
 LSTMs with projection and skip connections, shared adaptive softmax) on the same batches of the
 pretraining corpus, side by side in one process. nn.LSTM has no cell/projection clipping, so the
 baseline model skips it (slightly less work). Training tokens/s, forward + backward + Adam step.
+malloc is set up as the trainer sets it (``keep_freed_memory``; ``ELMO_TASKS_KEEP_FREED_MEMORY=0``
+leaves it alone).
+
+On a loaded machine, ``--timer cpu --rounds 5`` times by the process's CPU time (the GEMM peak
+too) and reports the median of interleaved rounds (every model and precision once per round).
+``--profile`` adds our step's CPU time per batch by part (char-CNN + highway, LSTMs, softmax,
+clip + Adam), each part's forward and backward timed on its own.
 
     python benchmarks/pretrain_speed.py [--config configs/bilm_default.yaml] [--batches 12] [--threads 1]
+        [--timer wall|cpu] [--rounds 1] [--profile]
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,7 +36,7 @@ from elmo_core.char_ids import batch_to_ids
 from elmo_core.corpus import batches_of, iter_sentences
 from elmo_core.hardware import bf16_matrix_units
 from elmo_core.options import options_from_dict
-from elmo_core.pretrain import BiLmLanguageModel, load_pretrain_config, word_id_batch
+from elmo_core.pretrain import BiLmLanguageModel, keep_freed_memory, load_pretrain_config, word_id_batch
 from elmo_core.vocab import Vocabulary
 
 
@@ -77,22 +87,79 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, rev.unsqueeze(-1).expand_as(x))
 
 
-def time_training(model, batches, vocab, precision: str = "fp32") -> float:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def train_step(model, optimizer, batch, vocab, precision: str) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
+        loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    optimizer.step()
+
+
+def time_training(model, optimizer, batches, vocab, precision: str = "fp32", clock=time.perf_counter) -> float:
+    """Training tokens/s over ``batches`` (the model and optimiser warmed up beforehand)."""
     model.train()
-    tokens, started = 0, None
-    for number, batch in enumerate(batches):
-        if number == 1:  # the first step warms allocators and caches
-            started, tokens = time.perf_counter(), 0
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
-            loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        tokens += sum(len(s) for s in batch)
-    return tokens / (time.perf_counter() - started)
+    started = clock()
+    for batch in batches:
+        train_step(model, optimizer, batch, vocab, precision)
+    return sum(len(s) for b in batches for s in b) / (clock() - started)
+
+
+PARTS = ("char-CNN + highway", "LSTMs", "softmax", "clip + Adam")
+
+
+def profile_step(model, optimizer, batch, vocab, precision: str) -> dict[str, float]:
+    """One training step of ``model`` (ours) with each part's forward and backward timed on its own
+    (CPU seconds per part of :data:`PARTS`): the parts meet at detached tensors and the backward
+    runs part by part in reverse, so the step does the same work as :func:`train_step`."""
+    spent, last = dict.fromkeys(PARTS, 0.0), time.process_time()
+
+    def lap(part: str) -> None:
+        nonlocal last
+        now = time.process_time()
+        spent[part] += now - last
+        last = now
+
+    bilm = model.bilm
+    char_ids, word_ids = batch_to_ids(batch), word_id_batch(batch, vocab)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        lengths = (char_ids[:, :, 0] > 0).sum(dim=1)
+        tokens = bilm.token_embeddings(add_sentence_boundaries(char_ids, lengths, bilm.options.char_cnn.max_chars))
+        tokens_in = tokens.detach().requires_grad_()
+        lap("char-CNN + highway")
+        top = bilm.run_lstms(tokens_in, lengths + 2)[-1]
+        top_in = top.detach().requires_grad_()
+        lap("LSTMs")
+        out = model.top_layer_nll(top_in, word_ids)
+        loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
+    optimizer.zero_grad()
+    loss.backward()
+    lap("softmax")
+    top.backward(top_in.grad)
+    lap("LSTMs")
+    tokens.backward(tokens_in.grad)
+    lap("char-CNN + highway")
+    nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    optimizer.step()
+    lap("clip + Adam")
+    return spent
+
+
+def cpu_gemm_peak_gflops(dtype, size: int = 2048, repeats: int = 6) -> float:
+    """:func:`common.gemm_peak_gflops` timed by the process's CPU time (for loaded machines)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        torch.mm(a, b)
+        best = min(best, time.process_time() - started)
+    return 2 * size**3 / best / 1e9
 
 
 def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]]) -> float:
@@ -107,6 +174,44 @@ def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]]) ->
     return 3 * 2 * per_position * positions / tokens
 
 
+MODELS = (
+    ("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
+    ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel),
+)
+
+
+def profile_table(runs: dict, batches, vocab, precisions: list[str], rounds: int, flops: float, peaks: dict) -> str:
+    """Our step's CPU ms per batch by part (:func:`profile_step`), the median of ``rounds``
+    interleaved rounds over ``batches``, and the LSTM part's GEMM rate."""
+    samples = {(part, p): [] for part in (*PARTS, "step") for p in precisions}
+    for _ in range(rounds):
+        for precision in precisions:
+            model, optimizer = runs[MODELS[0][0], precision]
+            totals = dict.fromkeys(PARTS, 0.0)
+            for batch in batches:
+                for part, seconds in profile_step(model, optimizer, batch, vocab, precision).items():
+                    totals[part] += seconds
+            for part, seconds in totals.items():
+                samples[part, precision].append(1000 * seconds / len(batches))
+            samples["step", precision].append(sum(samples[part, precision][-1] for part in PARTS))
+    median = {key: statistics.median(values) for key, values in samples.items()}
+    tokens = sum(len(s) for b in batches for s in b) / len(batches)
+    lines = [
+        f"| part of our step (CPU ms per batch of {tokens:.0f} tokens) | " + " | ".join(precisions) + " |",
+        "|---|" + "---:|" * len(precisions),
+    ]
+    lines += [
+        f"| {part} | " + " | ".join(f"{median[part, p]:.0f}" for p in precisions) + " |" for part in (*PARTS, "step")
+    ]
+    rates = [flops * tokens / (median["LSTMs", p] / 1000) / 1e9 for p in precisions]
+    lines.append(
+        "| LSTM GEMM rate within the LSTMs' time | "
+        + " | ".join(f"{r:.0f} GFLOP/s ({100 * r / peaks[p]:.0f} %)" for r, p in zip(rates, precisions))
+        + " |"
+    )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "bilm_default.yaml")
@@ -116,48 +221,65 @@ def main() -> int:
     parser.add_argument(
         "--precisions", default="fp32,bf16", help="bf16 (autocast) is dropped where the CPU has no bf16 matrix units"
     )
+    parser.add_argument("--timer", choices=sorted(CLOCKS), default="wall", help="cpu: the process's CPU time")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; tokens/s is their median")
+    parser.add_argument("--profile", action="store_true", help="also our step's CPU time per batch by part")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    malloc = "kept freed memory (as the trainer)" if keep_freed_memory() else "left as it was"
+    clock = CLOCKS[args.timer]
+    peak = cpu_gemm_peak_gflops if args.timer == "cpu" else gemm_peak_gflops
     precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_matrix_units()]
-    peaks = {p: gemm_peak_gflops(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
+    peaks = {p: peak(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
     config = load_pretrain_config(args.config)
     sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), 4000)]
     vocab = Vocabulary.build(sentences, min_count=1, max_size=config.max_vocab)
     batches = batches_of(sentences, config.batch_tokens, random.Random(0))[: args.batches + 1]
     options = options_from_dict(config.model)
     flops = lstm_flops_per_token(config.model, batches)
-    results = {}
+    runs = {}
     for precision in precisions:
-        for name, cls in (
-            ("ours (ProjectedLstmLayer, clipping)", BiLmLanguageModel),
-            ("nn.LSTM(proj_size) baseline (no clipping)", TorchLstmLanguageModel),
-        ):
+        for name, cls in MODELS:
             torch.manual_seed(0)
             model = cls(options, len(vocab), config.cutoffs, config.dropout)
-            results[name, precision] = time_training(model, batches, vocab, precision)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            train_step(model, optimizer, batches[0], vocab, precision)  # warms allocators and caches
+            runs[name, precision] = (model, optimizer)
+    samples = {key: [] for key in runs}
+    for _ in range(args.rounds):
+        for (name, precision), (model, optimizer) in runs.items():
+            samples[name, precision].append(time_training(model, optimizer, batches[1:], vocab, precision, clock))
+    results = {key: statistics.median(values) for key, values in samples.items()}
     lines = [
         "| implementation | precision | training tokens/s | vs nn.LSTM, same precision | vs ours fp32 "
         "| LSTM GEMM share of the precision's peak |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    ours_fp32 = results["ours (ProjectedLstmLayer, clipping)", "fp32"]
+    ours_fp32 = results[MODELS[0][0], "fp32"]
     for (name, precision), value in results.items():
-        baseline = results["nn.LSTM(proj_size) baseline (no clipping)", precision]
+        baseline = results[MODELS[1][0], precision]
         share = 100 * value * flops / 1e9 / peaks[precision]
         lines.append(
             f"| {name} | {precision} | {value:.0f} | {value / baseline:.2f}x | {value / ours_fp32:.2f}x | {share:.0f} % |"
         )
     peak_text = ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items())
+    timing = "wall clock" if args.timer == "wall" else "CPU time of the process"
+    if args.rounds > 1:
+        ranges = "; ".join(f"{name.split(' ')[0]} {p} {min(v):.0f}–{max(v):.0f}" for (name, p), v in samples.items())
+        timing += f", median of {args.rounds} interleaved rounds (tokens/s ranges: {ranges})"
     text = (
         f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
         f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
         f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch; bf16 = the "
-        f"step under bf16 autocast (weights and Adam in fp32). GEMM peaks measured in this run (2048^3 `torch.mm`): "
+        f"step under bf16 autocast (weights and Adam in fp32). Timed by {timing}; malloc {malloc}. "
+        f"GEMM peaks measured in this run (2048^3 `torch.mm`): "
         f"{peak_text}; the share counts the LSTM GEMMs only ({flops / 1e6:.1f} MFLOP per token, forward x 3).\n\n"
         + "\n".join(lines)
         + "\n"
     )
+    if args.profile:
+        text += "\n" + profile_table(runs, batches[1:], vocab, precisions, args.rounds, flops, peaks) + "\n"
     print(text)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", "pretrain-speed", text)

@@ -1,9 +1,16 @@
 """Character CNN token encoder: embedding -> convolutions -> max-pool -> highway -> projection.
 
 Computes ELMo's layer 0 (the context-independent token representation) as bilm-tf does.
+
+Both inference and training convolve each word over its own windows only (not the padding after
+it, which is most of the 50 positions): inference with :meth:`CharCnnEncoder.pool_by_length`,
+training with :class:`WindowMaxPool`, an autograd Function whose gradients are the full-width
+convolution's (the windows it skips hold the same all-padding input as one it keeps).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -12,6 +19,9 @@ from .char_ids import PAD_CHAR
 from .options import CharCnnOptions
 
 PAD_ID = PAD_CHAR + 1  # the shifted id of the padding inside a word
+
+#: Switch for tests and benchmarks: ``False`` sends training through :meth:`CharCnnEncoder.pool_full_width`.
+windows_in_training = True
 
 
 class Highway(nn.Module):
@@ -69,8 +79,12 @@ class CharCnnEncoder(nn.Module):
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``(n_words, max_chars)`` long -> ``(n_words, projection_dim)`` float."""
-        # Training keeps the plain convolution over all positions (its gradients are the usual ones).
-        pooled = self.pool_full_width(char_ids) if torch.is_grad_enabled() else self.pool_by_length(char_ids)
+        if not torch.is_grad_enabled():
+            pooled = self.pool_by_length(char_ids)
+        elif windows_in_training:
+            pooled = self.pool_windows(char_ids)
+        else:
+            pooled = self.pool_full_width(char_ids)
         return self.finish(pooled)
 
     def finish(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -123,6 +137,13 @@ class CharCnnEncoder(nn.Module):
             pooled[rows] = scores.amax(dim=1).to(pooled.dtype)
         return pooled + bias
 
+    def pool_windows(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """:meth:`pool_full_width` with autograd, over each word's own windows only
+        (:class:`WindowMaxPool`): ``(n_words, max_chars)`` -> ``(n_words, n_filters)``."""
+        weight, bias = self.stacked_filters()
+        last_start = char_ids.shape[1] - self.filter_widths(char_ids.device)
+        return WindowMaxPool.apply(self.char_embedding.weight, weight, char_ids, last_start) + bias
+
     def stacked_filters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every convolution as one matrix ``(widest * char_dim, n_filters)`` over a window of
         ``widest`` characters (rows position-major; a narrower filter's trailing rows are zero),
@@ -138,3 +159,133 @@ class CharCnnEncoder(nn.Module):
     def filter_widths(self, device: torch.device) -> torch.Tensor:
         """``(n_filters,)``: the width of each filter."""
         return torch.cat([torch.full((count,), width, device=device) for width, count in self.options.filters])
+
+
+class WindowPlan(NamedTuple):
+    """The windows of one call: words sorted by their number of windows, each word's windows
+    consecutive (start positions ascending). ``padded (n_words, max_chars + widest - 1)``: the
+    char ids with room for the widest window at the last start; ``order (n_words,)``: the sorted
+    words; ``groups``: ``(windows per word, words)`` for each run of equal counts, in sorted order."""
+
+    padded: torch.Tensor
+    order: torch.Tensor
+    window_ids: torch.Tensor  # (n_windows, widest): each window's char ids
+    groups: list[tuple[int, int]]
+
+
+def window_plan(char_ids: torch.Tensor, widest: int) -> WindowPlan:
+    """Each word's windows for ``char_ids (n_words, max_chars)``: a word of ``r`` real characters
+    has ``min(r + 1, max_chars)`` (its own and the first all-padding one, see
+    :meth:`CharCnnEncoder.pool_by_length`)."""
+    n_words, max_chars = char_ids.shape
+    device = char_ids.device
+    positions = torch.arange(1, max_chars + 1, device=device)
+    real = ((char_ids != PAD_ID) * positions).amax(dim=1)  # last non-padding id's index + 1
+    counts, order = torch.sort((real + 1).clamp(max=max_chars), stable=True)
+    padded = torch.cat([char_ids, char_ids.new_full((n_words, widest - 1), PAD_ID)], dim=1)
+    word = torch.repeat_interleave(order, counts)  # (n_windows,) the word of each window
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    start = torch.arange(word.shape[0], device=device) - first  # each window's first position
+    window_ids = padded.unfold(1, widest, 1)[word, start]  # (n_windows, widest)
+    values, sizes = torch.unique_consecutive(counts, return_counts=True)
+    return WindowPlan(padded, order, window_ids, list(zip(values.tolist(), sizes.tolist())))
+
+
+class WindowMaxPool(torch.autograd.Function):
+    """``(embedding (vocab, char_dim), filters (widest * char_dim, n_filters), char_ids (n_words,
+    max_chars), last_start (n_filters,))`` -> ``(n_words, n_filters)``: each filter's maximum over
+    the word's windows (bias not added), as :meth:`CharCnnEncoder.pool_full_width` gives it.
+    ``filters`` is :meth:`CharCnnEncoder.stacked_filters`; a filter's windows start at
+    ``0..last_start``.
+
+    A window's score is ``sum_k embedding[c_k] filters[k]`` over its characters ``c_k`` (``k`` the
+    offset in the window, ``filters[k]`` the ``(char_dim, n_filters)`` block of that offset), so
+    the forward sums rows of the table ``T[k, c] = embedding[c] filters[k]`` (a tiny GEMM) for
+    every window (one ``embedding_bag``, several times faster than the windows' GEMM, whose inner
+    dimension is only ``widest * char_dim``), then takes the maximum per word and keeps its start
+    (the first one in a tie, as ``max`` over all positions gives it). Only that window gets the
+    word's gradient, so the backward sums the gradient per (offset, character id, filter) into
+    ``H (widest, vocab, n_filters)``; ``d_filters[k] = embedding^T H[k]`` and ``d_embedding =
+    sum_k H[k] filters[k]^T`` are small GEMMs too.
+
+    Everything runs in the parameters' dtype, also under autocast: the work is gathers and sums,
+    which a reduced precision would barely speed up.
+    """
+
+    @staticmethod
+    def forward(ctx, embedding, filters, char_ids, last_start):
+        with torch.autocast(char_ids.device.type, enabled=False):
+            widest = filters.shape[0] // embedding.shape[1]
+            plan = window_plan(char_ids, widest)
+            pooled, argmax = _window_max(embedding, filters, plan, last_start)
+        ctx.save_for_backward(embedding, filters, plan.padded, argmax)
+        ctx.device_type = char_ids.device.type
+        return pooled
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        embedding, filters, padded, argmax = ctx.saved_tensors
+        with torch.autocast(ctx.device_type, enabled=False):
+            d_embedding, d_filters = _window_max_backward(grad, embedding, filters, padded, argmax)
+        return d_embedding, d_filters, None, None
+
+
+def _window_max(
+    embedding: torch.Tensor, filters: torch.Tensor, plan: WindowPlan, last_start: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward of :class:`WindowMaxPool`: ``pooled (n_words, n_filters)`` and the start
+    position of each maximum ``argmax (n_words, n_filters)``."""
+    vocab, char_dim = embedding.shape
+    widest, n_filters = filters.shape[0] // char_dim, filters.shape[1]
+    table = torch.matmul(embedding, filters.view(widest, char_dim, n_filters)).view(widest * vocab, n_filters)
+    offsets = torch.arange(0, widest * vocab, vocab, device=embedding.device)
+    scores = nn.functional.embedding_bag(plan.window_ids + offsets, table, mode="sum")  # (n_windows, n_filters)
+    # per group of words with as many windows: the maxima and their starts (empty ones: no words at all)
+    values, where, done = [scores.new_empty(0, n_filters)], [plan.padded.new_empty(0, n_filters)], 0
+    for count, words in plan.groups:
+        block = scores[done : done + count * words].view(words, count, n_filters)
+        done += count * words
+        if count - 1 > int(last_start.min()):  # long words: drop windows that overrun the row
+            outside = torch.arange(count, device=scores.device)[:, None] > last_start[None, :]
+            block = block.masked_fill(outside, float("-inf"))
+        best, first = first_max(block)
+        values.append(best)
+        where.append(first)
+    n_words = plan.order.shape[0]
+    pooled = scores.new_empty(n_words, n_filters).index_copy_(0, plan.order, torch.cat(values))
+    argmax = plan.padded.new_empty(n_words, n_filters).index_copy_(0, plan.order, torch.cat(where))
+    return pooled, argmax
+
+
+def first_max(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``block (words, count, n)`` -> the maximum over ``count`` and its first position, both
+    ``(words, n)``: what ``block.max(dim=1)`` gives, several times faster (its CPU kernel with
+    indices does not vectorise over the trailing dimension; ``amax`` does). A NaN maximum, which
+    no window equals, is placed at the last window."""
+    best = block.amax(dim=1)
+    count = block.shape[1]
+    hits = (block == best.unsqueeze(1)).view(torch.uint8)
+    # count - t on each maximum (0 elsewhere): the largest is at the first maximum
+    weights = torch.arange(count, 0, -1, dtype=torch.uint8 if count < 256 else torch.int32, device=block.device)
+    first = count - (hits * weights[:, None]).amax(dim=1).long()
+    return best, first.clamp_(max=count - 1)
+
+
+def _window_max_backward(
+    grad: torch.Tensor, embedding: torch.Tensor, filters: torch.Tensor, padded: torch.Tensor, argmax: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :class:`WindowMaxPool` for ``grad (n_words, n_filters)``: ``d_embedding
+    (vocab, char_dim)`` and ``d_filters (widest * char_dim, n_filters)``."""
+    vocab, char_dim = embedding.shape
+    widest, n_filters = filters.shape[0] // char_dim, filters.shape[1]
+    grad = grad.to(filters.dtype).contiguous().view(-1)
+    column = torch.arange(n_filters, device=grad.device)
+    per_char = grad.new_zeros(widest, vocab * n_filters)  # H, flat (char id, filter) per offset
+    for k in range(widest):
+        chars = padded.gather(1, argmax + k)  # (n_words, n_filters): the char at offset k of each max window
+        per_char[k].index_add_(0, (chars * n_filters + column).view(-1), grad)
+    per_char = per_char.view(widest, vocab, n_filters)
+    d_filters = torch.matmul(embedding.t(), per_char).view(widest * char_dim, n_filters)
+    d_embedding = torch.einsum("kvf,kcf->vc", per_char, filters.view(widest, char_dim, n_filters))
+    return d_embedding, d_filters

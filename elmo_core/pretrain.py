@@ -69,11 +69,14 @@ there is no device option, so no NCCL), helpers in :mod:`elmo_core.distributed`.
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import io
 import math
+import os
 import random
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -345,6 +348,43 @@ def log_uniform_candidates(vocab_size: int, n: int, device=None) -> tuple[torch.
     return unique[earliest], int(first[earliest[-1]]) + 1
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_UP_TO = 512 << 20  # bytes: blocks up to this size come from the heap, not a fresh mapping
+_TRIM_ABOVE = 2**31 - 1  # bytes (mallopt takes an int): free memory at the heap's top kept up to this
+KEEP_FREED_MEMORY_ENV = "ELMO_TASKS_KEEP_FREED_MEMORY"  # 0 / no / false / off: leave malloc alone
+_GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse, for the rest of the process; returns
+    whether it did. Nothing is changed off Linux/glibc, with ``ELMO_TASKS_KEEP_FREED_MEMORY=0``,
+    or when the environment already sets glibc's malloc (``MALLOC_*_`` or ``GLIBC_TUNABLES``).
+
+    A training step allocates and frees tensors of the same large sizes every batch. By default
+    glibc gives blocks above its mmap threshold fresh mappings, unmaps them when freed, and trims
+    the heap when its top is free, so every step touches new pages and each first touch is a page
+    fault (the kernel zeroes the page). Serving blocks up to 512 MiB from the heap and never
+    trimming it lets the next step reuse the pages the last one freed; the process keeps its peak
+    heap instead of shrinking between steps. The trainer calls this (not the import: it is a
+    process-wide setting).
+    """
+    switch = os.environ.get(KEEP_FREED_MEMORY_ENV, "").strip().lower()
+    chosen = any(name in os.environ for name in _GLIBC_MALLOC_ENV) or "malloc" in os.environ.get("GLIBC_TUNABLES", "")
+    if switch in ("0", "no", "false", "off") or chosen or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the process's own C library
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):  # musl and others
+        return False
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    heap = libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_UP_TO)
+    kept = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE)
+    return bool(heap and kept)
+
+
 class SampledSoftmax(nn.Module):
     """bilm-tf's softmax: an output layer over the whole vocabulary (``weight`` (V, dim), ``bias``),
     trained with TensorFlow's ``sampled_softmax_loss``.
@@ -480,6 +520,11 @@ class BiLmLanguageModel(nn.Module):
 
     def forward(self, char_ids: torch.Tensor, word_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         top, _ = self.top_layer(char_ids)
+        return self.top_layer_nll(top, word_ids)
+
+    def top_layer_nll(self, top: torch.Tensor, word_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward` from the top layer ``top (batch, time + 2, 2 * proj)`` on: dropout, then
+        both directions' softmax."""
         top = self.apply_dropout(top)
         proj = self.bilm.options.lstm.projection_dim
         # Forward LM: position p predicts word p + 1; backward LM: position p predicts word p - 1.
@@ -812,6 +857,7 @@ class Pretrainer:
         checkpoint or stop is taken on values that are equal on all ranks (the global position)."""
         cfg, main = self.config, ranks.main
         torch.set_num_threads(cfg.threads)
+        keep_freed_memory()  # fewer page faults per step (see there)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         model = BiLmLanguageModel.from_config(cfg, len(vocab))
         sampled = isinstance(model.softmax, SampledSoftmax)

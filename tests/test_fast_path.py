@@ -49,7 +49,7 @@ def test_char_cnn_by_length_only_without_autograd(tiny_model):
     ids = batch_to_ids([["a", "bark"]])[0]
     with torch.no_grad():
         bilm.char_cnn(ids)
-    bilm.char_cnn(ids)  # with autograd: the plain convolution
+    bilm.char_cnn(ids)  # with autograd: the differentiable windows (WindowMaxPool), not pool_by_length
     assert calls == ["by_length"]
 
 
