@@ -31,7 +31,7 @@ import torch
 from common import DOCS, REPO, command_line, gemm_peak_gflops, git_revision, machine, write_section
 from torch import nn
 
-from elmo_core.bilm import add_sentence_boundaries
+from elmo_core.bilm import TokenTypes, add_sentence_boundaries
 from elmo_core.char_ids import batch_to_ids
 from elmo_core.corpus import batches_of, iter_sentences
 from elmo_core.hardware import bf16_matrix_units
@@ -129,10 +129,11 @@ def profile_step(model, optimizer, batch, vocab, precision: str) -> dict[str, fl
     model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         lengths = (char_ids[:, :, 0] > 0).sum(dim=1)
-        tokens = bilm.token_embeddings(add_sentence_boundaries(char_ids, lengths, bilm.options.char_cnn.max_chars))
-        tokens_in = tokens.detach().requires_grad_()
+        types = bilm.token_types(add_sentence_boundaries(char_ids, lengths, bilm.options.char_cnn.max_chars))
+        vectors_in = types.vectors.detach().requires_grad_()
         lap("char-CNN + highway")
-        top = bilm.run_lstms(tokens_in, lengths + 2)[-1]
+        # As BiLmLanguageModel.top_layer: the first layer's input GEMM once per distinct word.
+        top = bilm.run_lstms(vectors_in[types.index], lengths + 2, types=TokenTypes(vectors_in, types.index))[-1]
         top_in = top.detach().requires_grad_()
         lap("LSTMs")
         out = model.top_layer_nll(top_in, word_ids)
@@ -142,7 +143,7 @@ def profile_step(model, optimizer, batch, vocab, precision: str) -> dict[str, fl
     lap("softmax")
     top.backward(top_in.grad)
     lap("LSTMs")
-    tokens.backward(tokens_in.grad)
+    types.vectors.backward(vectors_in.grad)
     lap("char-CNN + highway")
     nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     optimizer.step()
@@ -163,15 +164,20 @@ def cpu_gemm_peak_gflops(dtype, size: int = 2048, repeats: int = 6) -> float:
 
 
 def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]]) -> float:
-    """Training FLOPs of the LSTM GEMMs per corpus token: forward (input, recurrent, projection
-    GEMMs of both directions and every layer, on every position including <S>/</S>) x 3 for
-    forward + backward; the char-CNN, highway and softmax are left out."""
+    """Training FLOPs of the LSTM GEMMs our model performs, per corpus token: forward (input,
+    recurrent, projection GEMMs of both directions and every layer, on every position including
+    <S>/</S>; the first layer's input GEMM once per distinct word of a batch, as the training path
+    runs it) x 3 for forward + backward; the char-CNN, highway and softmax are left out."""
     lo = model_options["lstm"]
     cell, proj, layers = lo["dim"], lo["projection_dim"], lo["n_layers"]
-    per_position = 2 * layers * (4 * cell * (proj + proj) + cell * proj)  # multiply-adds
+    input_gemm, step = 4 * cell * proj, 4 * cell * proj + cell * proj  # multiply-adds per row
+    macs = 0
+    for batch in batches[1:]:
+        positions = sum(len(s) + 2 for s in batch)
+        types = min(len({w for s in batch for w in s}) + 2, positions)  # + <S>, </S>
+        macs += 2 * (layers * positions * step + (layers - 1) * positions * input_gemm + types * input_gemm)
     tokens = sum(len(s) for b in batches[1:] for s in b)
-    positions = sum(len(s) + 2 for b in batches[1:] for s in b)
-    return 3 * 2 * per_position * positions / tokens
+    return 3 * 2 * macs / tokens
 
 
 MODELS = (

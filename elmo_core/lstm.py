@@ -6,8 +6,9 @@ One direction of one layer. TensorFlow's ``LSTMCell(num_proj=...)`` semantics, g
 
 Fast path (same math as a per-step loop over every row, see ``reference.py``):
   * the input half of the gate pre-activations is computed for many time steps at once, on the
-    real positions only (packed; padding costs nothing): one GEMM with autograd, and a GEMM per
-    chunk of >= 512 rows into reused memory without (see ``_run_in_place``);
+    real positions only (packed; padding costs nothing), or once per distinct input where the
+    caller names them (``by_type``: the first layer, whose inputs are word vectors): one GEMM with
+    autograd, and a GEMM per chunk of >= 512 rows into reused memory without (``_run_in_place``);
   * rows are sorted by length so the rows still running form a prefix that shrinks (forward) or
     grows (backward) over time: no work is spent on padding;
   * without autograd (inference) the step runs in place: the recurrent GEMM accumulates onto the
@@ -127,8 +128,9 @@ class ProjectedLstmLayer(nn.Module):
             lengths: ``(batch,)`` long, each >= 1.
             state: initial ``(h (batch, projection_dim), c (batch, cell_dim))``; zeros if ``None``.
             by_type: optional ``(vectors (n_types, input_dim), index (batch, time))`` with
-                ``inputs == vectors[index]``: without autograd, the input GEMM then runs once per
-                distinct input (a word's layer-0 vector) instead of once per position.
+                ``inputs == vectors[index]``: the input GEMM then runs once per distinct input (a
+                word's layer-0 vector) instead of once per position, when there are fewer (not in
+                the per-step fallback); with autograd the gradient goes to ``vectors``, not ``inputs``.
         Returns:
             outputs ``(batch, time, projection_dim)`` (zeros past each length) and the final state
             of every row (after its last valid token forward, after its first token backward).
@@ -167,7 +169,7 @@ class ProjectedLstmLayer(nn.Module):
             padded, h, c = self._run_in_place(source, weights, h, c, active, steps, total_steps)
             return padded[restore], (h[restore], c[restore])
         if sequence_function_applies(self):  # one autograd node for the whole sequence: lstm_autograd.py
-            return sequence_function_forward(self, inputs, h, c, order, restore, active, steps, total_steps)
+            return sequence_function_forward(self, inputs, h, c, order, restore, active, steps, total_steps, by_type)
         # Fallback (quantised or compiled cells): one tensor per step (split, not slicing inside the
         # loop: that would make autograd build a full-size gradient for every step, O(time^2) in the
         # backward pass).

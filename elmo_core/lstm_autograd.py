@@ -11,7 +11,8 @@ node per layer and direction instead of a dozen per time step:
     GEMMs (``dp = dh W_proj``, ``dh_prev = d_gates W_state``) and the pointwise gate derivatives.
     The weight gradients are one GEMM each over all positions after the loop, and the gradient
     of the input gates is returned for all positions at once, so autograd's backward of the input
-    GEMM (``input_linear``) is batched too.
+    GEMM (``input_linear``) is batched too (in the first layer over the batch's distinct words,
+    not its positions: :func:`input_gates`).
 
 Both tanh are taken as ``2 sigmoid(2x) - 1``, as in the in-place inference step (the CPU's tanh is
 several times slower than its sigmoid); against the per-step path's ``torch.tanh`` this moves
@@ -117,13 +118,14 @@ def layout(active: list[int], steps, order: torch.Tensor, total_steps: int) -> L
     )
 
 
-def layer_forward(layer, inputs, h0, c0, order, restore, active, steps, total_steps):
+def layer_forward(layer, inputs, h0, c0, order, restore, active, steps, total_steps, by_type=None):
     """``ProjectedLstmLayer.forward``'s autograd branch. ``h0``/``c0`` are the initial states in
-    sorted row order, ``order``/``restore`` sort and unsort the batch, ``active``/``steps`` as
-    there. Returns the padded outputs and the final ``(h, c)``, in the original row order."""
-    batch, _, input_dim = inputs.shape
+    sorted row order, ``order``/``restore`` sort and unsort the batch, ``active``/``steps`` and
+    ``by_type`` as there. Returns the padded outputs and the final ``(h, c)``, in the original row
+    order."""
+    batch = inputs.shape[0]
     plan = layout(active, steps, order, total_steps)
-    gates = layer.input_gates(inputs.reshape(-1, input_dim).index_select(0, plan.gate_index))
+    gates = input_gates(layer, inputs, plan.gate_index, by_type)
     h, c, _ = LstmSequence.apply(
         gates, h0, c0, layer.state_linear.weight, layer.projection.weight, plan, layer.cell_clip, layer.proj_clip
     )
@@ -133,6 +135,25 @@ def layer_forward(layer, inputs, h0, c0, order, restore, active, steps, total_st
     # The final cell state in the dtype the per-step path gave it (see the module docstring).
     c_final = c.index_select(0, final).to(torch.promote_types(gates.dtype, c0.dtype))
     return padded.view(batch, total_steps, -1), (h.index_select(0, final), c_final)
+
+
+def input_gates(layer, inputs, gate_index, by_type=None):
+    """``x W_in + b`` of the packed positions: ``inputs (batch, time, input_dim)`` and
+    ``gate_index (positions,)`` into its flattened first two dimensions -> ``(positions, 4*cell)``.
+
+    With ``by_type = (vectors (n_types, input_dim), index (batch, time))`` (``inputs ==
+    vectors[index]``; the first layer, whose inputs are its words' vectors) and fewer types than
+    positions, the GEMM runs once per type and its rows are gathered to the positions: the
+    gather's backward sums each type's gradients (exactly what the GEMM's backward over
+    repeated rows would sum, in another order), and the weight and input gradients then take one
+    GEMM over the types instead of the positions. ``inputs`` is then not used, so no gradient
+    reaches it. Under bf16 autocast the gathered gates are bf16: the gather's backward
+    (``index_add_``) sums bf16 gradients in fp32 and rounds each type's sum once (a word such as
+    ``<S>`` recurs in every row, and bf16 running sums would stall)."""
+    if by_type is not None and by_type[0].shape[0] < gate_index.shape[0]:
+        vectors, index = by_type
+        return layer.input_gates(vectors).index_select(0, index.reshape(-1).index_select(0, gate_index))
+    return layer.input_gates(inputs.reshape(-1, inputs.shape[2]).index_select(0, gate_index))
 
 
 class LstmSequence(torch.autograd.Function):

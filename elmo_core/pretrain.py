@@ -493,8 +493,9 @@ class BiLmLanguageModel(nn.Module):
         """Top LSTM layer *with* the boundary positions: ``(batch, time + 2, 2 * proj)``."""
         lengths = (char_ids[:, :, 0] > 0).sum(dim=1)
         with_bounds = add_sentence_boundaries(char_ids, lengths, self.bilm.options.char_cnn.max_chars)
-        tokens = self.bilm.token_embeddings(with_bounds)
-        return self.bilm.run_lstms(tokens, lengths + 2)[-1], lengths
+        # With the types, the first LSTM layer's input GEMM runs once per distinct word.
+        types = self.bilm.token_types(with_bounds)
+        return self.bilm.run_lstms(types.embeddings(), lengths + 2, types=types)[-1], lengths
 
     def idle_parameters(self, word_ids: torch.Tensor) -> list[nn.Parameter]:
         """The parameters that a batch with these ``word_ids`` (:func:`word_id_batch`) gives no
