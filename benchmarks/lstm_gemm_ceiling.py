@@ -30,12 +30,13 @@ from pathlib import Path
 
 import torch
 from backbone_speed import SHAPES, conll_dev_sentences, cpu_counters, other_cpu_seconds, our_pass, performed_lstm_flops
-from common import DOCS, REPO, command_line, gemm_peak_gflops, git_revision, machine, write_section
+from common import DOCS, command_line, gemm_peak_gflops, git_revision, machine, write_section
 
 from elmo_core import load_bilm
 from elmo_core.embed import plan_embedding_batches
 from elmo_core.random_model import write_random_model
 
+HERE = Path(__file__).parent  # the subprocess runs here, so that `import backbone_speed` finds it
 ROWS = (8, 32, 86, 128, 214, 256, 512)
 PLANS = ((4000, 256), (8000, 512), (16000, 1024))  # (max padded tokens, max rows); the first is the default
 
@@ -95,8 +96,7 @@ def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> 
     # /proc/self/clear_refs "5" resets the peak RSS (Linux), so the load's own peak does not count.
     script = "\n".join(
         [
-            "import sys, torch",
-            f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
+            "import torch",
             "from backbone_speed import conll_dev_sentences, our_pass",
             "from elmo_core import load_bilm",
             "from elmo_core.embed import plan_embedding_batches",
@@ -113,7 +113,7 @@ def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> 
             "print((kb('VmHWM') - before) / 1024)",
         ]
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=HERE)
     return float(done.stdout.split()[-1])
 
 
