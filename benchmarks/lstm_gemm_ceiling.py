@@ -123,7 +123,7 @@ def report(args, square: float, peak: float, gemm: dict, plans: dict, other: flo
         '## How close can the LSTM get to the GEMM peak on "original"? (`benchmarks/lstm_gemm_ceiling.py`)',
         "",
         f"Command: `{command_line()}`; git {git_revision()}.",
-        f"Machine: {machine()}. Medians of {args.repeats} interleaved repetitions. Other processes used "
+        f"Machine: {args.machine}. Medians of {args.repeats} interleaved repetitions. Other processes used "
         f"{other:.0f} CPU s during this run's {wall:.0f} s.",
         "",
         f"**The recurrent GEMM alone**, `(rows, 512) @ (512, 16384)`, one thread, GFLOP/s (2048^3 `torch.mm` on "
@@ -162,6 +162,7 @@ def main() -> int:
     args = parser.parse_args()
     counters, started = cpu_counters(), time.perf_counter()
     torch.set_num_threads(args.threads)
+    args.machine = machine()  # before the one-thread part changes torch's thread count
     peak = gemm_peak_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         plans = plan_rates(conll_dev_sentences(args.sentences), args.threads, args.repeats, Path(tmp))
