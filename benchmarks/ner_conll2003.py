@@ -99,7 +99,7 @@ def collect(out_root: Path) -> dict[str, list[dict]]:
     return found
 
 
-def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -> str:
+def report(out_root: Path, config: Path, extra: list[str], wall: float | None, plot_path: Path) -> str:
     found = collect(out_root)
     lines = [
         "| tagger | backbone | seeds | dev F1 | test F1 | test strict F1 | s / epoch | epochs | train time / run |",
@@ -121,7 +121,7 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
             b = [r["test"]["f1"] for r in found[without]]
             spread = f" (std {statistics.stdev(a):.2f} vs {statistics.stdev(b):.2f})" if min(len(a), len(b)) > 1 else ""
             lines.append(f"\n**{what} gain on test: {statistics.mean(a) - statistics.mean(b):+.2f} F1**{spread}.")
-    plot(found, order, out_root)
+    plot(found, order, plot_path)
     best = max((r for runs in found.values() for r in runs), key=lambda r: r["dev"]["f1"], default=None)
     per_type = ""
     if best:
@@ -170,8 +170,8 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None) -
     )
 
 
-def plot(found: dict[str, list[dict]], order: list[str], out_root: Path) -> None:
-    """docs/ner_test_f1_by_variant.png: test F1 per variant, mean and std over seeds, seeds as dots."""
+def plot(found: dict[str, list[dict]], order: list[str], path: Path) -> None:
+    """``path`` (a PNG): test F1 per variant, mean and std over seeds, seeds as dots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,7 +196,8 @@ def plot(found: dict[str, list[dict]], order: list[str], out_root: Path) -> None
     ax.set_ylabel("test F1 (CoNLL-2003 eng.testb)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(DOCS / "ner_test_f1_by_variant.png", dpi=120)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
@@ -216,6 +217,15 @@ def main() -> int:
         help="also score every ELMo run's test set with its backbone run live at fp32, bf16 and int8",
     )
     parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
+    parser.add_argument(
+        "--section", default="ner-conll2003", help="the section of --doc to (re)write (<!-- NAME:start --> ... :end)"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="where the plot of test F1 per variant goes (default: docs/ner_test_f1_by_variant.png with the default "
+        "--doc, else beside --doc)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
@@ -243,9 +253,11 @@ def main() -> int:
                 for precision in ("fp32", *LOW_PRECISIONS):
                     scores = live_test_scores(run_dir, precision)
                     print(f"{precision} {run_dir.name}: test F1 {scores['f1']:.2f} ({scores['seconds']} s)", flush=True)
-    text = report(args.out, args.config, args.set, None if args.report_only else time.perf_counter() - started)
+    plot_path = args.plot or args.doc.parent / "ner_test_f1_by_variant.png"
+    wall = None if args.report_only else time.perf_counter() - started
+    text = report(args.out, args.config, args.set, wall, plot_path)
     print(text)
-    write_section(args.doc, "ner-conll2003", text)
+    write_section(args.doc, args.section, text)
     return 0
 
 
