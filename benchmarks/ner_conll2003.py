@@ -156,7 +156,8 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None, p
     if elmo_runs and "features_seconds" in elmo_runs[0]:
         features = f"\n\nELMo feature extraction (once per run, all splits): {mean_std([sum(r['features_seconds'].values()) for r in elmo_runs])} s."
     return (
-        f"## CoNLL-2003 NER (`benchmarks/ner_conll2003.py`)\n\n"
+        f"## CoNLL-2003 NER{'' if config.name == 'ner_conll2003.yaml' else f', `{config.name}`'} "
+        f"(`benchmarks/ner_conll2003.py`)\n\n"
         f"Command: {commands(out_root)} (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
         f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
         f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
