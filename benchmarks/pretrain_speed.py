@@ -19,6 +19,7 @@ clip + Adam), each part's forward and backward timed on its own.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import random
 import statistics
@@ -151,18 +152,6 @@ def profile_step(model, optimizer, batch, vocab, precision: str) -> dict[str, fl
     return spent
 
 
-def cpu_gemm_peak_gflops(dtype, size: int = 2048, repeats: int = 6) -> float:
-    """:func:`common.gemm_peak_gflops` timed by the process's CPU time (for loaded machines)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        torch.mm(a, b)
-        best = min(best, time.process_time() - started)
-    return 2 * size**3 / best / 1e9
-
-
 def lstm_flops_per_token(model_options: dict, batches: list[list[list[str]]], per_word: bool = True) -> float:
     """Training FLOPs of the LSTM GEMMs per corpus token: forward (input, recurrent, projection
     GEMMs of both directions and every layer, on every position including <S>/</S>; with
@@ -236,7 +225,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     malloc = "kept freed memory (as the trainer)" if keep_freed_memory() else "left as it was"
     clock = CLOCKS[args.timer]
-    peak = cpu_gemm_peak_gflops if args.timer == "cpu" else gemm_peak_gflops
+    peak = functools.partial(gemm_peak_gflops, clock=clock)
     precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_matrix_units()]
     peaks = {p: peak(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
     config = load_pretrain_config(args.config)
