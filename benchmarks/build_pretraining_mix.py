@@ -6,6 +6,12 @@ sentence level. The pretraining issue allows adding CoNLL-2003's unlabelled trai
 model card says so.
 
     python benchmarks/build_pretraining_mix.py --out runs/pretraining_mix.txt
+
+The stronger backbone (configs/bilm_strong.yaml) trains on the whole corpus, with the default's
+vocabulary so that perplexities compare (the vocabulary is counted on the default's mix):
+
+    python benchmarks/build_pretraining_mix.py --out runs/pretraining_mix.txt --write-vocab runs/default_vocab.txt
+    python benchmarks/build_pretraining_mix.py --corpus-sentences 1448688 --conll-copies 10 --out runs/pretraining_mix_full.txt
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ def main() -> int:
     parser.add_argument("--conll-copies", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--write-vocab",
+        type=Path,
+        metavar="FILE",
+        help="also write the vocabulary configs/bilm_default.yaml counts on the mix (bilm-tf's format)",
+    )
     args = parser.parse_args()
     with lzma.open(args.data / "corpus" / "train.txt.xz", "rt", encoding="utf-8") as handle:
         corpus = [line.rstrip("\n") for _, line in zip(range(args.corpus_sentences), handle)]
@@ -54,7 +66,23 @@ def main() -> int:
         f"{args.out}: {len(lines):,} sentences, {tokens:,} tokens; corpus prefix {len(corpus):,} sentences, "
         f"CoNLL-2003 eng.train text x{args.conll_copies} = {conll_tokens:,} tokens ({100 * conll_tokens / tokens:.1f} %)"
     )
+    if args.write_vocab:
+        write_default_vocab(args.out, args.write_vocab)
     return 0
+
+
+def write_default_vocab(corpus: Path, path: Path) -> None:
+    """The vocabulary a ``bilm_default.yaml`` run counts on ``corpus`` (same prefix, limits and order)."""
+    from elmo_core.corpus import iter_sentences
+    from elmo_core.pretrain import load_pretrain_config
+    from elmo_core.vocab import Vocabulary
+
+    cfg = load_pretrain_config(REPO / "configs" / "bilm_default.yaml")
+    sentences = iter_sentences(corpus, cfg.max_sentence_tokens)
+    sample = (tokens for _, (_, tokens) in zip(range(cfg.vocab_sample_sentences), sentences))
+    vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
+    vocab.save(path)
+    print(f"{path}: {len(vocab):,} words counted on the first {cfg.vocab_sample_sentences:,} sentences of {corpus}")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,12 @@ class PretrainConfig:
     negative_samples: int = field(default=8192, metadata=positive)  # sampled softmax: per batch and direction
     dropout: float = field(default=0.1, metadata=unit_interval)
     lr: float = field(default=1e-3, metadata=positive)
+    # The learning rate over tokens seen: "constant" (lr throughout), or "linear"/"cosine" decay from
+    # lr to lr * lr_final_ratio at lr_decay_tokens (null: max_tokens_seen), constant after that. Pin
+    # lr_decay_tokens before raising max_tokens_seen on resume, or the schedule moves with the budget.
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_final_ratio: float = field(default=0.1, metadata=unit_interval)
+    lr_decay_tokens: int | None = field(default=None, metadata=positive)
     clip_norm: float = field(default=10.0, metadata=positive)
     batch_tokens: int = field(default=2_000, metadata=positive)
     buffer_sentences: int = field(default=20_000, metadata=positive)
@@ -171,6 +177,20 @@ class PretrainConfig:
         if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
             return [f"cutoffs: expected increasing integers > 0, found {cutoffs!r}"]
         return []
+
+
+def learning_rate(cfg: PretrainConfig, tokens_seen: int) -> float:
+    """The learning rate of the step that starts after ``tokens_seen`` tokens (see ``lr_schedule``).
+    A function of the position alone, so a resumed run takes exactly the uninterrupted run's steps."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    horizon = cfg.lr_decay_tokens or cfg.max_tokens_seen
+    progress = min(tokens_seen / horizon, 1.0)
+    if cfg.lr_schedule == "linear":
+        fraction = 1.0 - progress
+    else:
+        fraction = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.lr_final_ratio + (1.0 - cfg.lr_final_ratio) * fraction)
 
 
 # -- the model section: options.json content, checked key by key, then by options_from_dict ----------
@@ -897,6 +917,8 @@ class Pretrainer:
         already_done = self._budget_spent(position)  # a finished run re-run with the same budget
         try:
             for batch in () if already_done else self._batches(position):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, position.tokens_seen)
                 window_loss += self._step(trained, model, optimizer, batch, vocab, autocast, ranks)
                 n_tokens = sum(len(s) for s in batch)
                 position.step += 1
@@ -915,8 +937,11 @@ class Pretrainer:
                         ppl = evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens)
                         speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                         self._write_log_row(log, writer, position, window_loss / max(window_targets, 1), speed, ppl)
-                        bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}")
-                        result = self._result(ppl, position, precision, ranks)
+                        scheduled = (
+                            {} if cfg.lr_schedule == "constant" else {"lr": f"{optimizer.param_groups[0]['lr']:.2e}"}
+                        )
+                        bar.set_postfix(ppl=f"{ppl['mean_ppl']:.1f}", tok_s=f"{speed:.0f}", **scheduled)
+                        result = self._result(ppl, position, precision, ranks, optimizer.param_groups[0]["lr"])
                     window_loss, window_targets, window_start, window_tokens = 0.0, 0, time.perf_counter(), 0
                 if position.step % cfg.checkpoint_every == 0 or done:
                     self._save_checkpoint(model, optimizer, position, ranks)
@@ -930,7 +955,11 @@ class Pretrainer:
             return {}
         if already_done:
             result = self._result(
-                evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens), position, precision, ranks
+                evaluate_perplexity(model, heldout, vocab, cfg.batch_tokens),
+                position,
+                precision,
+                ranks,
+                optimizer.param_groups[0]["lr"],
             )
         export_model(model, self.out_dir)
         atomic_write_json(self.out_dir / "result.json", result)
@@ -991,7 +1020,7 @@ class Pretrainer:
             raise OSError(err.errno, err.strerror or str(err), log.name) from err
 
     @staticmethod
-    def _result(ppl: dict, position: Position, precision: str, ranks: Ranks) -> dict:
+    def _result(ppl: dict, position: Position, precision: str, ranks: Ranks, lr: float) -> dict:
         return {
             **ppl,
             "tokens_seen": position.tokens_seen,
@@ -999,6 +1028,7 @@ class Pretrainer:
             "step": position.step,
             "precision": precision,
             "world_size": ranks.world,
+            "lr": lr,  # the last step's learning rate (lr_schedule)
         }
 
     def _seed_dropout(self, model: BiLmLanguageModel, ranks: Ranks, state: dict | None, position: Position) -> None:

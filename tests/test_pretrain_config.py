@@ -53,7 +53,7 @@ def config_file(tmp_path: Path, text: str) -> Path:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["bilm_tiny.yaml", "bilm_default.yaml"])
+@pytest.mark.parametrize("name", ["bilm_tiny.yaml", "bilm_default.yaml", "bilm_strong.yaml"])
 def test_shipped_configs_load(name):
     config = load_pretrain_config(REPO / "configs" / name)
     assert options_from_dict(config.model).lstm.n_layers == 2
