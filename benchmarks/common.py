@@ -14,7 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
 
-def machine() -> str:
+def machine(threads: str | None = None) -> str:
+    """The machine line of a report. ``threads`` says what thread count the measured work ran with
+    when it was not this process's (a report of runs trained earlier, see :func:`run_threads`);
+    by default, torch's thread count now."""
     import torch
 
     cpu = platform.processor() or "unknown CPU"
@@ -26,9 +29,26 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({threads or f'{torch.get_num_threads()} threads'}), "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
+
+
+def run_threads(*out_roots: Path) -> str | None:
+    """The thread counts the run directories under ``out_roots`` trained with (``train.threads`` of
+    their config.yaml), e.g. "runs trained with 1 thread each"; None when no run says."""
+    import yaml
+
+    counts = set()
+    for out_root in out_roots:
+        for path in Path(out_root).glob("*/config.yaml"):
+            train = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train") or {}
+            if isinstance(train.get("threads"), int):
+                counts.add(train["threads"])
+    if not counts:
+        return None
+    shown = " or ".join(str(n) for n in sorted(counts))
+    return f"runs trained with {shown} thread{'' if counts == {1} else 's'} each"
 
 
 def command_line() -> str:

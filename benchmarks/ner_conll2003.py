@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, run_threads, write_section
 
 PUBLISHED = "Published (test F1): ELMo paper 92.22 ± 0.10 with baseline 90.15 (Peters et al. 2018, original 5.5B-token ELMo + GloVe); TagLM 91.93 (Peters et al. 2017)."
 LEARNED_WORDS = ["model.words.pretrained=null", "model.words.fold_digits=true", "model.words.min_count=2"]
@@ -160,7 +160,7 @@ def report(out_root: Path, config: Path, extra: list[str], wall: float | None, p
         f"(`benchmarks/ner_conll2003.py`)\n\n"
         f"Command: {commands(out_root)} (config `{config.relative_to(REPO) if config.is_relative_to(REPO) else config}`"
         f"{', overrides ' + ' '.join(extra) if extra else ''}); git {git_revision()}.\n"
-        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Machine: {machine(run_threads(out_root))}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
         f"Train eng.train, model selection on eng.testa (dev), reported on eng.testb (test); conlleval span F1 "
         f"(mean ± std over seeds).\n\n"
         + "\n".join(lines)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, run_threads, write_section
 
 PUBLISHED = (
     "Published (SST-5 test accuracy, Peters et al. 2018, Table 1): BCN + ELMo (original 5.5B-token ELMo "
@@ -144,7 +144,7 @@ def report(out_roots: list[Path], wall: float | None) -> str:
     return (
         f"## SST sentiment (`benchmarks/sst.py`)\n\n"
         f"Command: {'; '.join(commands(out_root) for out_root in out_roots)}; git {git_revision()}.\n"
-        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Machine: {machine(run_threads(*out_roots))}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
         f"Train on train.txt (its root sentences, or with `data.phrases=true` every labelled phrase of its trees: "
         f"column 'train on'), model selection on dev, reported on test (root sentences; mean ± std over seeds). "
         f"ELMo features are computed once per task and reused by every seed (the feature column shows that one "

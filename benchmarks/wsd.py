@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, write_section
+from common import DOCS, REPO, commands, git_revision, machine, mean_std, record_command, run_threads, write_section
 
 PUBLISHED = (
     "Published (ALL F1): ELMo paper (Peters et al. 2018, Table 5; original ELMo, nearest sense centroid on "
@@ -141,7 +141,7 @@ def report(out_root: Path, wall: float | None) -> str:
     return (
         f"## Word sense disambiguation (`benchmarks/wsd.py`)\n\n"
         f"Command: {commands(out_root)}; git {git_revision()}.\n"
-        f"Machine: {machine()}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
+        f"Machine: {machine(run_threads(out_root))}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
         f"Train on SemCor, select on semeval2007 (dev), report F1 (Scorer.java rules) on the five sets of "
         f"Raganato et al. (2017) and on ALL (their concatenation, semeval2007 included, as the framework "
         f"defines it). The classifier row is mean ± std over seeds; the other systems are deterministic.\n\n"

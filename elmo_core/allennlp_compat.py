@@ -308,6 +308,7 @@ class Elmo(nn.Module):
         )
         grad = torch.enable_grad() if self.requires_grad and torch.is_grad_enabled() else torch.no_grad()
         with grad:
+            types = None
             if use_words:
                 mask = word_ids > 0
                 lengths = mask.sum(dim=1)
@@ -323,10 +324,12 @@ class Elmo(nn.Module):
                 mask = (char_ids > 0).any(dim=-1)
                 lengths = mask.sum(dim=1)
                 with_bounds = add_sentence_boundaries(char_ids, lengths, bilm.options.char_cnn.max_chars)
-                tokens = bilm.token_embeddings(with_bounds)
+                # As bilm.forward and pretraining do: the first layer's input GEMM once per distinct word.
+                types = bilm.token_types(with_bounds)
+                tokens = types.embeddings()
             time = mask.shape[1] + 2
             mask_with_bos_eos = torch.arange(time, device=mask.device)[None, :] < (lengths + 2)[:, None]
-            lstm_layers = bilm.run_lstms(tokens, lengths + 2)
+            lstm_layers = bilm.run_lstms(tokens, lengths + 2, types=types)
             layer0 = torch.cat([tokens, tokens], dim=-1) * mask_with_bos_eos.unsqueeze(-1).to(tokens.dtype)
         return [layer0, *lstm_layers], mask_with_bos_eos
 

@@ -148,6 +148,30 @@ def test_requires_grad_fine_tunes_the_bilm(model):
     assert elmo.bilm.forward_layers[0].state_linear.weight.grad is not None
 
 
+def test_fine_tuning_runs_the_first_layer_per_word_with_the_per_position_gradients(model, monkeypatch):
+    """The char path passes the batch's word types to run_lstms (the first layer's input GEMM once
+    per distinct word); its gradients equal those of the per-position path up to float rounding."""
+
+    def gradients(drop_types: bool) -> tuple[dict, list]:
+        elmo = Elmo(model[0], model[1], 1, dropout=0, requires_grad=True)
+        seen, run = [], elmo.bilm.run_lstms
+
+        def spy(tokens, lengths, boundary_outputs=True, types=None):
+            seen.append(types is not None)
+            return run(tokens, lengths, boundary_outputs, None if drop_types else types)
+
+        monkeypatch.setattr(elmo.bilm, "run_lstms", spy)
+        elmo(batch_to_ids(SENTENCES))["elmo_representations"][0].pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in elmo.bilm.named_parameters() if p.grad is not None}, seen
+
+    by_word, seen = gradients(drop_types=False)
+    by_position, _ = gradients(drop_types=True)
+    assert seen == [True]
+    assert by_word.keys() == by_position.keys() and "forward_layers.0.input_linear.weight" in by_word
+    for name, grad in by_word.items():
+        assert torch.allclose(grad, by_position[name], rtol=1e-5, atol=1e-6), name
+
+
 def test_inputs_with_more_leading_dimensions_and_empty_rows(model):
     """(batch, n_sentences, time, 50) as AllenNLP accepts it; an all-padding row gives zeros."""
     ids = batch_to_ids(SENTENCES)
