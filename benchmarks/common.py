@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def run_threads(*out_roots: Path) -> str | None:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    return shlex.join([Path(sys.executable).name, *sys.argv])
 
 
 def mean_std(values: list[float]) -> str:

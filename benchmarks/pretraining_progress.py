@@ -100,6 +100,7 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=100.0, help="heldout perplexity to reach")
     parser.add_argument("--doc", type=Path, default=DOCS / "pretraining.md")
     parser.add_argument("--section", default="pretraining-progress")
+    parser.add_argument("--title", default="Pretraining progress", help="the section's heading")
     parser.add_argument("--plot", type=Path, default=DOCS / "pretraining_progress.png")
     parser.add_argument("--no-copy-logs", action="store_true", help="do not copy the runs' logs into docs/")
     args = parser.parse_args()
@@ -129,7 +130,7 @@ def main() -> int:
             f"{float(last['mean_ppl']):.1f} | {min(float(r['mean_ppl']) for r in reference):.1f} |"
         )
     body = (
-        f"## Pretraining progress (`benchmarks/pretraining_progress.py`)\n\n"
+        f"## {args.title} (`benchmarks/pretraining_progress.py`)\n\n"
         f"Command: `{command_line()}`; git {git_revision()}. Machine of this report: {machine()}.\n"
         f"Heldout perplexity as the runs log it: the mean of the two directions on the first "
         f"{', '.join(sorted({str(r['heldout_sentences']) for r in runs}))} heldout sentences, the same 50,000-word "
