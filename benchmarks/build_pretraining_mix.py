@@ -74,13 +74,10 @@ def main() -> int:
 def write_default_vocab(corpus: Path, path: Path) -> None:
     """The vocabulary a ``bilm_default.yaml`` run counts on ``corpus`` (same prefix, limits and order)."""
     from elmo_core.corpus import iter_sentences
-    from elmo_core.pretrain import load_pretrain_config
-    from elmo_core.vocab import Vocabulary
+    from elmo_core.pretrain import count_vocabulary, load_pretrain_config
 
     cfg = load_pretrain_config(REPO / "configs" / "bilm_default.yaml")
-    sentences = iter_sentences(corpus, cfg.max_sentence_tokens)
-    sample = (tokens for _, (_, tokens) in zip(range(cfg.vocab_sample_sentences), sentences))
-    vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
+    vocab = count_vocabulary(cfg, (tokens for _, tokens in iter_sentences(corpus, cfg.max_sentence_tokens)))
     vocab.save(path)
     print(f"{path}: {len(vocab):,} words counted on the first {cfg.vocab_sample_sentences:,} sentences of {corpus}")
 

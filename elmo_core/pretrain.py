@@ -72,13 +72,14 @@ import csv
 import ctypes
 import hashlib
 import io
+import itertools
 import math
 import os
 import random
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -191,6 +192,14 @@ def learning_rate(cfg: PretrainConfig, tokens_seen: int) -> float:
     else:
         fraction = 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.lr * (cfg.lr_final_ratio + (1.0 - cfg.lr_final_ratio) * fraction)
+
+
+def count_vocabulary(cfg: PretrainConfig, sentences: Iterable[list[str]]) -> Vocabulary:
+    """The vocabulary a run without a ``vocab`` file counts: the first ``vocab_sample_sentences`` of
+    ``sentences`` (the corpus's sentences of at most ``max_sentence_tokens``, in order), words seen
+    ``min_count`` times, at most ``max_vocab`` entries."""
+    sample = itertools.islice(sentences, cfg.vocab_sample_sentences)
+    return Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
 
 
 # -- the model section: options.json content, checked key by key, then by options_from_dict ----------
@@ -673,13 +682,8 @@ class Pretrainer:
         cfg = self.config
         vocab = self.fixed_vocab()
         if vocab is None:
-            sample = (
-                tokens
-                for n, (_, tokens) in zip(
-                    range(cfg.vocab_sample_sentences), self.train_corpus.iter_sentences(cfg.max_sentence_tokens)
-                )
-            )
-            vocab = Vocabulary.build(sample, cfg.min_count, cfg.max_vocab)
+            sentences = (tokens for _, tokens in self.train_corpus.iter_sentences(cfg.max_sentence_tokens))
+            vocab = count_vocabulary(cfg, sentences)
         vocab.save(path)
         return vocab
 
