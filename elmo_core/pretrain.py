@@ -27,8 +27,10 @@ value reported at once as one :class:`~data.config.ConfigError`, before any corp
 
 Resume rule (the one task training follows): re-running in the same ``--out`` resumes from
 ``checkpoint.pt``. Only :data:`RESUMABLE_KEYS` may differ from the config saved in the checkpoint:
-the budgets ``max_tokens_seen`` and ``max_minutes``, and ``eval_every``, ``checkpoint_every`` and
-``threads``, which do not change what the model learns (evaluation runs in eval mode under
+the budgets ``max_tokens_seen`` and ``max_minutes``, the decay's ``lr_decay_tokens`` and
+``lr_final_ratio`` (a re-planned schedule: the resumed run prints the learning rate at its position
+under the old and the new schedule, and continues on the new one), and ``eval_every``,
+``checkpoint_every`` and ``threads``, which do not change what the model learns (evaluation runs in eval mode under
 ``no_grad`` with its own RNG, so it draws no dropout masks and consumes no training randomness; a
 checkpoint only writes; threads only change float rounding). Every other key (the model, the
 vocabulary, the optimiser, the data order, ``heldout_sentences`` so that the perplexities in
@@ -80,7 +82,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,7 +125,14 @@ from .vocab import SPECIAL_TOKENS, Vocabulary
 from .weights import save_weights
 
 # Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
-RESUMABLE_KEYS = ("max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads", "strict")
+RESUMABLE_KEYS = (
+    "max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads", "strict",
+    "lr_decay_tokens", "lr_final_ratio",
+)
+# Of those, the ones that change what the model learns from the resumed position on: the resumed run
+# says so, with the learning rate before and after (a deliberate re-plan of the decay, say to fit
+# less compute than planned, not a silent drift).
+SCHEDULE_KEYS = ("lr_decay_tokens", "lr_final_ratio")
 
 
 def _at_least(n: int) -> dict:
@@ -651,6 +660,7 @@ class Pretrainer:
         self.timeout_minutes = timeout_minutes
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self._corpora: dict[str, Corpus] = {}
+        self._schedule_announced = False
 
     @property
     def train_corpus(self) -> Corpus:
@@ -728,7 +738,24 @@ class Pretrainer:
             )
         self._check_resumed_vocab(saved)
         self._check_resumed_shards(state)
+        self._announce_schedule_change(saved, state)
         return state
+
+    def _announce_schedule_change(self, saved: dict, state: dict) -> None:
+        """Name the learning-rate jump a re-planned schedule makes at the resumed position (once)."""
+        if self._schedule_announced:
+            return
+        tokens = int(state["position"].get("tokens_seen", 0))
+        was = learning_rate(replace(self.config, **{k: saved[k] for k in SCHEDULE_KEYS + ("max_tokens_seen",)}), tokens)
+        now = learning_rate(self.config, tokens)
+        if not math.isclose(was, now, rel_tol=1e-12) and rank_and_world()[0] == 0:
+            self._schedule_announced = True
+            changed = [f"{k}: {saved[k]} -> {getattr(self.config, k)}" for k in SCHEDULE_KEYS + ("max_tokens_seen",)
+                       if saved[k] != getattr(self.config, k)]
+            self.log(
+                f"learning-rate schedule re-planned on resume ({'; '.join(changed)}): at {tokens:,} tokens "
+                f"the rate goes from {was:.3g} to {now:.3g}"
+            )
 
     def _check_resumed_vocab(self, saved: dict) -> None:
         """A ``vocab`` file may move, not change; a run that counted its vocabulary cannot switch to a file."""

@@ -124,3 +124,32 @@ def test_changing_the_schedule_on_resume_is_refused(tmp_path, corpora):
     Pretrainer(tiny(max_tokens_seen=300), train, heldout, out, progress=False).run()
     with pytest.raises(ElmoFileError, match=r"differs in: lr_schedule\)"):
         Pretrainer(tiny(max_tokens_seen=600, lr_schedule="linear"), train, heldout, out, progress=False).run()
+
+
+def test_re_planning_the_decay_on_resume_is_announced_and_followed(tmp_path, corpora):
+    train, heldout = corpora
+    out, said = tmp_path / "run", []
+    planned = {"lr_schedule": "cosine", "lr_final_ratio": 0.1}
+    Pretrainer(tiny(max_tokens_seen=500, lr_decay_tokens=2000, **planned), train, heldout, out, progress=False).run()
+    stopped_at = final_state(out)["position"]["tokens_seen"]
+    shorter = tiny(max_tokens_seen=900, lr_decay_tokens=900, **planned)
+    resumed = Pretrainer(shorter, train, heldout, out, progress=False, log=said.append).run()
+    was = learning_rate(tiny(max_tokens_seen=500, lr_decay_tokens=2000, **planned), stopped_at)
+    now = learning_rate(shorter, stopped_at)
+    assert now < was
+    [line] = [m for m in said if "re-planned" in m]
+    assert f"{stopped_at:,} tokens" in line and f"{was:.3g}" in line and f"{now:.3g}" in line
+    assert "lr_decay_tokens: 2000 -> 900" in line
+    # the new schedule is the one followed: below what the old one gives even at the run's end
+    assert resumed["lr"] < learning_rate(tiny(max_tokens_seen=500, lr_decay_tokens=2000, **planned), resumed["tokens_seen"])
+    assert resumed["lr"] == final_state(out)["optimizer"]["param_groups"][0]["lr"]
+    assert shorter.lr * 0.1 <= resumed["lr"] <= learning_rate(shorter, stopped_at)
+
+
+def test_an_unchanged_schedule_resumes_silently(tmp_path, corpora):
+    train, heldout = corpora
+    out, said = tmp_path / "run", []
+    cfg = {"lr_schedule": "cosine", "lr_decay_tokens": 900}
+    Pretrainer(tiny(max_tokens_seen=300, **cfg), train, heldout, out, progress=False).run()
+    Pretrainer(tiny(max_tokens_seen=600, **cfg), train, heldout, out, progress=False, log=said.append).run()
+    assert not [m for m in said if "re-planned" in m]
