@@ -42,33 +42,68 @@ def plot_curve(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def keep_previous_card(path: Path, docs: Path) -> Path:
+    """Copy the shipped default's card and curve aside (``path`` and ``<path stem>_curve.png``)."""
+    card, curve = docs / "default_backbone.md", docs / "pretraining_curve.png"
+    kept_curve = path.with_name(f"{path.stem}_curve.png")
+    shutil.copyfile(curve, kept_curve)
+    text = card.read_text().replace("](pretraining_curve.png)", f"]({kept_curve.name})")
+    path.write_text(text.replace("# Model card: elmo-tasks `default` backbone", "# Model card: the previous `default` backbone", 1))
+    return path
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def schedule(config: dict) -> str:
+    """The learning-rate schedule in words ("" when constant)."""
+    kind = config.get("lr_schedule", "constant")
+    if kind == "constant":
+        return ""
+    horizon = config.get("lr_decay_tokens") or config["max_tokens_seen"]
+    return f", {kind} decay to {config['lr_final_ratio']:g}× over {horizon / 1e6:g}M tokens"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--train-command", required=True, help="the command that produced the run")
     parser.add_argument("--corpus-note", required=True, help="what the training text was")
     parser.add_argument("--full-heldout", type=json.loads, default=None, help="JSON of full-heldout perplexities")
+    parser.add_argument("--schedule-note", default="", help="how the schedule was changed during the run, if it was")
+    parser.add_argument("--hardware-note", default="", help="what else ran on the machine, sessions, resumes")
+    parser.add_argument(
+        "--previous-card",
+        type=Path,
+        default=None,
+        help="keep the shipped default's card here (with its curve) before overwriting it, and link to it",
+    )
+    parser.add_argument("--target", type=Path, default=TARGET, help="where the package's default lives")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where the card and the curve go")
     args = parser.parse_args()
     rows = list(csv.DictReader((args.run / "log.csv").open()))
     result = json.loads((args.run / "result.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
-    TARGET.mkdir(parents=True, exist_ok=True)
+    docs, target = args.docs, args.target
+    previous = keep_previous_card(args.previous_card, docs) if args.previous_card else None
+    target.mkdir(parents=True, exist_ok=True)
     for name in ("options.json", "weights.hdf5"):
-        shutil.copyfile(args.run / name, TARGET / name)
-    plot_curve(rows, DOCS / "pretraining_curve.png")
-    size_mb = (TARGET / "weights.hdf5").stat().st_size / 1e6
+        shutil.copyfile(args.run / name, target / name)
+    plot_curve(rows, docs / "pretraining_curve.png")
+    size_mb = (target / "weights.hdf5").stat().st_size / 1e6
     import torch
 
     from elmo_core import load_bilm
 
-    bilm = load_bilm("default")
+    bilm = load_bilm(options=target / "options.json", weights=target / "weights.hdf5")
     params = sum(p.numel() for p in bilm.parameters())
     model = config["model"]
     speeds = [float(r["tokens_per_s"]) for r in rows]
     full = args.full_heldout or {}
     card = f"""# Model card: elmo-tasks `default` backbone
 
-A small ELMo biLM trained from scratch with `elmo-tasks pretrain` on a 2-core CPU in one session,
+A small ELMo biLM trained from scratch with `elmo-tasks pretrain` on a 2-core CPU,
 shipped inside the package so the toolkit works offline. It is **not** a substitute for the
 official ELMo models (trained on 1B–5.5B tokens); use `--backbone original` or your own files
 for strong results.
@@ -80,13 +115,13 @@ for strong results.
 | parameters | {params / 1e6:.2f} M (biLM only; the softmax is not shipped), weights file {size_mb:.1f} MB |
 | vocabulary (softmax only) | {config["max_vocab"]:,} words max, min count {config["min_count"]}, counted on the first {config["vocab_sample_sentences"]:,} sentences; adaptive softmax cut-offs {config["cutoffs"]} |
 | training text | {args.corpus_note} |
-| training | {result["tokens_seen"]:,} tokens seen in {result["seconds"] / 60:.1f} min ({result["step"]:,} steps), sentence batches of ≤ {config["batch_tokens"]} padded tokens, Adam lr {config["lr"]}, dropout {config["dropout"]}, clip {config["clip_norm"]}; {speeds[-1]:.0f} tokens/s at the end (median {sorted(speeds)[len(speeds) // 2]:.0f}) |
-| hardware | {machine().split(", torch")[0]}, torch {torch.__version__}; trained with `threads: {config["threads"]}` while other jobs shared the machine |
+| training | {result["tokens_seen"]:,} tokens seen in {hours(result["seconds"])} of training clock ({result["step"]:,} steps), sentence batches of ≤ {config["batch_tokens"]} padded tokens, Adam lr {config["lr"]}{schedule(config)}, dropout {config["dropout"]}, clip {config["clip_norm"]}, {config.get("precision", "fp32")} step{args.schedule_note and f" ({args.schedule_note})"}; {speeds[-1]:,.0f} tokens/s at the end (median {sorted(speeds)[len(speeds) // 2]:,.0f}) |
+| hardware | {machine().split(", torch")[0]}, torch {torch.__version__}; {result.get("world_size", 1)} process(es) of `threads: {config["threads"]}`{args.hardware_note and f"; {args.hardware_note}"} |
 | heldout perplexity | first 1,000 heldout sentences: forward {result["forward_ppl"]:.1f}, backward {result["backward_ppl"]:.1f}, mean {result["mean_ppl"]:.1f}{(f"; full heldout ({full.get('tokens', 0):,} tokens): forward {full['forward_ppl']:.1f}, backward {full['backward_ppl']:.1f}, mean {full['mean_ppl']:.1f}") if full else ""} (vocabulary of {config["max_vocab"]:,}: out-of-vocabulary words are `<UNK>`, which lowers perplexity; compare only runs with the same vocabulary) |
 | command | `{args.train_command}` |
 
 ![heldout perplexity](pretraining_curve.png)
-
+{f"{chr(10)}The previous `default` (its card, figures and curve are kept): [{previous.name}]({previous.name}).{chr(10)}" if previous else ""}
 ## Licence notes on the training text
 The weights are derived from text with research-only terms: Reuters-21578 and IMDB reviews
 (research use), CoNLL-2003's Reuters RCV1 text (research use only, Reuters Corpus agreement),
@@ -100,8 +135,8 @@ is the *unlabelled* token text of CoNLL-2003 eng.train (no tags, no dev/test), w
 pretraining issue allows; so NER dev/test text was never seen, while SemCor's Brown text (WSD
 training data) is part of the corpus.
 """
-    (DOCS / "default_backbone.md").write_text(card)
-    (TARGET / "MODEL_CARD.md").write_text(
+    (docs / "default_backbone.md").write_text(card)
+    (target / "MODEL_CARD.md").write_text(
         card.replace("](pretraining_curve.png)", "](../../../docs/pretraining_curve.png)")
     )
     print(card)
