@@ -9,6 +9,7 @@ anything is read or embedded (unknown keys, wrong types and out-of-range values 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,7 +60,10 @@ class BackboneConfig:
     """A named biLM (``default`` ships with the package) or an options JSON + HDF5 weights.
 
     ``store``: an on-disk feature store directory (the backbone runs once per sentence, ever);
-    ``null`` keeps features in memory. ``cache: false`` runs the backbone on every batch instead."""
+    ``null`` keeps features in memory. ``cache: false`` runs the backbone on every batch instead.
+    ``options_sha256`` / ``weights_sha256``: the sha256 of the files the run was trained with,
+    recorded by the trainer in the run's ``config.yaml``; predict, evaluate and a resumed run refuse
+    files with other hashes (:func:`tasks.features.check_run_backbone`)."""
 
     name: str | None = "default"
     options: str | None = None
@@ -67,11 +71,20 @@ class BackboneConfig:
     store: str | None = None
     store_dtype: Literal["float16", "float32"] = "float16"
     cache: bool = True
+    options_sha256: str | None = None
+    weights_sha256: str | None = None
 
     def problems(self) -> list[str]:
+        problems = []
         if (self.options is None) != (self.weights is None):
-            return ["options / weights: set both (an options JSON and its HDF5 weights) or neither"]
-        return []
+            problems.append("options / weights: set both (an options JSON and its HDF5 weights) or neither")
+        if (self.options_sha256 is None) != (self.weights_sha256 is None):
+            problems.append("options_sha256 / weights_sha256: set both (as a run records them) or neither")
+        for key in ("options_sha256", "weights_sha256"):
+            value = getattr(self, key)
+            if value is not None and not re.fullmatch("[0-9a-f]{64}", value):
+                problems.append(f"{key}: expected a sha256 (64 lowercase hex digits), found {value!r}")
+        return problems
 
 
 @dataclass

@@ -24,6 +24,11 @@ class RunDirError(TasksError):
         super().__init__(f"{path}: {message}")
 
 
+class UncheckedBackboneWarning(UserWarning):
+    """A run directory written before runs recorded their backbone's sha256: its backbone is used
+    as configured, unchecked (see :func:`tasks.features.check_run_backbone`)."""
+
+
 def brief(err: BaseException, limit: int = 160) -> str:
     """``Type: first sentence`` of a library's exception, for a one-line message (torch's are long)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""

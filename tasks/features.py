@@ -125,6 +125,65 @@ def backbone_identity(backbone: BackboneConfig) -> str:
     return f"named model '{backbone.name or 'default'}'"
 
 
+SHA256_KEYS = ("options_sha256", "weights_sha256")
+_SHA256_MEMO: dict[tuple, str] = {}
+
+
+def backbone_sha256(backbone: BackboneConfig) -> dict[str, str]:
+    """``{options_sha256, weights_sha256}`` of the files ``backbone`` resolves to now (what a run
+    records in its ``config.yaml``). A file is hashed once per process while its path, size, mtime
+    and inode stay the same (a grid's cells, a resumed run's two checks)."""
+    from elmo_core.errors import ElmoFileError
+    from elmo_core.io import file_sha256
+
+    sums = {}
+    for key, what, path in zip(SHA256_KEYS, ("options", "weight"), backbone_files(backbone)):
+        if not Path(path).is_file():
+            raise ElmoFileError(f"{path}: {what} file not found")
+        stat = Path(path).stat()
+        memo = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if memo not in _SHA256_MEMO:
+            _SHA256_MEMO[memo] = file_sha256(path)
+        sums[key] = _SHA256_MEMO[memo]
+    return sums
+
+
+def check_run_backbone(run_dir: str | Path, recorded: BackboneConfig, backbone: BackboneConfig, remedy: str) -> bool:
+    """Whether the run in ``run_dir``, whose config recorded the backbone ``recorded`` (its
+    ``*_sha256``), may use ``backbone`` now: a :class:`~tasks.errors.RunDirError` naming both
+    weights hashes and ``remedy`` when the files differ from those it was trained with; ``False``
+    and one :class:`~tasks.errors.UncheckedBackboneWarning` when the run predates the record."""
+    import warnings
+
+    from .errors import RunDirError, UncheckedBackboneWarning
+
+    if recorded.weights_sha256 is None or recorded.options_sha256 is None:
+        warnings.warn(
+            f"{run_dir}: this run predates backbone hashes (its config.yaml records no sha256 of the "
+            f"backbone's files), so its backbone cannot be checked; it runs on {backbone_identity(backbone)} "
+            "as configured. A run trained on the previous 'default' (before the stronger default backbone) "
+            "needs the old files: set backbone.options and backbone.weights in its config.yaml to them",
+            UncheckedBackboneWarning,
+            stacklevel=3,
+        )
+        return False
+    now = backbone_sha256(backbone)
+    then = {key: getattr(recorded, key) for key in SHA256_KEYS}
+    if now == then:
+        return True
+    options_note = (
+        f"; options sha256 {then['options_sha256'][:16]}… then, {now['options_sha256'][:16]}… now"
+        if now["options_sha256"] != then["options_sha256"]
+        else ""
+    )
+    raise RunDirError(
+        run_dir,
+        f"trained on another backbone than {backbone_identity(backbone)} is now: weights sha256 "
+        f"{then['weights_sha256'][:16]}… recorded, {now['weights_sha256'][:16]}… now ({backbone_files(backbone)[1]})"
+        f"{options_note}; its head would read features it was not trained on. {remedy}",
+    )
+
+
 def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str = "fp32"):
     from elmo_core import load_bilm
 

@@ -20,7 +20,7 @@ from data.tokenize import TextSentence
 from .base import Head, Task
 from .config import BackboneConfig, rename_legacy_keys
 from .errors import PackageError, RunDirError, brief
-from .features import LiveFeatures, load_backbone
+from .features import LiveFeatures, check_run_backbone, load_backbone
 from .records import PredictedSentence
 from .registry import build_task, task_config_from_tree
 
@@ -108,7 +108,8 @@ def build_run(
     backbone: Callable[[BackboneConfig], object] | None = None,
 ) -> TrainedRun:
     """A run from the bytes of its :data:`RUN_FILES`; ``where(name)`` names a file in messages;
-    ``backbone(config.backbone)`` loads the biLM (default: as the config says)."""
+    ``backbone(config.backbone)`` loads the biLM (default: as the config says, after checking the
+    files have the sha256 the run recorded: :func:`tasks.features.check_run_backbone`)."""
     tree = _read(where("config.yaml"), files["config.yaml"], yaml.safe_load)
     if not isinstance(tree, dict):
         raise RunDirError(where("config.yaml"), "is not a config (a YAML mapping)")
@@ -128,6 +129,13 @@ def build_run(
         ) from None
     bilm = None
     if task.uses_elmo():
+        if backbone is None:  # a run directory: the files its config names must be those it was trained with
+            config_path = Path(where("config.yaml"))
+            remedy = (
+                f"Set backbone.options and backbone.weights in {config_path} to the files the run was trained "
+                "with, or train the run again"
+            )
+            check_run_backbone(config_path.parent, task.config.backbone, task.config.backbone, remedy)
         bilm = (
             backbone(task.config.backbone)
             if backbone is not None

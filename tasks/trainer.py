@@ -1,6 +1,10 @@
 """One trainer for every task: Adam, gradient clipping, early stopping on the dev metric,
 atomic best/last checkpoints, exact resume, per-epoch metrics (CSV + JSON) in a run directory.
 
+The run directory's ``config.yaml`` records the sha256 of the backbone's files
+(:meth:`Trainer.record_backbone`); a resumed run, like ``predict`` and ``evaluate``, refuses files
+with other hashes (:func:`tasks.features.check_run_backbone`).
+
 The trainer knows a task only through :class:`tasks.base.Task` and a head only through its
 ``forward(**batch)["loss"]`` and ``mix_weights()``. Model selection only ever looks at the dev
 split; test is scored once, with the best checkpoint.
@@ -14,6 +18,7 @@ import json
 import pickle
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,9 +30,9 @@ from elmo_core.checkpoint import python_rng_state
 from elmo_core.io import atomic_torch_save, atomic_write_json, atomic_write_text, check_output_dir, directory_lock
 from elmo_core.progress import bar_disabled
 
-from .config import RESUMABLE_KEYS, ConfigError, TaskConfig, changed_keys, to_dict
+from .config import RESUMABLE_KEYS, BackboneConfig, ConfigError, TaskConfig, changed_keys, to_dict
 from .errors import RunDirError, brief
-from .features import attach_features, backbone_identity, load_backbone
+from .features import attach_features, backbone_identity, backbone_sha256, check_run_backbone, load_backbone
 from .registry import build_task, task_config_from_tree
 
 
@@ -90,15 +95,22 @@ class Trainer:
             raise TypeError("Trainer needs a typed config: tasks.config.load_task_config(path, overrides)")
         self.config, self.run_dir, self.progress, self.log = config, Path(run_dir), progress, log
         self.feature_cache, self.backbone_cache, self.wait = feature_cache, backbone_cache, wait
+        self._backbone_keys: set[str] | None = None
 
     def resuming(self) -> bool:
         """True when ``last.pt`` holds progress made with this config. Only budgets (``RESUMABLE_KEYS``)
-        may differ; a directory with a config but no progress (e.g. a run that stopped at bad
-        data) is simply started again."""
+        may differ, and where the backbone is, when its files have the sha256 the run recorded; a
+        directory with a config but no progress (e.g. a run that stopped at bad data) is simply
+        started again."""
         saved = saved_config(self.run_dir)
         if saved is None or not (self.run_dir / "last.pt").is_file():
             return False
-        changed = [k for k in changed_keys(saved, to_dict(self.config)) if k not in RESUMABLE_KEYS]
+        allowed = set(RESUMABLE_KEYS)
+        if self.config.backbone.weights_sha256 is not None:  # a task with ELMo: see record_backbone
+            if self._backbone_keys is None:  # checked (and warned) once, not again under the lock
+                self._backbone_keys = self.resumed_backbone_keys(BackboneConfig(**saved["backbone"]))
+            allowed |= self._backbone_keys
+        changed = [k for k in changed_keys(saved, to_dict(self.config)) if k not in allowed]
         if changed:
             raise RunDirError(
                 self.run_dir,
@@ -107,6 +119,36 @@ class Trainer:
                 "change on resume. Choose another --out (nothing was overwritten)",
             )
         return True
+
+    def record_backbone(self) -> None:
+        """Put the sha256 of the backbone's files in the config the run directory records; a config
+        that already holds them (a run's config.yaml trained again) must name files that have them."""
+        backbone = self.config.backbone
+        sums = backbone_sha256(backbone)
+        if backbone.weights_sha256 is not None and sums != {k: getattr(backbone, k) for k in sums}:
+            raise ConfigError(
+                "<config>",
+                [
+                    f"backbone.weights_sha256: expected the files of {backbone_identity(backbone)} to have "
+                    f"{backbone.weights_sha256[:16]}… (and options_sha256 {backbone.options_sha256[:16]}…), "
+                    f"they have {sums['weights_sha256'][:16]}… ({sums['options_sha256'][:16]}…); remove the two "
+                    "keys to train on these files, or point backbone.options / backbone.weights at those files"
+                ],
+            )
+        self.config = replace(self.config, backbone=replace(backbone, **sums))
+
+    def resumed_backbone_keys(self, recorded: BackboneConfig) -> set[str]:
+        """The backbone keys that may differ from the run's saved config when resuming it: where the
+        files are, when they have the sha256 the run recorded; the sha256 themselves, when the run
+        predates them (warned). Files with other hashes are refused."""
+        remedy = (
+            "Resume with backbone.options and backbone.weights set to the files the run was trained with "
+            "(--set backbone.options=... --set backbone.weights=...; --options/--weights for 'benchmark layers'), "
+            "or train again in another directory (--out)"
+        )
+        if check_run_backbone(self.run_dir, recorded, self.config.backbone, remedy):
+            return {"backbone.name", "backbone.options", "backbone.weights"}
+        return {"backbone.options_sha256", "backbone.weights_sha256"}
 
     def backbone(self):
         identity = backbone_identity(self.config.backbone)
@@ -135,6 +177,9 @@ class Trainer:
         backbone = self.config.backbone
         if backbone.store and backbone.cache and task.uses_elmo():
             check_output_dir(backbone.store, "the feature store (backbone.store)")
+        if task.uses_elmo():
+            self.record_backbone()
+            task.config = self.config
         self.resuming()  # a config that does not fit the directory is refused before any data is read
         for line in task.load():
             self.log(line)

@@ -54,7 +54,8 @@ def add_parser(verbs) -> None:
         "train",
         help="train a task model from a YAML config",
         description="Train a task head on the frozen backbone. The whole config is checked first (unknown keys, "
-        "types, ranges). The run directory receives the resolved config, vocabularies, per-epoch "
+        "types, ranges). The run directory receives the resolved config (with the sha256 of the backbone's "
+        "files, which predict, evaluate and resuming check), vocabularies, per-epoch "
         "metrics (metrics.csv/json), best.pt (best dev score) and last.pt, dev/test predictions and "
         "reports. Running the same command again resumes; train.epochs and train.patience may be "
         "raised on resume, nothing that changes the model may.",

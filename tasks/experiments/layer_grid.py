@@ -149,6 +149,7 @@ def run_grid(
         c: cell_config(c[0], available[c[1]], c[2], backbone, reduced, extra, store) for c in cells
     }  # all checked now
     todo = [c for c in cells if not (cell_dir(out, *c) / "results.json").is_file()]
+    check_finished_cells(out, [cell_dir(out, *c) for c in cells if c not in todo], backbone)
     same = equal_mixes(mixes, backbone)
     copies = [c for c in todo if c[1] in same]
     todo = [c for c in todo if c[1] not in same]
@@ -207,6 +208,38 @@ def run_grid(
     all_rows = collect_rows(out)
     write_outputs(all_rows, out, reduced)
     return all_rows
+
+
+def check_finished_cells(out: Path, finished: list[Path], backbone: dict) -> None:
+    """Finished cells are kept, not trained again, so each must have been trained on the files the
+    grid's backbone names now (the sha256 its ``config.yaml`` records); cells from before that
+    record are kept unchecked, with one warning for all of them."""
+    import warnings
+
+    from ..config import BackboneConfig
+    from ..errors import UncheckedBackboneWarning
+    from ..features import check_run_backbone
+    from ..trainer import saved_config
+
+    now = BackboneConfig(**backbone)
+    remedy = "Run the grid with --options/--weights naming the files its cells were trained with, or use another --out"
+    unchecked = []
+    for run_dir in finished:
+        saved = saved_config(run_dir)  # None: a cell copied from an equal mix (checked as that mix)
+        recorded = BackboneConfig(**saved["backbone"]) if saved is not None else None
+        if recorded is not None and recorded.weights_sha256 is None:
+            unchecked.append(run_dir)
+        elif recorded is not None:
+            check_run_backbone(run_dir, recorded, now, remedy)
+    if unchecked:
+        warnings.warn(
+            f"{len(unchecked)} finished cell(s) under {out / 'runs'} (e.g. {unchecked[0]}) predate backbone "
+            f"hashes, so their backbone cannot be checked; they are kept as they are. Cells trained on the "
+            "previous 'default' (before the stronger default backbone) need the old files: run the grid with "
+            "--options/--weights naming them, or use another --out",
+            UncheckedBackboneWarning,
+            stacklevel=3,
+        )
 
 
 def warm_feature_cache(
