@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import DOCS, command_line, git_revision, machine, write_section
 
-DEFAULT_LOG = DOCS / "pretraining_log.csv"  # the shipped default's run (session 2)
+DEFAULT_LOG = DOCS / "pretraining_log.csv"  # the first default's run (session 2; v1, replaced in session 9)
 
 
 def read_log(path: Path) -> list[dict]:
@@ -68,7 +68,7 @@ def plot(runs: list[dict], reference: list[dict] | None, target: float, path: Pa
             ls="--",
             marker="o",
             ms=3,
-            label="shipped default (3.0M params)",
+            label="first default, v1 (3.0M params)",
         )
     for run in runs:
         ax.plot(
@@ -125,7 +125,7 @@ def main() -> int:
     if reference:
         last = reference[-1]
         lines.append(
-            f"| shipped `default` | LSTM 512/128 | fp32 | 0.002 constant | {int(last['tokens_seen']) / 1e6:.2f}M | "
+            f"| first `default` (v1) | LSTM 512/128 | fp32 | 0.002 constant | {int(last['tokens_seen']) / 1e6:.2f}M | "
             f"{float(last['seconds']) / 3600:.2f} | {int(last['tokens_seen']) / float(last['seconds']):,.0f} | "
             f"{float(last['mean_ppl']):.1f} | {min(float(r['mean_ppl']) for r in reference):.1f} |"
         )
@@ -134,7 +134,7 @@ def main() -> int:
         f"Command: `{command_line()}`; git {git_revision()}. Machine of this report: {machine()}.\n"
         f"Heldout perplexity as the runs log it: the mean of the two directions on the first "
         f"{', '.join(sorted({str(r['heldout_sentences']) for r in runs}))} heldout sentences, the same 50,000-word "
-        f"vocabulary as the shipped default (whose card also gives its full-heldout figure). Hours and tokens/s are "
+        f"vocabulary as the first default (v1, whose card docs/default_backbone_v1.md also gives its full-heldout figure). Hours and tokens/s are "
         f"the runs' own training clocks (they include heldout evaluations and any time the process shared the CPU).\n\n"
         + "\n".join(lines)
         + f"\n\n![heldout perplexity against tokens seen]({args.plot.name})\n"

@@ -35,7 +35,7 @@ def test_a_run_gets_its_row_and_plot_beside_the_default(tmp_path):
     text = doc.read_text()
     assert "<!-- pretraining-progress:start -->" in text
     assert "| `bilm_x` | LSTM 1024/128 | bf16 | 0.002 cosine | 2.00M | 0.28 | 2,000 | 200.0 | 200.0 |" in text
-    assert "| shipped `default` | LSTM 512/128 |" in text
+    assert "| first `default` (v1) | LSTM 512/128 |" in text
     assert plot.stat().st_size > 10_000
 
 
