@@ -81,14 +81,60 @@ class StoreFeatures(InMemoryFeatures):
         log=None,
     ) -> StoreFeatures:
         """Embed what the store lacks, then map it. ``wait``/``log``: a build of the same store by
-        another process is waited for (see :func:`elmo_core.store.build_store`)."""
+        another process is waited for (see :func:`elmo_core.store.build_store`).
+        ``store_dir`` is the configured directory (``backbone.store``): features of ``model_id``
+        live in it, or in its ``by-model/`` sub-directory when it holds another model's
+        (:func:`store_dir_for_model`)."""
         from elmo_core.io import log_to_stderr
-        from elmo_core.store import FeatureStore
+        from elmo_core.store import FeatureStore, FeatureStoreError
 
-        store = FeatureStore.build(
-            store_dir, bilm, model_id, sentences, dtype=dtype, progress=progress, wait=wait, log=log or log_to_stderr
-        )
+        log = log or log_to_stderr
+        directory = store_dir_for_model(store_dir, model_id, log)
+        try:
+            store = FeatureStore.build(
+                directory, bilm, model_id, sentences, dtype=dtype, progress=progress, wait=wait, log=log
+            )
+        except FeatureStoreError:
+            # Another model's build created store.json between our look and our build (two
+            # backbones started side by side on a fresh store): take that model's place into account.
+            again = store_dir_for_model(store_dir, model_id, log)
+            if again == directory:
+                raise
+            store = FeatureStore.build(
+                again, bilm, model_id, sentences, dtype=dtype, progress=progress, wait=wait, log=log
+            )
         return cls([np.asarray(store.get(tokens)) for tokens in sentences])
+
+
+BY_MODEL = "by-model"
+_ANNOUNCED: set[tuple[str, str]] = set()  # (configured store, model id) already logged by this process
+
+
+def store_dir_for_model(store: str | Path, model_id: str, log=None) -> Path:
+    """The directory that holds ``model_id``'s features for the configured store ``store``
+    (``backbone.store``). A store directory holds one model's features (its ``store.json``), so:
+    ``store`` itself when it has no ``store.json`` yet (or an unreadable one: the build then says
+    what is wrong) or records ``model_id``; otherwise ``store/by-model/<model_id[:16]>``, created
+    on build, and one line through ``log`` (once per process) says so. An upgraded backbone thus
+    builds beside the old one's features, which stay untouched for the runs that still need them.
+    ``elmo_core.store`` itself stays strict: it never looks into ``by-model/``."""
+    from elmo_core.store import FeatureStoreError, read_info
+
+    store = Path(store)
+    if not (store / "store.json").is_file():
+        return store
+    try:
+        found = read_info(store).model_id
+    except FeatureStoreError:
+        return store
+    if found == model_id:
+        return store
+    directory = store / BY_MODEL / model_id[:16]
+    announced = (str(store), model_id)
+    if log is not None and announced not in _ANNOUNCED:
+        _ANNOUNCED.add(announced)
+        log(f"{store} holds another model's features ({found}); using {directory} for model {model_id}")
+    return directory
 
 
 class LiveFeatures(FeatureSource):

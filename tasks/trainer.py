@@ -106,11 +106,14 @@ class Trainer:
         if saved is None or not (self.run_dir / "last.pt").is_file():
             return False
         allowed = set(RESUMABLE_KEYS)
-        if self.config.backbone.weights_sha256 is not None:  # a task with ELMo: see record_backbone
+        changed = [k for k in changed_keys(saved, to_dict(self.config)) if k not in allowed]
+        # Another config altogether is named as such (all its changed keys), before the backbone's
+        # files are compared: that check is for a run resumed with its own config.
+        others = [k for k in changed if not k.startswith("backbone.")]
+        if not others and self.config.backbone.weights_sha256 is not None:  # ELMo: see record_backbone
             if self._backbone_keys is None:  # checked (and warned) once, not again under the lock
                 self._backbone_keys = self.resumed_backbone_keys(BackboneConfig(**saved["backbone"]))
-            allowed |= self._backbone_keys
-        changed = [k for k in changed_keys(saved, to_dict(self.config)) if k not in allowed]
+            changed = [k for k in changed if k not in self._backbone_keys]
         if changed:
             raise RunDirError(
                 self.run_dir,
