@@ -48,7 +48,9 @@ def keep_previous_card(path: Path, docs: Path) -> Path:
     kept_curve = path.with_name(f"{path.stem}_curve.png")
     shutil.copyfile(curve, kept_curve)
     text = card.read_text().replace("](pretraining_curve.png)", f"]({kept_curve.name})")
-    path.write_text(text.replace("# Model card: elmo-tasks `default` backbone", "# Model card: the previous `default` backbone", 1))
+    path.write_text(
+        text.replace("# Model card: elmo-tasks `default` backbone", "# Model card: the previous `default` backbone", 1)
+    )
     return path
 
 

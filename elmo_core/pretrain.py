@@ -126,8 +126,14 @@ from .weights import save_weights
 
 # Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
 RESUMABLE_KEYS = (
-    "max_tokens_seen", "max_minutes", "eval_every", "checkpoint_every", "threads", "strict",
-    "lr_decay_tokens", "lr_final_ratio",
+    "max_tokens_seen",
+    "max_minutes",
+    "eval_every",
+    "checkpoint_every",
+    "threads",
+    "strict",
+    "lr_decay_tokens",
+    "lr_final_ratio",
 )
 # Of those, the ones that change what the model learns from the resumed position on: the resumed run
 # says so, with the learning rate before and after (a deliberate re-plan of the decay, say to fit
@@ -750,8 +756,11 @@ class Pretrainer:
         now = learning_rate(self.config, tokens)
         if not math.isclose(was, now, rel_tol=1e-12) and rank_and_world()[0] == 0:
             self._schedule_announced = True
-            changed = [f"{k}: {saved[k]} -> {getattr(self.config, k)}" for k in SCHEDULE_KEYS + ("max_tokens_seen",)
-                       if saved[k] != getattr(self.config, k)]
+            changed = [
+                f"{k}: {saved[k]} -> {getattr(self.config, k)}"
+                for k in SCHEDULE_KEYS + ("max_tokens_seen",)
+                if saved[k] != getattr(self.config, k)
+            ]
             self.log(
                 f"learning-rate schedule re-planned on resume ({'; '.join(changed)}): at {tokens:,} tokens "
                 f"the rate goes from {was:.3g} to {now:.3g}"

@@ -8,11 +8,12 @@ import shutil
 
 import pytest
 
-from data.wordnet import DEBIAN_WORDNET_DIR
 import elmo_core.models
+from data.wordnet import DEBIAN_WORDNET_DIR
 from golden_runs import GOLDEN, PREVIOUS_DEFAULT, RUNS, run_grid_golden, run_task
 from helpers import shared_path
 from tasks.cli import main
+
 
 @pytest.fixture(autouse=True)
 def previous_default(monkeypatch):

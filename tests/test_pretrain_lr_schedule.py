@@ -141,7 +141,9 @@ def test_re_planning_the_decay_on_resume_is_announced_and_followed(tmp_path, cor
     assert f"{stopped_at:,} tokens" in line and f"{was:.3g}" in line and f"{now:.3g}" in line
     assert "lr_decay_tokens: 2000 -> 900" in line
     # the new schedule is the one followed: below what the old one gives even at the run's end
-    assert resumed["lr"] < learning_rate(tiny(max_tokens_seen=500, lr_decay_tokens=2000, **planned), resumed["tokens_seen"])
+    assert resumed["lr"] < learning_rate(
+        tiny(max_tokens_seen=500, lr_decay_tokens=2000, **planned), resumed["tokens_seen"]
+    )
     assert resumed["lr"] == final_state(out)["optimizer"]["param_groups"][0]["lr"]
     assert shorter.lr * 0.1 <= resumed["lr"] <= learning_rate(shorter, stopped_at)
 

@@ -33,13 +33,31 @@ def test_a_run_is_shipped_with_its_card_and_the_previous_card_is_kept(tmp_path):
     Pretrainer(cfg, corpus(tmp_path / "t.txt", 100), corpus(tmp_path / "h.txt", 10), run, progress=False).run()
     docs, target = tmp_path / "docs", tmp_path / "pkg" / "default"
     docs.mkdir()
-    (docs / "default_backbone.md").write_text("# Model card: elmo-tasks `default` backbone\n\nold ppl 150.7\n\n![c](pretraining_curve.png)\n")
+    (docs / "default_backbone.md").write_text(
+        "# Model card: elmo-tasks `default` backbone\n\nold ppl 150.7\n\n![c](pretraining_curve.png)\n"
+    )
     (docs / "pretraining_curve.png").write_bytes(b"old curve")
     done = subprocess.run(
-        [sys.executable, SCRIPT, run, "--train-command", "elmo-tasks pretrain ...", "--corpus-note", "a toy corpus",
-         "--schedule-note", "re-planned once", "--previous-card", docs / "default_backbone_v1.md",
-         "--target", target, "--docs", docs],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            SCRIPT,
+            run,
+            "--train-command",
+            "elmo-tasks pretrain ...",
+            "--corpus-note",
+            "a toy corpus",
+            "--schedule-note",
+            "re-planned once",
+            "--previous-card",
+            docs / "default_backbone_v1.md",
+            "--target",
+            target,
+            "--docs",
+            docs,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     card = (docs / "default_backbone.md").read_text()
