@@ -263,6 +263,8 @@ def test_resume_with_a_raised_budget_continues(tmp_path, corpora):
         "checkpoint_every",
         "threads",
         "strict",
+        "lr_decay_tokens",
+        "lr_final_ratio",
     }
 
 
