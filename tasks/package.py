@@ -100,14 +100,11 @@ def backbone_reference(backbone: BackboneConfig, embed: bool = False) -> Backbon
     names a model, or names files identical to a shipped model or an official one in the
     named-model cache; embedded otherwise, or always with ``embed``."""
     from elmo_core.io import file_sha256
-    from elmo_core.models import resolve
 
-    if backbone.options:
-        options, weights = Path(backbone.options), Path(backbone.weights or "")
-        name = None
-    else:
-        name = backbone.name or "default"
-        options, weights = resolve(name)
+    from .features import backbone_files
+
+    name = None if backbone.options else backbone.name or "default"
+    options, weights = backbone_files(backbone)
     sums = file_sha256(options), file_sha256(weights)
     if not embed and name is None:
         name = named_model_with(*sums)

@@ -8,17 +8,17 @@ import shutil
 
 import pytest
 
-import elmo_core.models
 from data.wordnet import DEBIAN_WORDNET_DIR
-from golden_runs import GOLDEN, PREVIOUS_DEFAULT, RUNS, run_grid_golden, run_task
+from golden_runs import GOLDEN, RUNS, previous_default, run_grid_golden, run_task
 from helpers import shared_path
 from tasks.cli import main
 
 
 @pytest.fixture(autouse=True)
-def previous_default(monkeypatch):
+def on_the_previous_default():
     """Everything here was recorded on the first shipped 'default' (tests/golden_runs.py)."""
-    monkeypatch.setattr(elmo_core.models, "PACKAGED_DIR", PREVIOUS_DEFAULT)
+    with previous_default():
+        yield
 
 
 DATA_OF = {"ner": "conll2003", "pos": "conll2003", "sst5": "sst", "wsd": "wsd", "grid": "conll2003"}
