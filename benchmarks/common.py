@@ -29,8 +29,10 @@ def machine(threads: str | None = None) -> str:
                 break
     except OSError:
         pass
+    from elmo_core.hardware import vector_units
+
     return (
-        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({threads or f'{torch.get_num_threads()} threads'}), "
+        f"{cpu} ({vector_units()}), {os.cpu_count()} cores visible, torch {torch.__version__} ({threads or f'{torch.get_num_threads()} threads'}), "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
 

@@ -1,6 +1,7 @@
 """Ship a finished pretraining run as the package's `default` backbone, with its model card.
 
-Copies options.json + weights.hdf5 into elmo_core/pretrained/default/, draws the heldout
+Copies options.json + weights.hdf5 into elmo_core/pretrained/default/, records the release
+(`default@vN`, by content hash) in elmo_core/pretrained/versions.json, draws the heldout
 perplexity curve (docs/pretraining_curve.png) and writes the model card (docs/default_backbone.md,
 also copied beside the weights).
 
@@ -54,6 +55,37 @@ def keep_previous_card(path: Path, docs: Path) -> Path:
     return path
 
 
+def record_release(versions: Path, run: Path, previous_weights: Path, previous_card: Path | None) -> str:
+    """Append the run's files to ``versions`` as the next release of 'default' and return its
+    label (``v3``); re-shipping files already recorded returns their label and adds nothing. The
+    release shipped until now gets ``previous_card`` as its card, where that card was kept."""
+    from elmo_core.io import file_sha256
+
+    record = json.loads(versions.read_text()) if versions.is_file() else {}
+    releases = record.setdefault("default", [])
+    if previous_card is not None and previous_weights.is_file():
+        shipped = file_sha256(previous_weights)
+        for release in releases:
+            if release["weights_sha256"] == shipped:
+                release["card"] = f"docs/{previous_card.name}"
+    weights = file_sha256(run / "weights.hdf5")
+    for release in releases:
+        if release["weights_sha256"] == weights:
+            return release["version"]
+    label = f"v{len(releases) + 1}"
+    releases.append(
+        {
+            "version": label,
+            "options_sha256": file_sha256(run / "options.json"),
+            "weights_sha256": weights,
+            "card": "docs/default_backbone.md",
+        }
+    )
+    versions.parent.mkdir(parents=True, exist_ok=True)
+    versions.write_text(json.dumps(record, indent=1) + "\n")
+    return label
+
+
 def hours(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
@@ -83,12 +115,17 @@ def main() -> int:
     )
     parser.add_argument("--target", type=Path, default=TARGET, help="where the package's default lives")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where the card and the curve go")
+    parser.add_argument(
+        "--versions", type=Path, default=None, help="the release record (default: versions.json beside --target)"
+    )
     args = parser.parse_args()
     rows = list(csv.DictReader((args.run / "log.csv").open()))
     result = json.loads((args.run / "result.json").read_text())
     config = json.loads((args.run / "config.json").read_text())
     docs, target = args.docs, args.target
     previous = keep_previous_card(args.previous_card, docs) if args.previous_card else None
+    versions = args.versions or target.parent / "versions.json"
+    release = record_release(versions, args.run, target / "weights.hdf5", previous)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("options.json", "weights.hdf5"):
         shutil.copyfile(args.run / name, target / name)
@@ -103,7 +140,7 @@ def main() -> int:
     model = config["model"]
     speeds = [float(r["tokens_per_s"]) for r in rows]
     full = args.full_heldout or {}
-    card = f"""# Model card: elmo-tasks `default` backbone
+    card = f"""# Model card: elmo-tasks `default` backbone (`default@{release}`)
 
 A small ELMo biLM trained from scratch with `elmo-tasks pretrain` on a 2-core CPU,
 shipped inside the package so the toolkit works offline. It is **not** a substitute for the
@@ -121,6 +158,7 @@ for strong results.
 | hardware | {machine().split(", torch")[0]}, torch {torch.__version__}; {result.get("world_size", 1)} process(es) of `threads: {config["threads"]}`{args.hardware_note and f"; {args.hardware_note}"} |
 | heldout perplexity | first 1,000 heldout sentences: forward {result["forward_ppl"]:.1f}, backward {result["backward_ppl"]:.1f}, mean {result["mean_ppl"]:.1f}{(f"; full heldout ({full.get('tokens', 0):,} tokens): forward {full['forward_ppl']:.1f}, backward {full['backward_ppl']:.1f}, mean {full['mean_ppl']:.1f}") if full else ""} (vocabulary of {config["max_vocab"]:,}: out-of-vocabulary words are `<UNK>`, which lowers perplexity; compare only runs with the same vocabulary) |
 | command | `{args.train_command}` |
+| release | `default@{release}`: logs and `results.json` name it so; `load_bilm("default@{release}")` refuses any other files (releases by content hash: `elmo_core/pretrained/{versions.name}`) |
 
 ![heldout perplexity](pretraining_curve.png)
 {f"{chr(10)}The previous `default` (its card, figures and curve are kept): [{previous.name}]({previous.name}).{chr(10)}" if previous else ""}

@@ -35,7 +35,7 @@ from .bilm import ElmoBiLm, add_sentence_boundaries
 from .char_ids import MAX_CHARS, boundary_char_ids, word_to_char_ids
 from .errors import BackboneUsageError, ModelNotAvailableError
 from .loading import load_bilm_from_files
-from .models import OFFICIAL_MODELS, available_names, fetch_official, resolve
+from .models import OFFICIAL_MODELS, available_names, fetch_official, is_model_name, resolve
 from .scalar_mix import ScalarMix
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def resolve_model_file(spec: str | Path, kind: str) -> Path:
         if url_kind is not None and url_kind != kind:
             raise BackboneUsageError(f"{kind} file: {spec} is the model's {url_kind} file")
         return options if kind == "options" else weights
-    if isinstance(spec, str) and not Path(spec).exists() and spec in available_names():
+    if isinstance(spec, str) and not Path(spec).exists() and is_model_name(spec):
         return resolve(spec)[_KINDS.index(kind)]
     return Path(spec)
 
@@ -98,7 +98,7 @@ def resolve_model_file(spec: str | Path, kind: str) -> Path:
 def resolve_model_files(options_file: str | Path, weight_file: str | Path | None) -> tuple[Path, Path]:
     """``(options, weights)`` local paths for :class:`Elmo`'s first two arguments."""
     if weight_file is None:
-        if isinstance(options_file, str) and not Path(options_file).exists() and options_file in available_names():
+        if isinstance(options_file, str) and not Path(options_file).exists() and is_model_name(options_file):
             return resolve(options_file)
         raise BackboneUsageError(
             f"weight_file is None: pass the HDF5 weight file (or a model name as options_file: "

@@ -34,3 +34,17 @@ def bf16_matrix_units(flags: frozenset[str] | None = None) -> str | None:
     if "avx512_bf16" in flags:
         return "AVX512-BF16"
     return None
+
+
+def vector_units(flags: frozenset[str] | None = None) -> str:
+    """The widest vector / matrix instructions the CPU offers, for a report's machine line: two
+    machines that share a model name ("AMD EPYC") may differ here, and so do their timings and
+    the last bits of their float sums. ``"AVX-512 + AMX"``, ``"AVX-512 + AVX512-BF16"``,
+    ``"AVX-512"``, ``"AVX2"`` or ``"no AVX2"``; ``"unknown"`` where the flags cannot be read."""
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return "unknown"
+    if "avx512f" in flags:
+        matrix = bf16_matrix_units(flags)
+        return f"AVX-512 + {matrix}" if matrix else "AVX-512"
+    return "AVX2" if "avx2" in flags else "no AVX2"

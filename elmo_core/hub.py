@@ -53,7 +53,7 @@ from .bilm import ElmoBiLm
 from .char_ids import batch_to_ids
 from .errors import BackboneUsageError, ElmoFileError, ModelNotAvailableError
 from .loading import load_bilm_from_files
-from .models import available_names, resolve
+from .models import available_names, is_model_name, resolve
 from .scalar_mix import ScalarMix
 
 SIGNATURES = ("default", "tokens")
@@ -79,7 +79,7 @@ def model_files(handle: str | Path) -> tuple[Path, Path]:
         return _files_in_folder(path)
     if path.exists():
         raise BackboneUsageError(f"{path}: hub.load takes the folder that holds options.json and weights.hdf5")
-    if isinstance(handle, str) and handle in available_names():
+    if isinstance(handle, str) and is_model_name(handle):
         return resolve(handle)
     raise ModelNotAvailableError(
         f"{handle!r} is neither a model name ({', '.join(available_names())}), an existing folder, nor an "

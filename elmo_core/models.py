@@ -26,6 +26,12 @@ from .weights import check_model_files
 
 _BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
 PACKAGED_DIR = Path(__file__).resolve().parent / "pretrained"
+# Every release of a shipped model, oldest first, by content: the label a run's logs and results
+# carry ("default@v2") and what an old run's recorded hash is recognised as. Written by
+# benchmarks/ship_default_backbone.py; a fixed path, not under PACKAGED_DIR, so it stays the one
+# record whichever files are shipped.
+VERSIONS_FILE = Path(__file__).resolve().parent / "pretrained" / "versions.json"
+VERSION_SEPARATOR = "@"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,74 @@ def packaged_model_files(name: str) -> tuple[Path, Path] | None:
     folder = PACKAGED_DIR / name
     options, weights = folder / "options.json", folder / "weights.hdf5"
     return (options, weights) if options.is_file() and weights.is_file() else None
+
+
+def shipped_versions() -> dict[str, list[dict]]:
+    """``{name: [{"version", "options_sha256", "weights_sha256", "card"}, ...]}``, oldest first."""
+    if not VERSIONS_FILE.is_file():
+        return {}
+    return json.loads(VERSIONS_FILE.read_text())
+
+
+def version_of(name: str, weights_sha256: str) -> str | None:
+    """The release label (``"v2"``) of the shipped model ``name`` whose weights have this SHA-256,
+    or None when no release had them (files a user put there, or not a shipped model)."""
+    for release in shipped_versions().get(name, []):
+        if release["weights_sha256"] == weights_sha256:
+            return release["version"]
+    return None
+
+
+_SHIPPED_VERSION_MEMO: dict[tuple, str | None] = {}
+
+
+def shipped_version(name: str) -> str | None:
+    """The release label of the files shipped now as ``name`` (hashed once per file state)."""
+    files = packaged_model_files(name)
+    if files is None:
+        return None
+    stat = files[1].stat()
+    memo = (str(files[1]), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if memo not in _SHIPPED_VERSION_MEMO:
+        _SHIPPED_VERSION_MEMO[memo] = version_of(name, file_sha256(files[1]))
+    return _SHIPPED_VERSION_MEMO[memo]
+
+
+def labelled_name(name: str) -> str:
+    """``name`` with the shipped release it resolves to now (``default`` -> ``default@v2``); an
+    official model's, an explicit label's or an unversioned name is returned as given."""
+    if VERSION_SEPARATOR in name:
+        return name
+    version = shipped_version(name)
+    return f"{name}{VERSION_SEPARATOR}{version}" if version else name
+
+
+def split_version(name: str) -> tuple[str, str | None]:
+    """``"default@v1"`` -> ``("default", "v1")``; ``"default"`` -> ``("default", None)``."""
+    base, sep, version = name.partition(VERSION_SEPARATOR)
+    return base, (version if sep else None)
+
+
+def _check_requested_version(base: str, version: str) -> None:
+    known = [release["version"] for release in shipped_versions().get(base, [])]
+    if version not in known:
+        listing = ", ".join(f"{base}@{v}" for v in known) or f"none ('{base}' has no recorded releases)"
+        raise ModelNotAvailableError(f"unknown release '{base}@{version}'; releases of '{base}': {listing}")
+    shipped = shipped_version(base)
+    if shipped != version:
+        card = next(r.get("card") for r in shipped_versions()[base] if r["version"] == version)
+        now = f"{base}@{shipped}" if shipped else f"unversioned files as '{base}'"
+        raise ModelNotAvailableError(
+            f"'{base}@{version}' is not shipped in this installation (it ships {now}); "
+            f"pass that release's files as --options/--weights"
+            + (f" (its model card: {card})" if card else "")
+            + f", or use '{base}' for the shipped one"
+        )
+
+
+def is_model_name(spec: str) -> bool:
+    """Whether ``spec`` names a model (``default``, ``default@v2``, ``original``...)."""
+    return split_version(spec)[0] in available_names()
 
 
 def available_names() -> list[str]:
@@ -125,7 +199,11 @@ def fetch_official(name: str, folder: Path | None = None) -> tuple[Path, Path]:
 
 
 def resolve(name: str) -> tuple[Path, Path]:
-    """(options, weights) for a model name: packaged first, then official (downloaded)."""
+    """(options, weights) for a model name: packaged first, then official (downloaded). A release
+    label (``default@v2``) must be the shipped release: anything else is refused, never swapped in."""
+    name, version = split_version(name)
+    if version is not None:
+        _check_requested_version(name, version)
     packaged = packaged_model_files(name)
     if packaged:
         return packaged

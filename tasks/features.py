@@ -168,7 +168,9 @@ def backbone_identity(backbone: BackboneConfig) -> str:
     """How logs and ``results.json`` name the biLM."""
     if backbone.options:
         return f"{backbone.options} + {backbone.weights}"
-    return f"named model '{backbone.name or 'default'}'"
+    from elmo_core.models import labelled_name
+
+    return f"named model '{labelled_name(backbone.name or 'default')}'"
 
 
 SHA256_KEYS = ("options_sha256", "weights_sha256")
@@ -225,9 +227,24 @@ def check_run_backbone(run_dir: str | Path, recorded: BackboneConfig, backbone: 
     raise RunDirError(
         run_dir,
         f"trained on another backbone than {backbone_identity(backbone)} is now: weights sha256 "
-        f"{then['weights_sha256'][:16]}… recorded, {now['weights_sha256'][:16]}… now ({backbone_files(backbone)[1]})"
+        f"{then['weights_sha256'][:16]}…{recorded_release(recorded, backbone)} recorded, "
+        f"{now['weights_sha256'][:16]}… now ({backbone_files(backbone)[1]})"
         f"{options_note}; its head would read features it was not trained on. {remedy}",
     )
+
+
+def recorded_release(recorded: BackboneConfig, backbone: BackboneConfig) -> str:
+    """`` (default@v1, card docs/…)`` when the recorded weights are an earlier release of the
+    shipped model the run names, so the user knows which files to point it at; else ``""``."""
+    from elmo_core.models import shipped_versions, split_version
+
+    name = split_version(recorded.name or backbone.name or "default")[0]
+    if backbone.options or recorded.options:
+        return ""
+    for release in shipped_versions().get(name, []):
+        if release["weights_sha256"] == recorded.weights_sha256:
+            return f" ({name}@{release['version']}, model card {release['card']})"
+    return ""
 
 
 def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str = "fp32"):

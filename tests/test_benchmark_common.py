@@ -39,3 +39,21 @@ def test_run_threads_reads_the_runs_configs(common, tmp_path):
 def test_machine_line_names_the_given_threads_or_torchs_own(common):
     assert "(runs trained with 1 thread each)" in common.machine("runs trained with 1 thread each")
     assert f"({torch.get_num_threads()} threads)" in common.machine()
+
+
+def test_machine_line_names_the_cpus_vector_units(common):
+    from elmo_core.hardware import vector_units
+
+    assert f" ({vector_units()}), " in common.machine()
+
+
+def test_vector_units_tell_machines_with_one_model_name_apart():
+    from elmo_core.hardware import vector_units
+
+    zen3 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+    assert vector_units(zen3) == "AVX2"
+    assert vector_units(zen3 | {"avx512f", "avx512_bf16"}) == "AVX-512 + AVX512-BF16"
+    assert vector_units(zen3 | {"avx512f", "avx512_bf16", "amx_bf16"}) == "AVX-512 + AMX"
+    assert vector_units(zen3 | {"avx512f"}) == "AVX-512"
+    assert vector_units(frozenset({"sse4_2"})) == "no AVX2"
+    assert vector_units(frozenset()) == "unknown"

@@ -4,6 +4,7 @@ and run directories written then still load and predict the same."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -21,6 +22,47 @@ def on_the_previous_default():
         yield
 
 
+V1_LABEL, RECORDED_LABEL = "named model 'default@v1'", "named model 'default'"
+
+
+def as_recorded(value):
+    """``value`` as it was recorded, before named models carried their release: the v1 label
+    (and only it: any other backbone label stays and fails the comparison) reads as the bare name."""
+    if isinstance(value, dict):
+        return {k: as_recorded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_recorded(v) for v in value]
+    return RECORDED_LABEL if value == V1_LABEL else value
+
+
+# The records were made on an AVX-512 CPU; on an AVX2 one (AMD EPYC Zen 3) the same seeds give the
+# same predictions and scores, but a float sum such as the mean training loss differs in its last
+# bits (measured: 8e-9 relative). A changed prediction moves a score by far more than this.
+FLOAT_REL_TOL = 1e-6
+
+
+def differences(found, expected, path: str = "") -> list[str]:
+    """Where ``found`` differs from ``expected``: floats within :data:`FLOAT_REL_TOL`, all else exact."""
+    if isinstance(found, float) and isinstance(expected, float):
+        return (
+            []
+            if math.isclose(found, expected, rel_tol=FLOAT_REL_TOL, abs_tol=1e-12)
+            else [f"{path}: {found!r} != {expected!r}"]
+        )
+    if type(found) is not type(expected):
+        return [f"{path}: {found!r} != {expected!r}"]
+    if isinstance(found, dict):
+        keys = sorted(set(found) | set(expected))
+        return [
+            d for k in keys for d in differences(found.get(k, "<missing>"), expected.get(k, "<missing>"), f"{path}.{k}")
+        ]
+    if isinstance(found, list):
+        if len(found) != len(expected):
+            return [f"{path}: {len(found)} items != {len(expected)}"]
+        return [d for i, (a, b) in enumerate(zip(found, expected)) for d in differences(a, b, f"{path}[{i}]")]
+    return [] if found == expected else [f"{path}: {found!r} != {expected!r}"]
+
+
 DATA_OF = {"ner": "conll2003", "pos": "conll2003", "sst5": "sst", "wsd": "wsd", "grid": "conll2003"}
 
 
@@ -35,14 +77,14 @@ def needs(name: str) -> None:
 def test_small_runs_reproduce_the_recorded_results_exactly(name, tmp_path):
     needs(name)
     expected = json.loads((GOLDEN / f"{name}.json").read_text())
-    assert json.loads(json.dumps(run_task(name, tmp_path / name))) == expected
+    assert differences(as_recorded(json.loads(json.dumps(run_task(name, tmp_path / name)))), expected) == []
 
 
 @pytest.mark.slow
 def test_layer_grid_reproduces_the_recorded_cells_exactly(tmp_path):
     needs("grid")
     expected = json.loads((GOLDEN / "grid.json").read_text())
-    assert json.loads(json.dumps(run_grid_golden(tmp_path / "grid"))) == expected
+    assert differences(as_recorded(json.loads(json.dumps(run_grid_golden(tmp_path / "grid")))), expected) == []
 
 
 @pytest.mark.parametrize("name", ["ner", "pos", "sst5", "wsd"])
@@ -54,3 +96,12 @@ def test_run_directories_written_before_the_refactor_still_predict_the_same(name
     data = next((run / "data").iterdir())
     assert main(["evaluate", str(run), "--data", str(data), "--output", str(tmp_path / "pred.txt")]) == 0
     assert (tmp_path / "pred.txt").read_text() == (run / "dev.predictions.txt").read_text()
+
+
+def test_the_comparison_ignores_last_bit_sums_but_not_a_changed_score():
+    recorded = {"metrics": [{"dev_f1": 38.95486935866983, "train_loss": 2.2818310379981996}], "backbone": "x"}
+    other_cpu = {"metrics": [{"dev_f1": 38.95486935866983, "train_loss": 2.281831020116806}], "backbone": "x"}
+    assert differences(other_cpu, recorded) == []
+    changed = {"metrics": [{"dev_f1": 38.96, "train_loss": 2.2818310379981996}], "backbone": "x"}
+    assert differences(changed, recorded) == [".metrics[0].dev_f1: 38.96 != 38.95486935866983"]
+    assert differences({**recorded, "backbone": "y"}, recorded) == [".backbone: 'y' != 'x'"]

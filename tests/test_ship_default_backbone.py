@@ -3,6 +3,7 @@ with its model card; the previous card and curve are kept beside it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from elmo_core import load_bilm
+from elmo_core.io import file_sha256
 from elmo_core.pretrain import Pretrainer, load_pretrain_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +75,6 @@ def test_a_run_is_shipped_with_its_card_and_the_previous_card_is_kept(tmp_path):
     params = sum(p.numel() for p in bilm.parameters())
     assert f"{params / 1e6:.2f} M" in card
     assert (target / "MODEL_CARD.md").is_file()
+    assert card.startswith("# Model card: elmo-tasks `default` backbone (`default@v1`)")  # the first release here
+    (shipped,) = json.loads((target.parent / "versions.json").read_text())["default"]
+    assert shipped["version"] == "v1" and shipped["weights_sha256"] == file_sha256(run / "weights.hdf5")

@@ -16,7 +16,8 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone",
         default=None,
         metavar="NAME",
-        help="named model: default (shipped), small, medium, original, original-5.5b (downloaded)",
+        help="named model: default (shipped; default@vN insists on that release), small, medium, original, "
+        "original-5.5b (downloaded)",
     )
     group.add_argument("--options", type=Path, help="options JSON in the bilm-tf layout")
     group.add_argument("--weights", type=Path, help="HDF5 weights in the bilm-tf layout")
