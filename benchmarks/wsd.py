@@ -94,6 +94,16 @@ def dataset_cells(runs: list[dict], deterministic: bool) -> list[str]:
     return cells
 
 
+def backbone_of(out_root: Path) -> str | None:
+    """The backbone the results under ``out_root`` were computed on, as their logs name it."""
+    timings = out_root / "centroid" / "timings.json"
+    if timings.is_file():
+        return json.loads(timings.read_text()).get("backbone")
+    for path in sorted(out_root.glob("classifier-seed*/results.json")):
+        return json.loads(path.read_text()).get("backbone")
+    return None
+
+
 def report(out_root: Path, wall: float | None) -> str:
     header = ["system", "seeds", *(SHORT[d] for d in DATASETS), "**ALL**", *(f"ALL {p}" for p in POS)]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
@@ -138,8 +148,9 @@ def report(out_root: Path, wall: float | None) -> str:
                 f"{unseen} of {runs[0]['test']['total']} ALL instances have a lemma + POS unseen in SemCor "
                 f"and take WordNet's first sense in every system."
             )
+    backbone = backbone_of(out_root)
     return (
-        f"## Word sense disambiguation (`benchmarks/wsd.py`)\n\n"
+        f"## Word sense disambiguation{f' on {backbone}' if backbone else ''} (`benchmarks/wsd.py`)\n\n"
         f"Command: {commands(out_root)}; git {git_revision()}.\n"
         f"Machine: {machine(run_threads(out_root))}.{f' Wall time of this invocation: {wall / 60:.1f} min.' if wall else ''}\n"
         f"Train on SemCor, select on semeval2007 (dev), report F1 (Scorer.java rules) on the five sets of "
@@ -162,6 +173,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="first N sentences of every split (smoke runs)")
     parser.add_argument("--report-only", action="store_true", help="only aggregate the finished runs under --out")
     parser.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="markdown file to update")
+    parser.add_argument(
+        "--section", default="wsd", help="the section of --doc to (re)write (<!-- NAME:start --> ... <!-- NAME:end -->)"
+    )
     args = parser.parse_args()
     extra = args.set + ([f"data.limit={args.limit}"] if args.limit else [])
     methods = args.methods.split(",")
@@ -184,7 +198,7 @@ def main() -> int:
                 )
     text = report(args.out, None if args.report_only else time.perf_counter() - started)
     print(text)
-    write_section(args.doc, "wsd", text)
+    write_section(args.doc, args.section, text)
     return 0
 
 

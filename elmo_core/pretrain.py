@@ -75,6 +75,7 @@ import ctypes
 import hashlib
 import io
 import itertools
+import json
 import math
 import os
 import random
@@ -108,7 +109,7 @@ from .char_ids import batch_to_ids
 from .checkpoint import python_rng_state
 from .corpus import Corpus, batches_of
 from .distributed import DEFAULT_TIMEOUT_MINUTES, Ranks
-from .errors import BackboneUsageError, ElmoFileError
+from .errors import BackboneUsageError, ElmoFileError, ModelNotAvailableError
 from .io import (
     atomic_torch_save,
     atomic_write_json,
@@ -122,7 +123,7 @@ from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .store import rank_and_world
 from .vocab import SPECIAL_TOKENS, Vocabulary
-from .weights import save_weights
+from .weights import load_weights, save_weights
 
 # Keys a resumed run may change (see the module docstring): budgets and cadences, not the model.
 RESUMABLE_KEYS = (
@@ -155,6 +156,11 @@ class PretrainConfig:
     increase, ``max_minutes: null`` means no time budget."""
 
     model: dict[str, Any] = field(default_factory=dict)  # options.json content (char_cnn + lstm), required
+    # Continue pretraining an existing biLM (bilm-tf's restart.py; domain adaptation): a model name
+    # ("default", "default@v2", "small", ...) or a folder with options.json + weights.hdf5. Its
+    # weights start the run; the softmax starts fresh (exports ship none). `model` may be left out
+    # (taken from the model's options) or must equal them.
+    init_from: str | None = None
     vocab: str | None = None  # a vocabulary file (bilm-tf's format); null: counted from the corpus
     min_count: int = field(default=3, metadata=positive)
     max_vocab: int = field(default=50_000, metadata=_at_least(len(SPECIAL_TOKENS) + 1))
@@ -352,13 +358,62 @@ def pretrain_config_from_tree(tree: dict, source: str | Path = "<config>") -> Pr
                 "(elmo_core.bilm_tf.load_bilm_tf_config from Python)"
             ],
         )
+    init_options = None
+    if isinstance(tree, dict) and isinstance(tree.get("init_from"), str):
+        try:
+            init_options = json.loads(init_files(tree["init_from"])[0].read_text())
+        except (ElmoFileError, ModelNotAvailableError, OSError, ValueError) as err:
+            problems.append(f"init_from: {err}")
+    if "model" not in tree and init_options is not None:
+        tree = {**tree, "model": init_options}
+        if config is not None:
+            config = replace(config, model=init_options)
     if "model" not in tree:
-        problems.append("model: missing; the biLM's options.json content (char_cnn and lstm sections)")
+        problems.append(
+            "model: missing; the biLM's options.json content (char_cnn and lstm sections), "
+            "or init_from: a model to continue"
+        )
     elif isinstance(tree["model"], dict):
-        problems += model_problems(tree["model"])
+        model_issues = model_problems(tree["model"])
+        problems += model_issues
+        if init_options is not None and not model_issues:
+            problems += init_model_problems(tree["model"], init_options, tree["init_from"])
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def init_files(spec: str) -> tuple[Path, Path]:
+    """``(options.json, weights.hdf5)`` of ``init_from``: a folder holding both, or a model name."""
+    from .models import is_model_name, resolve
+
+    folder = Path(spec)
+    if folder.is_dir():
+        files = folder / "options.json", folder / "weights.hdf5"
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise ElmoFileError(f"{folder}: expected options.json and weights.hdf5 there, missing {', '.join(missing)}")
+        return files
+    if is_model_name(spec):
+        options, weights = resolve(spec)
+        return Path(options), Path(weights)
+    raise ElmoFileError(f"{spec!r} is neither a folder with options.json + weights.hdf5 nor a model name")
+
+
+def init_model_problems(model: dict, init_options: dict, spec: str) -> list[str]:
+    """The ``model.*`` keys that differ from the options of the model ``init_from`` continues."""
+    mine, wanted = options_from_dict(model).to_json_dict(), options_from_dict(init_options).to_json_dict()
+    return [
+        f"model.{key}: {_dotted(mine, key)!r} here, but {spec} has {_dotted(wanted, key)!r}; "
+        "leave `model` out to take the continued model's options"
+        for key in changed_keys(mine, wanted)
+    ]
+
+
+def _dotted(tree: dict, key: str):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> PretrainConfig:
@@ -933,6 +988,8 @@ class Pretrainer:
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
             position = self._restore(model, optimizer, state)
+        elif cfg.init_from is not None:
+            self._init_from(model, main)
         self._seed_dropout(model, ranks, state, position)
         trained = ranks.data_parallel(model)
         self._position, self._checkpointed_step = position, position.step if state is not None else None
@@ -1041,6 +1098,18 @@ class Pretrainer:
         nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
         optimizer.step()
         return float(loss.detach()) * targets / ranks.world
+
+    def _init_from(self, model: BiLmLanguageModel, main: bool) -> None:
+        """Start from the biLM ``init_from`` names (a fresh run; a resumed one has its checkpoint)."""
+        from .io import file_sha256
+
+        options, weights = init_files(self.config.init_from)
+        load_weights(model.bilm, weights)
+        if main:
+            self.log(
+                f"continuing {self.config.init_from} ({weights}, sha256 {file_sha256(weights)[:16]}…): "
+                "its char-CNN, highway, projection and LSTMs start this run; the softmax starts fresh"
+            )
 
     def _write_log_row(self, log, writer, position: Position, train_loss: float, speed: float, ppl: dict) -> None:
         row = [

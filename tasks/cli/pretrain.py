@@ -25,6 +25,7 @@ def pretrain(
     vocab: Path | None = None,
     log=None,
     timeout_minutes: float | None = None,
+    init_from: str | None = None,
 ) -> dict:
     """Pretrain (resuming from ``out``) and export; with ``evaluate_only``, the checkpoint's heldout
     perplexity. The config is a YAML file (``config_path``) or a bilm-tf options JSON
@@ -34,22 +35,35 @@ def pretrain(
     ``out`` is waited for (``True``), refused at once naming its PID (``False``), or waited for unless
     ``ELMO_TASKS_NO_WAIT=1`` (``None``). Under torchrun every rank calls this; rank 0 returns the
     result, the others ``{"rank", "world_size"}``; ``timeout_minutes`` bounds how long a rank waits
-    for the others (default: :data:`elmo_core.distributed.DEFAULT_TIMEOUT_MINUTES`)."""
+    for the others (default: :data:`elmo_core.distributed.DEFAULT_TIMEOUT_MINUTES`). ``init_from``
+    (a model name or a folder with options.json + weights.hdf5) continues that biLM; alone, without
+    a config, it trains with the config's defaults on the model's own options."""
     from elmo_core.distributed import DEFAULT_TIMEOUT_MINUTES
     from elmo_core.errors import BackboneUsageError
     from elmo_core.io import log_to_stderr
     from elmo_core.pretrain import Pretrainer, load_pretrain_config
 
     log = log or log_to_stderr
-    if (config_path is None) == (bilm_tf_options is None):
-        raise BackboneUsageError("pretrain takes one config: --config YAML or --bilm-tf-options JSON")
-    if bilm_tf_options is not None:
+    if config_path is not None and bilm_tf_options is not None:
+        raise BackboneUsageError("pretrain takes one config: --config YAML or --bilm-tf-options JSON, not both")
+    if config_path is None and bilm_tf_options is None and init_from is None:
+        raise BackboneUsageError(
+            "pretrain needs a config: --config YAML, --bilm-tf-options JSON, or --init-from MODEL to continue a biLM"
+        )
+    overrides = {**(overrides or {}), **({"init_from": init_from} if init_from is not None else {})}
+    if config_path is None and bilm_tf_options is None:
+        from data.config import merge_overrides
+        from elmo_core.pretrain import pretrain_config_from_tree
+
+        overrides = {**overrides, **({"vocab": str(vocab)} if vocab is not None else {})}
+        config = pretrain_config_from_tree(merge_overrides({}, overrides), "--init-from")
+    elif bilm_tf_options is not None:
         from elmo_core.bilm_tf import load_bilm_tf_config
 
-        config, mapping = load_bilm_tf_config(bilm_tf_options, vocab, overrides)
+        config, mapping = load_bilm_tf_config(bilm_tf_options, vocab, overrides or None)
         log(mapping.report())
     else:
-        overrides = {**(overrides or {}), **({"vocab": str(vocab)} if vocab is not None else {})}
+        overrides = {**overrides, **({"vocab": str(vocab)} if vocab is not None else {})}
         config = load_pretrain_config(config_path, overrides or None)
     timeout = DEFAULT_TIMEOUT_MINUTES if timeout_minutes is None else timeout_minutes
     trainer = Pretrainer(config, train, heldout, out, progress=progress, wait=wait, log=log, timeout_minutes=timeout)
@@ -74,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         bilm_tf_options=args.bilm_tf_options,
         vocab=args.vocab,
         timeout_minutes=args.timeout_minutes,
+        init_from=args.init_from,
     )
     if rank_and_world()[0] != 0:  # under torchrun rank 0 reports for all
         return 0
@@ -101,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
 EPILOG = """examples:
   elmo-tasks pretrain --config configs/bilm_default.yaml \\
       --train ../shared/data/corpus/train.txt.xz --heldout ../shared/data/corpus/heldout.txt.xz --out runs/bilm
+
+  adapting a biLM to your domain's text (bilm-tf's restart.py): continue the shipped default
+  elmo-tasks pretrain --init-from default --train domain.txt --heldout domain_heldout.txt --out runs/domain \
+      [--config configs/bilm_default.yaml without its model section] [--set lr=0.0005]
 
   coming from bilm-tf (its train_elmo.py options, vocabulary and --train_prefix shards):
   elmo-tasks pretrain --bilm-tf-options options.json --vocab vocab.txt \\
@@ -131,7 +150,7 @@ def add_parser(verbs) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    config = parser.add_mutually_exclusive_group(required=True)
+    config = parser.add_mutually_exclusive_group()
     config.add_argument("--config", type=Path, help="YAML config (see configs/bilm_*.yaml)")
     config.add_argument(
         "--bilm-tf-options",
@@ -139,6 +158,14 @@ def add_parser(verbs) -> None:
         metavar="OPTIONS.json",
         help="a bilm-tf options JSON (train_elmo.py's, or an official model's) instead of --config: "
         "its lstm/char_cnn sections and training options are mapped onto our config",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="NAME|DIR",
+        help="continue an existing biLM (bilm-tf's restart.py; adapting it to your domain's text): a model "
+        "name (default, default@v2, small, original, ...) or a folder with options.json + weights.hdf5. "
+        "Its weights start the run, the softmax starts fresh; without --config, the config's defaults "
+        "and the model's own options are used",
     )
     parser.add_argument(
         "--train",
