@@ -149,6 +149,8 @@ def report(out_root: Path, wall: float | None) -> str:
                 f"and take WordNet's first sense in every system."
             )
     backbone = backbone_of(out_root)
+    if backbone and backbone.startswith("named model '"):
+        backbone = f"`{backbone.split(chr(39))[1]}`"  # named model 'default@v2' -> `default@v2`
     return (
         f"## Word sense disambiguation{f' on {backbone}' if backbone else ''} (`benchmarks/wsd.py`)\n\n"
         f"Command: {commands(out_root)}; git {git_revision()}.\n"

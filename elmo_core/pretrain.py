@@ -161,6 +161,10 @@ class PretrainConfig:
     # weights start the run; the softmax starts fresh (exports ship none). `model` may be left out
     # (taken from the model's options) or must equal them.
     init_from: str | None = None
+    # Only the softmax learns while tokens_seen < this (the biLM's gradients are dropped before each
+    # step): with init_from, the fresh softmax first learns to read the continued biLM, so that its
+    # early, random errors do not reach the biLM's weights (docs/pretraining.md, "Continuing a biLM").
+    softmax_warmup_tokens: int = field(default=0, metadata=non_negative)
     vocab: str | None = None  # a vocabulary file (bilm-tf's format); null: counted from the corpus
     min_count: int = field(default=3, metadata=positive)
     max_vocab: int = field(default=50_000, metadata=_at_least(len(SPECIAL_TOKENS) + 1))
@@ -1016,10 +1020,15 @@ class Pretrainer:
             for batch in () if already_done else self._batches(position):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, position.tokens_seen)
-                window_loss += self._step(trained, model, optimizer, batch, vocab, autocast, ranks)
+                softmax_only = position.tokens_seen < cfg.softmax_warmup_tokens
+                window_loss += self._step(trained, model, optimizer, batch, vocab, autocast, ranks, softmax_only)
                 n_tokens = sum(len(s) for s in batch)
                 position.step += 1
                 position.tokens_seen += n_tokens
+                if main and softmax_only and position.tokens_seen >= cfg.softmax_warmup_tokens:
+                    self.log(
+                        f"softmax warm-up done after {position.tokens_seen:,} tokens: the whole biLM learns from here"
+                    )
                 position.batches_done_in_buffer += 1
                 position.seconds = time.perf_counter() - started
                 if cfg.max_minutes is not None:  # the ranks' clocks differ; all must stop at the same step
@@ -1062,9 +1071,13 @@ class Pretrainer:
         atomic_write_json(self.out_dir / "result.json", result)
         return result
 
-    def _step(self, trained: nn.Module, model, optimizer, batch, vocab: Vocabulary, autocast, ranks: Ranks) -> float:
+    def _step(
+        self, trained: nn.Module, model, optimizer, batch, vocab: Vocabulary, autocast, ranks: Ranks, softmax_only=False
+    ) -> float:
         """One optimiser step on one (global) batch; returns this rank's share of the batch's summed
-        NLL per direction (the window's train loss is its sum over ranks / targets).
+        NLL per direction (the window's train loss is its sum over ranks / targets). With
+        ``softmax_only`` the biLM's gradients are dropped before clipping and the step (Adam skips a
+        parameter without a gradient, moments included), so only the softmax learns.
 
         Each rank runs sentences ``rank::world`` of the batch (sorted by length, so the shares hold
         about equal tokens) and scales its NLL by ``world / (2 * targets of the whole batch)``:
@@ -1094,6 +1107,9 @@ class Pretrainer:
         loss.backward()
         if ranks.world > 1:
             for parameter in model.idle_parameters(word_id_batch(batch, vocab)):
+                parameter.grad = None
+        if softmax_only:
+            for parameter in model.bilm.parameters():
                 parameter.grad = None
         nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
         optimizer.step()

@@ -75,6 +75,26 @@ def test_continuing_lowers_the_heldout_perplexity_of_a_fresh_start(source, tmp_p
     assert results["continued"]["mean_ppl"] < results["fresh"]["mean_ppl"]
 
 
+def test_during_the_softmax_warm_up_only_the_softmax_learns(source, tmp_path):
+    train, heldout = corpus(tmp_path / "domain.txt", 100, 10), corpus(tmp_path / "h.txt", 10, 11)
+    base = {"init_from": str(source), "max_tokens_seen": 600, "threads": 1, "batch_tokens": 200, "lr": 0.01}
+    lines: list[str] = []
+    long = {"max_tokens_seen": 8000, "softmax_warmup_tokens": 10_000}  # a warm-up longer than the run
+    cfg = pretrain_config_from_tree({**base, **long})
+    warm = Pretrainer(cfg, train, heldout, tmp_path / "warm", progress=False, log=lines.append).run()
+    before = parameters(source)
+    assert all(np.array_equal(parameters(tmp_path / "warm")[k], before[k]) for k in before)
+    assert not any("softmax warm-up done" in line for line in lines)
+    # ... while the softmax did learn: below the same run's without learning (lr 1e-9).
+    cfg = pretrain_config_from_tree({**base, **long, "lr": 1e-9})
+    still = Pretrainer(cfg, train, heldout, tmp_path / "still", progress=False, log=lines.append).run()
+    assert warm["mean_ppl"] < 0.9 * still["mean_ppl"]
+    cfg = pretrain_config_from_tree({**base, "softmax_warmup_tokens": 300})
+    Pretrainer(cfg, train, heldout, tmp_path / "then", progress=False, log=lines.append).run()
+    assert max(np.abs(parameters(tmp_path / "then")[k] - before[k]).max() for k in before) > 1e-3
+    assert any("softmax warm-up done after" in line and "the whole biLM learns from here" in line for line in lines)
+
+
 def test_a_model_section_that_differs_is_named_key_by_key(source):
     tree = {**load_pretrain_config(TINY).__dict__, "init_from": str(source)}
     tree["model"] = json.loads(json.dumps(tree["model"]))
