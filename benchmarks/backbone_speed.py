@@ -300,6 +300,12 @@ def main() -> int:
         "--precisions", default="fp32,bf16,int8", help="ours; bf16 is dropped where the CPU has no bf16 matrix units"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--section",
+        default="backbone-speed",
+        help="the section of docs/benchmarks.md to (re)write; another name keeps the existing table "
+        "(e.g. a second CPU's figures beside the first's)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     precisions = args.precisions.split(",")
@@ -339,7 +345,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        write_section(DOCS / "benchmarks.md", "backbone-speed", text)
+        write_section(DOCS / "benchmarks.md", args.section, text)
     return 0
 
 

@@ -684,12 +684,42 @@ class Position:
     seconds: float = 0.0
 
 
+SOFTMAX_FILE = "softmax.pt"
+
+
 def export_model(model: BiLmLanguageModel, out_dir: Path) -> tuple[Path, Path]:
-    """``options.json`` + ``weights.hdf5`` in the official layout, loadable by :func:`load_bilm`."""
+    """``options.json`` + ``weights.hdf5`` in the official layout, loadable by :func:`load_bilm`,
+    and ``softmax.pt``: the softmax's weights (a few MB; not needed to embed, but a run that
+    continues this one with ``init_from`` and the same ``vocab.txt`` restores them instead of
+    learning a softmax from scratch)."""
     options_path, weights_path = out_dir / "options.json", out_dir / "weights.hdf5"
     save_weights(model.bilm, weights_path)  # atomic: PATH.part then rename
     atomic_write_json(options_path, model.bilm.options.to_json_dict())
+    softmax = {"kind": softmax_kind(model), "state_dict": model.softmax.state_dict()}
+    atomic_torch_save(softmax, out_dir / SOFTMAX_FILE)
     return options_path, weights_path
+
+
+def softmax_kind(model: BiLmLanguageModel) -> str:
+    return "sampled" if isinstance(model.softmax, SampledSoftmax) else "adaptive"
+
+
+def restore_softmax(model: BiLmLanguageModel, folder: Path, vocab: Vocabulary) -> str | None:
+    """Load ``folder``'s ``softmax.pt`` into ``model`` when it fits: the same vocabulary (``vocab.txt``
+    beside it, word for word), the same kind and shapes. Returns None when restored, else why not."""
+    saved, words = folder / SOFTMAX_FILE, folder / "vocab.txt"
+    if not saved.is_file() or not words.is_file():
+        return f"no {SOFTMAX_FILE} + vocab.txt beside the weights (an official or shipped model exports none)"
+    if Vocabulary.load(words).words != vocab.words:
+        return f"this run's vocabulary differs from {words} (pass --vocab {words} to keep the softmax)"
+    state = torch.load(saved, map_location="cpu", weights_only=True)
+    if state.get("kind") != softmax_kind(model):
+        return f"{saved} is a {state.get('kind')} softmax, this run's is {softmax_kind(model)}"
+    mine = model.softmax.state_dict()
+    if set(state["state_dict"]) != set(mine) or any(state["state_dict"][k].shape != mine[k].shape for k in mine):
+        return f"{saved} has other shapes (cut-offs or sizes differ from this run's)"
+    model.softmax.load_state_dict(state["state_dict"])
+    return None
 
 
 LOG_HEADER = ["step", "tokens_seen", "seconds", "train_loss", "tokens_per_s", "forward_ppl", "backward_ppl", "mean_ppl"]
@@ -993,7 +1023,7 @@ class Pretrainer:
         if state is not None:
             position = self._restore(model, optimizer, state)
         elif cfg.init_from is not None:
-            self._init_from(model, main)
+            self._init_from(model, main, vocab)
         self._seed_dropout(model, ranks, state, position)
         trained = ranks.data_parallel(model)
         self._position, self._checkpointed_step = position, position.step if state is not None else None
@@ -1115,16 +1145,18 @@ class Pretrainer:
         optimizer.step()
         return float(loss.detach()) * targets / ranks.world
 
-    def _init_from(self, model: BiLmLanguageModel, main: bool) -> None:
+    def _init_from(self, model: BiLmLanguageModel, main: bool, vocab: Vocabulary) -> None:
         """Start from the biLM ``init_from`` names (a fresh run; a resumed one has its checkpoint)."""
         from .io import file_sha256
 
         options, weights = init_files(self.config.init_from)
         load_weights(model.bilm, weights)
+        why_fresh = restore_softmax(model, weights.parent, vocab)
         if main:
             self.log(
                 f"continuing {self.config.init_from} ({weights}, sha256 {file_sha256(weights)[:16]}…): "
-                "its char-CNN, highway, projection and LSTMs start this run; the softmax starts fresh"
+                "its char-CNN, highway, projection and LSTMs start this run; "
+                + ("so does its softmax" if why_fresh is None else f"the softmax starts fresh: {why_fresh}")
             )
 
     def _write_log_row(self, log, writer, position: Position, train_loss: float, speed: float, ppl: dict) -> None:

@@ -38,7 +38,7 @@ def parameters(folder: Path) -> dict[str, np.ndarray]:
 def source(tmp_path_factory) -> Path:
     """A tiny biLM trained for a few steps: the model the tests continue."""
     root = tmp_path_factory.mktemp("source")
-    cfg = load_pretrain_config(TINY, {"max_tokens_seen": 1500, "eval_every": 50})
+    cfg = load_pretrain_config(TINY, {"max_tokens_seen": 10_000, "eval_every": 50, "lr": 0.01})
     Pretrainer(cfg, corpus(root / "t.txt", 200, 1), corpus(root / "h.txt", 20, 2), root / "run", progress=False).run()
     return root / "run"
 
@@ -73,6 +73,31 @@ def test_continuing_lowers_the_heldout_perplexity_of_a_fresh_start(source, tmp_p
         cfg = pretrain_config_from_tree({**common, **extra})
         results[name] = Pretrainer(cfg, train, heldout, tmp_path / name, progress=False, log=lambda *_: None).run()
     assert results["continued"]["mean_ppl"] < results["fresh"]["mean_ppl"]
+
+
+def test_the_softmax_is_restored_when_the_vocabulary_is_the_same(source, tmp_path):
+    """A run folder exports softmax.pt beside the weights: continuing it with the same vocabulary
+    starts from the source's perplexity; without softmax.pt the softmax starts from scratch."""
+    import shutil
+
+    heldout = source.parent / "h.txt"
+    source_ppl = json.loads((source / "result.json").read_text())["mean_ppl"]
+    base = {"max_tokens_seen": 200, "threads": 1, "batch_tokens": 200, "lr": 1e-9, "vocab": str(source / "vocab.txt")}
+    lines: list[str] = []
+    cfg = pretrain_config_from_tree({**base, "init_from": str(source)})
+    kept = Pretrainer(cfg, source.parent / "t.txt", heldout, tmp_path / "kept", progress=False, log=lines.append).run()
+    assert kept["mean_ppl"] == pytest.approx(source_ppl, rel=1e-4)
+    assert any("so does its softmax" in line for line in lines)
+    bare = tmp_path / "bare"  # the official layout only, as a shipped or official model comes
+    bare.mkdir()
+    for name in ("options.json", "weights.hdf5", "vocab.txt"):
+        shutil.copy(source / name, bare / name)
+    cfg = pretrain_config_from_tree({**base, "init_from": str(bare)})
+    fresh = Pretrainer(
+        cfg, source.parent / "t.txt", heldout, tmp_path / "fresh", progress=False, log=lines.append
+    ).run()
+    assert fresh["mean_ppl"] > 1.2 * source_ppl
+    assert any("the softmax starts fresh: no softmax.pt + vocab.txt beside the weights" in line for line in lines)
 
 
 def test_during_the_softmax_warm_up_only_the_softmax_learns(source, tmp_path):
