@@ -91,6 +91,12 @@ def version_of(name: str, weights_sha256: str) -> str | None:
     return None
 
 
+def release_label(name: str, weights_sha256: str) -> str:
+    """``default@v2`` for the weights of a recorded release of ``name``, else ``name``."""
+    version = version_of(split_version(name)[0], weights_sha256)
+    return f"{split_version(name)[0]}{VERSION_SEPARATOR}{version}" if version else name
+
+
 _SHIPPED_VERSION_MEMO: dict[tuple, str | None] = {}
 
 

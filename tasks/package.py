@@ -91,7 +91,9 @@ class BackboneReference:
         return {**entry, "options_sha256": self.options_sha256, "weights_sha256": self.weights_sha256}
 
     def describe(self) -> str:
-        what = f"named model '{self.name}'" if self.kind == "named" else "embedded"
+        from elmo_core.models import release_label
+
+        what = f"named model '{release_label(self.name, self.weights_sha256)}'" if self.kind == "named" else "embedded"
         return f"{what}, weights sha256 {self.weights_sha256[:16]}"
 
 

@@ -52,6 +52,14 @@ def test_logs_name_the_release_that_is_shipped():
     assert labelled_name("original") == "original"  # official models have no release record
 
 
+def test_a_recorded_hash_reads_as_its_release():
+    from elmo_core.models import release_label
+
+    assert release_label("default", release("v1")["weights_sha256"]) == "default@v1"
+    assert release_label("default", RELEASES[-1]["weights_sha256"]) == f"default@{LATEST}"
+    assert release_label("default", "0" * 64) == "default"
+
+
 def test_files_no_release_had_are_not_given_a_label(tmp_path, monkeypatch):
     write_random_model(tmp_path / "default", seed=3)
     monkeypatch.setattr(elmo_core.models, "PACKAGED_DIR", tmp_path)

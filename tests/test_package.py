@@ -101,7 +101,10 @@ def test_a_package_predicts_and_evaluates_byte_for_byte_as_its_run(kind, runs, t
     run = getattr(runs, kind)
     archive = package(run, tmp_path / "model.tar.gz")
     printed = capsys.readouterr().out
-    assert f"-> {archive}" in printed and ("named model 'default'" if kind == "named" else "embedded") in printed
+    from elmo_core.models import labelled_name
+
+    named = f"named model '{labelled_name('default')}'"  # with the shipped release: 'default@v2'
+    assert f"-> {archive}" in printed and (named if kind == "named" else "embedded") in printed
     names = list(members(archive))
     backbone = ["backbone/options.json", "backbone/weights.hdf5"] if kind == "embedded" else []
     assert names == ["manifest.json", "config.yaml", "vocab.json", "best.pt", "results.json", *backbone]

@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if backbone is None:
         described = "none (the run does not use ELMo)"
     elif backbone["kind"] == "named":
-        described = f"named model '{backbone['name']}' (weights sha256 {backbone['weights_sha256'][:16]}…)"
+        from elmo_core.models import release_label
+
+        label = release_label(backbone["name"], backbone["weights_sha256"])
+        described = f"named model '{label}' (weights sha256 {backbone['weights_sha256'][:16]}…)"
     else:
         weights = manifest["files"]["backbone/weights.hdf5"]["size"]
         described = f"embedded ({weights / 1e6:.1f} MB of weights)"
