@@ -82,19 +82,23 @@ def shipped_versions() -> dict[str, list[dict]]:
     return json.loads(VERSIONS_FILE.read_text())
 
 
+def find_release(name: str, key: str, value: str) -> dict | None:
+    """The recorded release of ``name`` whose ``key`` (``version``, ``weights_sha256``) is ``value``."""
+    return next((r for r in shipped_versions().get(name, []) if r[key] == value), None)
+
+
 def version_of(name: str, weights_sha256: str) -> str | None:
     """The release label (``"v2"``) of the shipped model ``name`` whose weights have this SHA-256,
     or None when no release had them (files a user put there, or not a shipped model)."""
-    for release in shipped_versions().get(name, []):
-        if release["weights_sha256"] == weights_sha256:
-            return release["version"]
-    return None
+    release = find_release(name, "weights_sha256", weights_sha256)
+    return release["version"] if release else None
 
 
 def release_label(name: str, weights_sha256: str) -> str:
     """``default@v2`` for the weights of a recorded release of ``name``, else ``name``."""
-    version = version_of(split_version(name)[0], weights_sha256)
-    return f"{split_version(name)[0]}{VERSION_SEPARATOR}{version}" if version else name
+    base = split_version(name)[0]
+    version = version_of(base, weights_sha256)
+    return f"{base}{VERSION_SEPARATOR}{version}" if version else name
 
 
 _SHIPPED_VERSION_MEMO: dict[tuple, str | None] = {}
@@ -134,7 +138,7 @@ def _check_requested_version(base: str, version: str) -> None:
         raise ModelNotAvailableError(f"unknown release '{base}@{version}'; releases of '{base}': {listing}")
     shipped = shipped_version(base)
     if shipped != version:
-        card = next(r.get("card") for r in shipped_versions()[base] if r["version"] == version)
+        card = find_release(base, "version", version).get("card")
         now = f"{base}@{shipped}" if shipped else f"unversioned files as '{base}'"
         raise ModelNotAvailableError(
             f"'{base}@{version}' is not shipped in this installation (it ships {now}); "

@@ -96,6 +96,7 @@ from data.config import (
     build,
     changed_keys,
     expand_env,
+    get_dotted,
     non_negative,
     positive,
     read_with_overrides,
@@ -158,8 +159,9 @@ class PretrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # options.json content (char_cnn + lstm), required
     # Continue pretraining an existing biLM (bilm-tf's restart.py; domain adaptation): a model name
     # ("default", "default@v2", "small", ...) or a folder with options.json + weights.hdf5. Its
-    # weights start the run; the softmax starts fresh (exports ship none). `model` may be left out
-    # (taken from the model's options) or must equal them.
+    # weights start the run; so does its softmax.pt when the vocabulary is the same (restore_softmax),
+    # else the softmax starts fresh. `model` may be left out (taken from the model's options) or must
+    # equal them.
     init_from: str | None = None
     # Only the softmax learns while tokens_seen < this (the biLM's gradients are dropped before each
     # step): with init_from, the fresh softmax first learns to read the continued biLM, so that its
@@ -408,16 +410,10 @@ def init_model_problems(model: dict, init_options: dict, spec: str) -> list[str]
     """The ``model.*`` keys that differ from the options of the model ``init_from`` continues."""
     mine, wanted = options_from_dict(model).to_json_dict(), options_from_dict(init_options).to_json_dict()
     return [
-        f"model.{key}: {_dotted(mine, key)!r} here, but {spec} has {_dotted(wanted, key)!r}; "
+        f"model.{key}: {get_dotted(mine, key)!r} here, but {spec} has {get_dotted(wanted, key)!r}; "
         "leave `model` out to take the continued model's options"
         for key in changed_keys(mine, wanted)
     ]
-
-
-def _dotted(tree: dict, key: str):
-    for part in key.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
 
 
 def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> PretrainConfig:

@@ -236,15 +236,13 @@ def check_run_backbone(run_dir: str | Path, recorded: BackboneConfig, backbone: 
 def recorded_release(recorded: BackboneConfig, backbone: BackboneConfig) -> str:
     """`` (default@v1, card docs/…)`` when the recorded weights are an earlier release of the
     shipped model the run names, so the user knows which files to point it at; else ``""``."""
-    from elmo_core.models import shipped_versions, split_version
+    from elmo_core.models import find_release, split_version
 
-    name = split_version(recorded.name or backbone.name or "default")[0]
     if backbone.options or recorded.options:
         return ""
-    for release in shipped_versions().get(name, []):
-        if release["weights_sha256"] == recorded.weights_sha256:
-            return f" ({name}@{release['version']}, model card {release['card']})"
-    return ""
+    name = split_version(recorded.name or backbone.name or "default")[0]
+    release = find_release(name, "weights_sha256", recorded.weights_sha256)
+    return f" ({name}@{release['version']}, model card {release['card']})" if release else ""
 
 
 def load_backbone(backbone: BackboneConfig, device: str = "cpu", precision: str = "fp32"):

@@ -164,7 +164,8 @@ def add_parser(verbs) -> None:
         metavar="NAME|DIR",
         help="continue an existing biLM (bilm-tf's restart.py; adapting it to your domain's text): a model "
         "name (default, default@v2, small, original, ...) or a folder with options.json + weights.hdf5. "
-        "Its weights start the run, the softmax starts fresh; without --config, the config's defaults "
+        "Its weights start the run; so does its softmax.pt (a run folder's) when --vocab is that run's "
+        "vocab.txt, else the softmax starts fresh. Without --config, the config's defaults "
         "and the model's own options are used",
     )
     parser.add_argument(
