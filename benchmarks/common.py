@@ -112,21 +112,28 @@ def record_command(out_root: Path) -> None:
         handle.write(command_line() + "\n")
 
 
-def gemm_peak_gflops(dtype=None, size: int = 2048, repeats: int = 6, clock=None) -> float:
+def gemm_peak_gflops(dtype=None, size: int = 2048, repeats: int = 6, clock=None, device="cpu") -> float:
     """This machine's GEMM rate (best of ``repeats`` ``size``^3 ``torch.mm``) in GFLOP/s, at the
     current torch thread count; ``dtype`` defaults to float32, ``clock`` to ``time.perf_counter``
-    (``time.process_time`` times by the process's CPU time, for loaded machines)."""
+    (``time.process_time`` times by the process's CPU time, for loaded machines). On a GPU
+    (``device="cuda"``) each product is timed to its end (synchronised); pass a larger ``size``
+    there (8192), where 2048^3 is too small to fill the chip."""
     import time
 
     import torch
 
     dtype = dtype or torch.float32
     clock = clock or time.perf_counter
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(repeats):
         started = clock()
         torch.mm(a, b)
+        sync()
         best = min(best, clock() - started)
     return 2 * size**3 / best / 1e9

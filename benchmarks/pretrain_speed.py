@@ -61,8 +61,8 @@ class TorchLstmLanguageModel(BiLmLanguageModel):
         lengths = (char_ids[:, :, 0] > 0).sum(dim=1)
         with_bounds = add_sentence_boundaries(char_ids, lengths, self.bilm.options.char_cnn.max_chars)
         tokens = self.bilm.token_embeddings(with_bounds)
-        lengths2 = (lengths + 2).cpu()
-        reversed_tokens = reverse_padded(tokens, lengths2)
+        lengths2 = (lengths + 2).cpu()  # pack_padded_sequence takes its lengths on the CPU
+        reversed_tokens = reverse_padded(tokens, lengths2.to(tokens.device))
         fwd, bwd = tokens, reversed_tokens
         for k, (lf, lb) in enumerate(zip(self.torch_forward, self.torch_backward)):
             f_out = run_packed(lf, fwd, lengths2)
@@ -70,7 +70,7 @@ class TorchLstmLanguageModel(BiLmLanguageModel):
             if k > 0:
                 f_out, b_out = f_out + fwd, b_out + bwd
             fwd, bwd = f_out, b_out
-        return torch.cat([fwd, reverse_padded(bwd, lengths2)], dim=-1), lengths
+        return torch.cat([fwd, reverse_padded(bwd, lengths2.to(tokens.device))], dim=-1), lengths
 
 
 def run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,7 @@ def run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's first ``length`` steps (padding stays at the end)."""
     time_steps = x.shape[1]
-    index = torch.arange(time_steps).unsqueeze(0).expand(x.shape[0], -1)
+    index = torch.arange(time_steps, device=x.device).unsqueeze(0).expand(x.shape[0], -1)
     rev = (lengths.unsqueeze(1) - 1 - index).clamp(min=0)
     rev = torch.where(index < lengths.unsqueeze(1), rev, index)
     return x.gather(1, rev.unsqueeze(-1).expand_as(x))
@@ -91,22 +91,46 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def train_step(model, optimizer, batch, vocab, precision: str) -> None:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        out = model(batch_to_ids(batch), word_id_batch(batch, vocab))
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train_step(model, optimizer, batch, vocab, precision: str, scaler=None) -> None:
+    """One step as the trainer takes it (autocast in ``precision``; fp16 with its loss scale)."""
+    device = next(model.parameters()).device
+    dtype = AUTOCAST_DTYPES.get(precision, torch.bfloat16)
+    with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
+        out = model(batch_to_ids(batch).to(device), word_id_batch(batch, vocab).to(device))
         loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
     optimizer.zero_grad()
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
     nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
 
 
-def time_training(model, optimizer, batches, vocab, precision: str = "fp32", clock=time.perf_counter) -> float:
+def synchronize(model) -> None:
+    """Wait for the GPU's queued work (a no-op on the CPU), so a clock reading covers it."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training(
+    model, optimizer, batches, vocab, precision: str = "fp32", clock=time.perf_counter, scaler=None
+) -> float:
     """Training tokens/s over ``batches`` (the model and optimiser warmed up beforehand)."""
     model.train()
+    synchronize(model)
     started = clock()
     for batch in batches:
-        train_step(model, optimizer, batch, vocab, precision)
+        train_step(model, optimizer, batch, vocab, precision, scaler)
+    synchronize(model)
     return sum(len(s) for b in batches for s in b) / (clock() - started)
 
 
@@ -182,7 +206,7 @@ def profile_table(runs: dict, batches, vocab, precisions: list[str], rounds: int
     samples = {(part, p): [] for part in (*PARTS, "step") for p in precisions}
     for _ in range(rounds):
         for precision in precisions:
-            model, optimizer = runs[MODELS[0][0], precision]
+            model, optimizer, _ = runs[MODELS[0][0], precision]
             totals = dict.fromkeys(PARTS, 0.0)
             for batch in batches:
                 for part, seconds in profile_step(model, optimizer, batch, vocab, precision).items():
@@ -215,19 +239,38 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--precisions", default="fp32,bf16", help="bf16 (autocast) is dropped where the CPU has no bf16 matrix units"
+        "--precisions",
+        default="fp32,bf16",
+        help="fp32, bf16, fp16 (GPU only); bf16 (autocast) is dropped where the CPU has no bf16 matrix units "
+        "or the GPU does not support it",
     )
     parser.add_argument("--timer", choices=sorted(CLOCKS), default="wall", help="cpu: the process's CPU time")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; tokens/s is their median")
-    parser.add_argument("--profile", action="store_true", help="also our step's CPU time per batch by part")
+    parser.add_argument("--profile", action="store_true", help="also our step's CPU time per batch by part (CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: the step on a GPU (wall clock, synchronised)")
+    parser.add_argument(
+        "--section",
+        help="the docs/benchmarks.md section to write (default: pretrain-speed, pretrain-speed-cuda on a GPU)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    from elmo_core.errors import BackboneUsageError
+    from elmo_core.loading import check_device
+
+    try:
+        check_device(args.device)
+    except BackboneUsageError as err:
+        parser.error(str(err))
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    if on_gpu and (args.timer == "cpu" or args.profile):
+        parser.error("--timer cpu and --profile time the CPU's work: on a GPU the step is timed by the wall clock")
     torch.set_num_threads(args.threads)
     malloc = "kept freed memory (as the trainer)" if keep_freed_memory() else "left as it was"
     clock = CLOCKS[args.timer]
-    peak = functools.partial(gemm_peak_gflops, clock=clock)
-    precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_matrix_units()]
-    peaks = {p: peak(torch.float32 if p == "fp32" else torch.bfloat16) for p in precisions}
+    peak = functools.partial(gemm_peak_gflops, clock=clock, device=device, size=8192 if on_gpu else 2048)
+    precisions = [p for p in args.precisions.split(",") if usable_precision(p, device)]
+    peaks = {p: peak(PEAK_DTYPES[p]) for p in precisions}
     config = load_pretrain_config(args.config)
     sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), 4000)]
     vocab = Vocabulary.build(sentences, min_count=1, max_size=config.max_vocab)
@@ -239,17 +282,21 @@ def main() -> int:
     for precision in precisions:
         for name, cls in MODELS:
             torch.manual_seed(0)
-            model = cls(options, len(vocab), config.cutoffs, config.dropout)
+            model = cls(options, len(vocab), config.cutoffs, config.dropout).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            train_step(model, optimizer, batches[0], vocab, precision)  # warms allocators and caches
-            runs[name, precision] = (model, optimizer)
+            scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+            for batch in batches[: 3 if on_gpu else 1]:  # warms allocators, caches (and the GPU's kernels)
+                train_step(model, optimizer, batch, vocab, precision, scaler)
+            runs[name, precision] = (model, optimizer, scaler)
     samples = {key: [] for key in runs}
     for _ in range(args.rounds):
-        for (name, precision), (model, optimizer) in runs.items():
-            samples[name, precision].append(time_training(model, optimizer, batches[1:], vocab, precision, clock))
+        for (name, precision), (model, optimizer, scaler) in runs.items():
+            samples[name, precision].append(
+                time_training(model, optimizer, batches[1:], vocab, precision, clock, scaler)
+            )
     results = {key: statistics.median(values) for key, values in samples.items()}
     # the peak: best of the start and the end of the run (a noisy moment lowers one of them)
-    peaks = {p: max(v, peak(torch.float32 if p == "fp32" else torch.bfloat16)) for p, v in peaks.items()}
+    peaks = {p: max(v, peak(PEAK_DTYPES[p])) for p, v in peaks.items()}
     lines = [
         "| implementation | precision | training tokens/s | vs nn.LSTM, same precision | vs ours fp32 "
         "| LSTM GEMM share of the precision's peak |",
@@ -267,12 +314,15 @@ def main() -> int:
     if args.rounds > 1:
         ranges = "; ".join(f"{name.split(' ')[0]} {p} {min(v):.0f}–{max(v):.0f}" for (name, p), v in samples.items())
         timing += f", median of {args.rounds} interleaved rounds (tokens/s ranges: {ranges})"
+    where = f"GPU: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}); " if on_gpu else ""
     text = (
-        f"## Pretraining throughput (`benchmarks/pretrain_speed.py`)\n\nCommand: `{command_line()}`; git {git_revision()}.\n"
-        f"Machine: {machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
+        f"## Pretraining throughput{' on a GPU' if on_gpu else ''} (`benchmarks/pretrain_speed.py`)\n\n"
+        f"Command: `{command_line()}`; git {git_revision()}.\n"
+        f"Machine: {where}{machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
         f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch; bf16 = the "
-        f"step under bf16 autocast (weights and Adam in fp32). Timed by {timing}; malloc {malloc}. "
-        f"GEMM peaks measured in this run (2048^3 `torch.mm`): "
+        f"step under bf16 autocast (weights and Adam in fp32){'; fp16 likewise, with a dynamic loss scale' if 'fp16' in precisions else ''}. "
+        f"Timed by {timing}; malloc {malloc}. "
+        f"GEMM peaks measured in this run ({8192 if on_gpu else 2048}^3 `torch.mm`{', fp32 without TF32' if on_gpu else ''}): "
         f"{peak_text} (best of the run's start and end); the share counts the LSTM GEMMs each model performs "
         f"({flops / 1e6:.1f} MFLOP per token for ours, whose first layer's input GEMM runs once per distinct word; "
         f"{model_flops[MODELS[1][0]] / 1e6:.1f} for nn.LSTM; forward x 3).\n\n" + "\n".join(lines) + "\n"
@@ -281,8 +331,23 @@ def main() -> int:
         text += "\n" + profile_table(runs, batches[1:], vocab, precisions, args.rounds, flops, peaks) + "\n"
     print(text)
     if not args.no_write:
-        write_section(DOCS / "benchmarks.md", "pretrain-speed", text)
+        write_section(
+            DOCS / "benchmarks.md", args.section or ("pretrain-speed-cuda" if on_gpu else "pretrain-speed"), text
+        )
     return 0
+
+
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def usable_precision(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` is measured on ``device``: bf16 where there are bf16 matrix units (CPU)
+    or bf16 support (GPU); fp16 on a GPU only."""
+    if precision not in PEAK_DTYPES:
+        raise SystemExit(f"--precisions: expected fp32, bf16 or fp16, found {precision!r}")
+    if device.type == "cuda":
+        return precision != "bf16" or torch.cuda.is_bf16_supported()
+    return precision == "fp32" or (precision == "bf16" and bf16_matrix_units() is not None)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ collectives the trainer needs, with their failures turned into one readable erro
 One process (no torchrun) gets ``Ranks()``: rank 0 of 1, no process group, and collectives that
 return their input, so the trainer has one code path and a one-process run is unchanged. Under
 torchrun (``WORLD_SIZE`` > 1, read by :func:`elmo_core.store.rank_and_world`) the group is
-**gloo**: pretraining runs on the CPU (it has no device option) and gloo is torch's CPU backend.
+**gloo** for a CPU run (torch's CPU backend); a GPU run (``device: cuda``, rank ``r`` on
+``cuda:LOCAL_RANK``) joins one group with two backends, ``cpu:gloo,cuda:nccl``: DDP's gradient
+all-reduce on GPU tensors goes over **NCCL**, while the trainer's own small collectives (set-up,
+loss sums, dropout generators, all on CPU tensors or Python objects) stay on gloo.
 
 Failures: gloo raises a ``RuntimeError`` within about a second when a peer's connection closes (a
 rank that died, ``kill -9`` included), and after ``timeout_minutes`` when a peer does not answer (a
@@ -62,18 +65,19 @@ class Ranks:
         self._closed = threading.Event()  # ends the watch on torchrun (_watch_launcher)
 
     @classmethod
-    def start(cls, timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Ranks:
-        """The ranks of this run: one process, or torchrun's gloo group (joined here unless the
-        caller already did, with ``timeout_minutes`` on every collective)."""
+    def start(cls, timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES, device_type: str = "cpu") -> Ranks:
+        """The ranks of this run: one process, or torchrun's process group (joined here unless the
+        caller already did, with ``timeout_minutes`` on every collective): gloo, plus NCCL for the
+        GPU tensors when ``device_type`` is ``"cuda"``."""
         rank, world = rank_and_world()
-        ranks = cls._join(rank, world, timeout_minutes) if world > 1 else cls()
+        ranks = cls._join(rank, world, timeout_minutes, device_type) if world > 1 else cls()
         if "TORCHELASTIC_RUN_ID" in os.environ:  # our parent is torchrun's agent (even with one worker)
             threading.Thread(target=_watch_launcher, args=(os.getppid(), ranks), daemon=True).start()
         return ranks
 
     @classmethod
-    def _join(cls, rank: int, world: int, timeout_minutes: float) -> Ranks:
-        """Join (or adopt) the gloo group; torchrun's SIGTERM then gets its one line (:meth:`_on_sigterm`)."""
+    def _join(cls, rank: int, world: int, timeout_minutes: float, device_type: str = "cpu") -> Ranks:
+        """Join (or adopt) the process group; torchrun's SIGTERM then gets its one line (:meth:`_on_sigterm`)."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_gloo_available()):
@@ -81,10 +85,18 @@ class Ranks:
                 f"WORLD_SIZE={world}, but this torch build has no torch.distributed with gloo: run in one "
                 "process (without torchrun), or install a torch build with distributed support"
             )
+        backend = "gloo"
+        if device_type == "cuda":
+            if not dist.is_nccl_available():
+                raise ProcessGroupError(
+                    f"WORLD_SIZE={world} on GPUs, but this torch build has no NCCL: install a CUDA build of "
+                    "PyTorch with NCCL, or train on the CPU (device: cpu, gloo)"
+                )
+            backend = "cpu:gloo,cuda:nccl"
         owns = not dist.is_initialized()
         if owns:
             try:
-                dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
+                dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
             except (RuntimeError, ValueError) as err:  # a missing MASTER_ADDR, a rendezvous timeout
                 raise ProcessGroupError(
                     f"rank {rank} of {world}: cannot join the process group ({_first_line(err)}); start "
@@ -220,11 +232,14 @@ class Ranks:
 
             dist.barrier()
 
-    def data_parallel(self, model: nn.Module) -> nn.Module:
-        """``model`` wrapped in DistributedDataParallel (the module itself in one process). Every
-        parameter must get a gradient on every rank in every step (DDP all-reduces them all)."""
+    def data_parallel(self, model: nn.Module, device: torch.device | None = None) -> nn.Module:
+        """``model`` wrapped in DistributedDataParallel (the module itself in one process), on this
+        rank's GPU when ``device`` is one. Every parameter must get a gradient on every rank in
+        every step (DDP all-reduces them all)."""
         if self.world == 1:
             return model
+        if device is not None and device.type == "cuda":
+            return nn.parallel.DistributedDataParallel(model, device_ids=[device], output_device=device)
         return nn.parallel.DistributedDataParallel(model)
 
 

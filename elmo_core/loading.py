@@ -79,11 +79,20 @@ def load_bilm(
 
 
 def effective_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """``precision``, except ``bf16`` on a CPU without bf16 matrix units, which runs fp32 (warned)."""
-    if precision == "bf16" and torch.device(device).type == "cpu" and bf16_matrix_units() is None:
+    """``precision``, except ``bf16`` on a CPU without bf16 matrix units or on a GPU without bf16
+    support (before Ampere), which runs fp32 (warned)."""
+    kind = torch.device(device).type
+    if precision == "bf16" and kind == "cpu" and bf16_matrix_units() is None:
         warnings.warn(
             "bf16 requested, but this CPU has no bf16 matrix units (neither amx_bf16 nor avx512_bf16 in "
             "/proc/cpuinfo), where bf16 is slower than fp32: running fp32 instead",
+            stacklevel=3,
+        )
+        return "fp32"
+    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        warnings.warn(
+            f"bf16 requested, but {torch.cuda.get_device_name(device)} does not support it: running fp32 "
+            "instead (fp16 with a loss scale is the GPU's reduced precision there)",
             stacklevel=3,
         )
         return "fp32"

@@ -41,9 +41,15 @@ elsewhere). Keys added since a checkpoint was written count as their defaults.
 A directory whose run never wrote a checkpoint is simply started again (vocabulary and log
 rebuilt), so a corrected rerun is never blocked by a run that failed early.
 
+On a GPU (``device: cuda``): the model, its optimiser state and each batch live on the GPU; the step
+runs under bf16 autocast, or fp16 autocast with a dynamic loss scale (``torch.amp.GradScaler``: the
+gradients are unscaled before clipping, and a step whose gradients overflowed is skipped), or fp32.
+The checkpoint keeps the GPU's random generator and the loss scale, so a resumed GPU run continues
+exactly; it loads on either device, so a run may move between CPU and GPU (``device`` is resumable).
+
 Several processes (``torchrun --nproc_per_node N --no-python elmo-tasks pretrain ...``; ``WORLD_SIZE``
-> 1): data-parallel training with DistributedDataParallel over gloo (pretraining runs on the CPU;
-there is no device option, so no NCCL), helpers in :mod:`elmo_core.distributed`.
+> 1): data-parallel training with DistributedDataParallel, over gloo on the CPU and over NCCL on GPUs
+(``device: cuda``: rank ``r`` trains on ``cuda:LOCAL_RANK``), helpers in :mod:`elmo_core.distributed`.
   * **One batch stream, whatever the number of processes.** Every rank reads the corpus and builds
     the same global batches as one process would (same buffer, same shuffling RNG); rank ``r`` runs
     sentences ``r::N`` of each (sorted by length, so shares hold about equal tokens) and scales its
@@ -119,7 +125,7 @@ from .io import (
     directory_lock,
     log_to_stderr,
 )
-from .loading import effective_precision
+from .loading import check_device, effective_precision
 from .options import ElmoOptions, options_from_dict
 from .progress import bar_disabled
 from .store import rank_and_world
@@ -133,6 +139,7 @@ RESUMABLE_KEYS = (
     "eval_every",
     "checkpoint_every",
     "threads",
+    "device",
     "strict",
     "lr_decay_tokens",
     "lr_final_ratio",
@@ -148,6 +155,7 @@ def _at_least(n: int) -> dict:
 
 
 _SEED_RANGE = {"check": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")}
+_DEVICE = {"check": (lambda v: re.fullmatch(r"cpu|cuda(:\d+)?", v) is not None, "cpu, cuda or cuda:N")}
 
 
 @dataclass
@@ -192,9 +200,15 @@ class PretrainConfig:
     heldout_sentences: int = field(default=1_000, metadata=positive)
     checkpoint_every: int = field(default=200, metadata=positive)
     threads: int = field(default=2, metadata=positive)
+    # Where the step runs: "cpu", or "cuda" / "cuda:N" (a GPU; under torchrun, "cuda" gives each rank
+    # cuda:LOCAL_RANK and DDP's gradients go over NCCL). Like threads, it may change on resume: it only
+    # changes float rounding (and which RNG draws dropout masks: see _seed_dropout).
+    device: str = field(default="cpu", metadata=_DEVICE)
     # bf16: the training step under bf16 autocast (weights and optimiser stay fp32), on CPUs with bf16
-    # matrix units (AMX, AVX512-BF16); fp32 with a warning elsewhere. Heldout perplexity is always fp32.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # matrix units (AMX, AVX512-BF16) and on GPUs that support it; fp32 with a warning elsewhere.
+    # fp16 (GPU only): fp16 autocast with a dynamic loss scale (torch.amp.GradScaler). Heldout
+    # perplexity is always fp32.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = field(default=13, metadata=_SEED_RANGE)
     # Sentences skipped as longer than max_sentence_tokens, control characters in tokens: counted
     # warnings, or errors when strict (data/warnings.py; ``--strict`` does the same).
@@ -204,6 +218,11 @@ class PretrainConfig:
         cutoffs = self.cutoffs
         if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
             return [f"cutoffs: expected increasing integers > 0, found {cutoffs!r}"]
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            return [
+                f"precision: fp16 trains on a GPU only (device: cuda), found device {self.device!r}; "
+                "on a CPU use fp32, or bf16 where the CPU has bf16 matrix units"
+            ]
         return []
 
 
@@ -653,16 +672,49 @@ def evaluate_perplexity(
     """Heldout perplexity per direction and their mean (exp of the mean NLL per target)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     totals = {"forward_nll": 0.0, "backward_nll": 0.0, "targets": 0}
     with torch.no_grad():
         for batch in batches_of(list(sentences), batch_tokens, random.Random(0)):
-            out = model(batch_to_ids(batch, model.bilm.options.char_cnn.max_chars), word_id_batch(batch, vocab))
+            char_ids = batch_to_ids(batch, model.bilm.options.char_cnn.max_chars).to(device)
+            out = model(char_ids, word_id_batch(batch, vocab).to(device))
             for key in totals:
                 totals[key] += float(out[key])
     model.train(was_training)
     fwd = math.exp(totals["forward_nll"] / totals["targets"])
     bwd = math.exp(totals["backward_nll"] / totals["targets"])
     return {"forward_ppl": fwd, "backward_ppl": bwd, "mean_ppl": (fwd + bwd) / 2}
+
+
+def training_device(spec: str, world: int = 1, local_rank: int = 0) -> torch.device:
+    """The device this process trains on, for the config's ``device`` (checked here, before any
+    corpus is read): under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``, one GPU per process."""
+    check_device(spec)  # a CPU-only torch build, or no GPU visible
+    device = torch.device(spec)
+    if device.type != "cuda":
+        return device
+    if world > 1:
+        if device.index is not None:
+            raise BackboneUsageError(
+                f"device {spec!r} under torchrun ({world} processes): use device: cuda, and each rank "
+                "trains on cuda:LOCAL_RANK (one GPU per process; NCCL cannot share one between ranks)"
+            )
+        device = torch.device("cuda", local_rank)
+    index = device.index or 0
+    visible = torch.cuda.device_count()
+    if index >= visible:
+        raise BackboneUsageError(
+            f"device cuda:{index}: only {visible} GPU(s) visible"
+            + (" (torchrun: --nproc_per_node at most the number of GPUs)" if world > 1 else "")
+        )
+    return torch.device("cuda", index)
+
+
+def describe_device(device: torch.device) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H200)``, for result.json and logs."""
+    if device.type != "cuda":
+        return device.type
+    return f"{device} ({torch.cuda.get_device_name(device)})"
 
 
 @dataclass
@@ -750,6 +802,8 @@ class Pretrainer:
             raise BackboneUsageError(f"timeout_minutes must be > 0, found {timeout_minutes!r}")
         self.timeout_minutes = timeout_minutes
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self.device = torch.device("cpu")  # resolved from the config by run() (training_device)
+        self._scaler = torch.amp.GradScaler("cpu", enabled=False)  # made per precision by _train
         self._corpora: dict[str, Corpus] = {}
         self._schedule_announced = False
 
@@ -883,12 +937,17 @@ class Pretrainer:
             "or choose another --out (nothing was overwritten)"
         )
 
-    def _restore(self, model: nn.Module, optimizer, state: dict) -> Position:
+    def _restore(self, model: nn.Module, optimizer, state: dict, scaler=None) -> Position:
+        """Model, optimiser (its moments move to the model's device), position and RNG states."""
         self._load_model_state(model, state)
         try:
             optimizer.load_state_dict(state["optimizer"])
             position = Position(**state["position"])
             torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            if scaler is not None and scaler.is_enabled() and state.get("grad_scaler"):
+                scaler.load_state_dict(state["grad_scaler"])
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
             raise ElmoFileError(
                 f"{self.checkpoint_path}: cannot resume from it ({type(err).__name__}: "
@@ -925,7 +984,7 @@ class Pretrainer:
             raise ElmoFileError(f"{self.checkpoint_path}: no checkpoint to evaluate")
         torch.set_num_threads(self.config.threads)
         vocab = Vocabulary.load(self.out_dir / "vocab.txt")
-        model = BiLmLanguageModel.from_config(self.config, len(vocab))
+        model = BiLmLanguageModel.from_config(self.config, len(vocab)).to(training_device(self.config.device))
         self._load_model_state(model, state)
         stats: dict = {}
         sentences = [t for _, t in self.heldout_corpus.iter_sentences(self.config.max_sentence_tokens, stats=stats)]
@@ -947,7 +1006,11 @@ class Pretrainer:
         the vocabulary; every rank trains on its share of each batch. Rank 0 returns the result;
         the others return ``{"rank", "world_size"}`` once rank 0 has exported."""
         self._position = self._checkpointed_step = None  # what _where reports
-        ranks = Ranks.start(self.timeout_minutes)
+        _, world = rank_and_world()
+        self.device = training_device(self.config.device, world, int(os.environ.get("LOCAL_RANK", 0)))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # NCCL and the object collectives use the current GPU
+        ranks = Ranks.start(self.timeout_minutes, self.device.type)
         try:
             with ranks.guard(self._where):
                 if not ranks.main:
@@ -1004,8 +1067,9 @@ class Pretrainer:
         cfg, main = self.config, ranks.main
         torch.set_num_threads(cfg.threads)
         keep_freed_memory()  # fewer page faults per step (see there)
-        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        model = BiLmLanguageModel.from_config(cfg, len(vocab))
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank (and on any device)
+        device = self.device
+        model = BiLmLanguageModel.from_config(cfg, len(vocab)).to(device)
         sampled = isinstance(model.softmax, SampledSoftmax)
         if main and sampled and model.softmax.samples_whole_vocabulary:
             self.log(
@@ -1013,15 +1077,23 @@ class Pretrainer:
                 f"({len(vocab)} words), so every word is scored (the full softmax)"
             )
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-        precision = effective_precision(cfg.precision, "cpu")
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        precision = effective_precision(cfg.precision, device)
+        autocast = torch.autocast(
+            device.type,
+            dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
+            enabled=precision != "fp32",
+        )
+        # fp16's narrow range: the loss is scaled up before backward and the gradients unscaled
+        # before clipping; a step whose gradients overflowed is skipped and the scale lowered.
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         position = Position(buffer_rng_state=random.Random(cfg.seed).getstate())
         if state is not None:
-            position = self._restore(model, optimizer, state)
+            position = self._restore(model, optimizer, state, scaler)
         elif cfg.init_from is not None:
             self._init_from(model, main, vocab)
         self._seed_dropout(model, ranks, state, position)
-        trained = ranks.data_parallel(model)
+        trained = ranks.data_parallel(model, device)
+        self._scaler = scaler
         self._position, self._checkpointed_step = position, position.step if state is not None else None
         heldout, log, writer = [], None, None
         if main:
@@ -1121,24 +1193,29 @@ class Pretrainer:
         share, weight = batch[ranks.rank :: ranks.world], float(ranks.world)
         if not share:
             share, weight = batch[:1], 0.0
-        word_ids = word_id_batch(share, vocab)
+        device = self.device
+        word_ids = word_id_batch(share, vocab).to(device)
+        char_ids = batch_to_ids(share, model.bilm.options.char_cnn.max_chars).to(device)
         with autocast:
-            out = trained(batch_to_ids(share, model.bilm.options.char_cnn.max_chars), word_ids)
+            out = trained(char_ids, word_ids)
             nll = out["forward_nll"] + out["backward_nll"]
             if ranks.world == 1:
                 loss = nll / (2 * out["targets"])
             else:
                 loss = nll * (weight / (2 * targets)) + sum(0.0 * p.sum() for p in model.idle_parameters(word_ids))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self._scaler
+        scaler.scale(loss).backward()
         if ranks.world > 1:
-            for parameter in model.idle_parameters(word_id_batch(batch, vocab)):
+            for parameter in model.idle_parameters(word_id_batch(batch, vocab).to(device)):
                 parameter.grad = None
         if softmax_only:
             for parameter in model.bilm.parameters():
                 parameter.grad = None
+        scaler.unscale_(optimizer)  # clipping sees the true gradients (a no-op unless fp16)
         nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
-        optimizer.step()
+        scaler.step(optimizer)  # optimizer.step(), skipped under fp16 when a gradient overflowed
+        scaler.update()
         return float(loss.detach()) * targets / ranks.world
 
     def _init_from(self, model: BiLmLanguageModel, main: bool, vocab: Vocabulary) -> None:
@@ -1172,14 +1249,14 @@ class Pretrainer:
         except OSError as err:  # a full disk: name the file
             raise OSError(err.errno, err.strerror or str(err), log.name) from err
 
-    @staticmethod
-    def _result(ppl: dict, position: Position, precision: str, ranks: Ranks, lr: float) -> dict:
+    def _result(self, ppl: dict, position: Position, precision: str, ranks: Ranks, lr: float) -> dict:
         return {
             **ppl,
             "tokens_seen": position.tokens_seen,
             "seconds": position.seconds,
             "step": position.step,
             "precision": precision,
+            "device": describe_device(self.device),
             "world_size": ranks.world,
             "lr": lr,  # the last step's learning rate (lr_schedule)
         }
@@ -1190,6 +1267,13 @@ class Pretrainer:
         with the same model, optimiser and batch stream; only dropout masks cannot continue (they
         are drawn per rank), which rank 0 says."""
         saved_world = None if state is None else state.get("world_size", 1)
+        saved_device = None if state is None else torch.device(state.get("device", "cpu")).type
+        if ranks.main and ranks.world == 1 and saved_device not in (None, self.device.type) and self.config.dropout:
+            self.log(
+                f"{self.checkpoint_path}: written on {saved_device}, resumed on {self.device.type}: the batches, "
+                "model and optimiser continue exactly (up to float rounding); dropout masks come from "
+                f"{self.device.type}'s random generator from here on"
+            )
         if ranks.main and saved_world not in (None, ranks.world):
             self.log(
                 f"{self.checkpoint_path}: written by {saved_world} process(es), resumed by {ranks.world}: the "
@@ -1203,9 +1287,9 @@ class Pretrainer:
             )
         if ranks.world == 1:
             return
-        generator = torch.Generator()
+        generator = torch.Generator(device=self.device)  # masks are drawn where the activations are
         saved = None if state is None else state.get("dropout_rng")
-        if saved_world == ranks.world and saved is not None:
+        if saved_world == ranks.world and saved_device == self.device.type and saved is not None:
             generator.set_state(saved[ranks.rank])
         else:
             key = f"{self.config.seed}/dropout/rank {ranks.rank}/step {position.step}".encode()
@@ -1269,6 +1353,11 @@ class Pretrainer:
                     "optimizer": optimizer.state_dict(),
                     "position": asdict(position),
                     "torch_rng": torch.get_rng_state(),
+                    # On a GPU, one process's dropout masks (and the sampled softmax's negatives) come
+                    # from the GPU's generator: kept so that a resume on a GPU continues them exactly.
+                    "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                    "grad_scaler": self._scaler.state_dict() if self._scaler.is_enabled() else None,
+                    "device": str(self.device),
                     "config": to_dict(self.config),
                     "train_shards": [p.name for p in self.train_corpus.shards],
                     "world_size": ranks.world,

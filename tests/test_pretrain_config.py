@@ -262,6 +262,7 @@ def test_resume_with_a_raised_budget_continues(tmp_path, corpora):
         "eval_every",
         "checkpoint_every",
         "threads",
+        "device",
         "strict",
         "lr_decay_tokens",
         "lr_final_ratio",

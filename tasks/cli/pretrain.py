@@ -81,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         args.train,
         args.heldout,
         args.out,
-        {**parse_overrides(args.set), **({"strict": True} if args.strict else {})},
+        {
+            **parse_overrides(args.set),
+            **({"strict": True} if args.strict else {}),
+            **({"device": args.device} if args.device is not None else {}),
+            **({"precision": args.precision} if args.precision is not None else {}),
+        },
         progress=not args.quiet,
         evaluate_only=args.evaluate_only,
         wait=False if args.no_wait else None,
@@ -108,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.get("world_size", 1) > 1:
         print(f"trained data-parallel by {result['world_size']} processes (torchrun)")
+    if result.get("device", "cpu") != "cpu":
+        print(f"trained on {result['device']} ({result['precision']})")
     print(f"exported {args.out / 'options.json'} and {args.out / 'weights.hdf5'}")
     sys.stdout.flush()
     return 0
@@ -135,7 +142,13 @@ EPILOG = """examples:
   run equals one process up to float rounding at dropout 0; rank 0 alone writes --out):
   torchrun --standalone --nproc_per_node 2 --no-python elmo-tasks pretrain --config ... --set threads=1
   python -m torch.distributed.run --standalone --nproc_per_node 2 -m tasks.cli pretrain --config ...
-  Re-running resumes from the last checkpoint, with any number of processes (docs/pretraining.md)."""
+  Re-running resumes from the last checkpoint, with any number of processes (docs/pretraining.md).
+
+  on a GPU (bf16 autocast on Ampere or newer; fp16 with a loss scale on older GPUs):
+  elmo-tasks pretrain --config configs/bilm_strong.yaml --device cuda --precision bf16 --train ... --out runs/bilm
+  torchrun --standalone --nproc_per_node 8 --no-python elmo-tasks pretrain --device cuda ...   (one GPU per
+  process, gradients over NCCL). A run may move between CPU and GPU on resume: --device only changes
+  float rounding (and the generator dropout masks are drawn from)."""
 
 
 def add_parser(verbs) -> None:
@@ -146,7 +159,8 @@ def add_parser(verbs) -> None:
         "elmo_core loads) and export options.json + weights.hdf5 in the official layout. The whole "
         "config is checked first. Re-running the same command in the same --out resumes from the "
         "last checkpoint; budgets (max_tokens_seen, max_minutes) may be raised on resume. Under torchrun "
-        "the processes train data-parallel (DistributedDataParallel, gloo) and rank 0 writes --out.",
+        "the processes train data-parallel (DistributedDataParallel: gloo on CPU, NCCL on GPUs) and rank 0 "
+        "writes --out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -190,6 +204,17 @@ def add_parser(verbs) -> None:
         metavar="KEY=VALUE",
         help="override a dotted config key, e.g. lr=0.001 or model.lstm.dim=256 (repeatable; with "
         "--bilm-tf-options, applied after the mapping)",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="cpu|cuda|cuda:N",
+        help="where to train (config key device, default cpu); under torchrun, cuda gives each rank cuda:LOCAL_RANK",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="config key precision (default fp32): bf16 autocast on CPUs with bf16 matrix units and on "
+        "GPUs that support it; fp16 (GPU only) with a dynamic loss scale",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_strict_argument(parser, "strict")
