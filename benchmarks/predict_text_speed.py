@@ -68,12 +68,14 @@ def main() -> int:
     parser.add_argument("--train-sentences", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--section", default="predict-text-speed", help="the docs/benchmarks.md section to (re)write")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
     import torch
 
     from data.tokenize import read_sentences, split_text
+    from tasks.features import backbone_identity
     from tasks.records import write_jsonl
     from tasks.run_dir import load_run
 
@@ -97,6 +99,7 @@ def main() -> int:
         started = time.perf_counter()
         trained = load_run(run)
         load_seconds = time.perf_counter() - started
+        model_note += f", backbone {backbone_identity(trained.task.config.backbone)}"
         started = time.perf_counter()
         split_text("Warm up.")  # imports NLTK and builds the tokenisers, once per process
         setup_seconds = time.perf_counter() - started
@@ -158,7 +161,7 @@ our tokeniser makes {tokens:,} tokens in {len(sentences):,} sentences). Model: {
 """
     print(body)
     if not args.no_write:
-        write_section(DOCS / "benchmarks.md", "predict-text-speed", body)
+        write_section(DOCS / "benchmarks.md", args.section, body)
     return 0
 
 
