@@ -177,3 +177,25 @@ def test_torchrun_on_two_gpus_equals_one_process(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert max_difference(weights_of(tmp_path / "one"), weights_of(tmp_path / "two")) < 1e-4
+
+
+def test_the_loss_scale_path_changes_nothing_but_the_checkpoint(tmp_path, corpora, monkeypatch):  # noqa: F811
+    """fp16's machinery without a GPU: the trainer with its loss scaler forced on (fp32 math, on the
+    CPU) gives bit for bit the plain run's weights, since the scale is a power of two; the scale is
+    checkpointed, and a resumed run restores it and continues as the uninterrupted one."""
+    train, heldout = corpora
+    Pretrainer(tiny(), train, heldout, tmp_path / "plain", progress=False).run()
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real(device, enabled=True))
+    Pretrainer(tiny(), train, heldout, tmp_path / "scaled", progress=False).run()
+    plain, scaled = weights_of(tmp_path / "plain"), weights_of(tmp_path / "scaled")
+    assert all(torch.equal(plain[k], scaled[k]) for k in plain)
+    saved = torch.load(tmp_path / "scaled" / "checkpoint.pt", weights_only=True)["grad_scaler"]
+    first_steps = torch.load(tmp_path / "scaled" / "checkpoint.pt", weights_only=True)["position"]["step"]
+    assert saved["scale"] == 65536.0 and saved["_growth_tracker"] == first_steps  # no overflow, no growth yet
+    whole = Pretrainer(tiny(max_tokens_seen=900), train, heldout, tmp_path / "scaled", progress=False).run()
+    Pretrainer(tiny(max_tokens_seen=900), train, heldout, tmp_path / "plain", progress=False).run()
+    resumed = torch.load(tmp_path / "scaled" / "checkpoint.pt", weights_only=True)["grad_scaler"]
+    assert whole["step"] > first_steps and resumed["_growth_tracker"] == whole["step"]  # restored, then counted on
+    plain, scaled = weights_of(tmp_path / "plain"), weights_of(tmp_path / "scaled")
+    assert all(torch.equal(plain[k], scaled[k]) for k in plain)
