@@ -237,6 +237,12 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "bilm_default.yaml")
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "corpus" / "heldout.txt.xz")
     parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        help="padded tokens per batch (default: the config's); a GPU wants far more than a CPU, since the "
+        "LSTM's step launches the same kernels whatever the batch",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--precisions",
@@ -271,8 +277,9 @@ def main() -> int:
     peak = functools.partial(gemm_peak_gflops, clock=clock, device=device, size=8192 if on_gpu else 2048)
     precisions = [p for p in args.precisions.split(",") if usable_precision(p, device)]
     peaks = {p: peak(PEAK_DTYPES[p]) for p in precisions}
-    config = load_pretrain_config(args.config)
-    sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), 4000)]
+    config = load_pretrain_config(args.config, {"batch_tokens": args.batch_tokens} if args.batch_tokens else None)
+    wanted = max(4000, (args.batches + 1) * config.batch_tokens // 15)  # enough sentences for every batch
+    sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), wanted)]
     vocab = Vocabulary.build(sentences, min_count=1, max_size=config.max_vocab)
     batches = batches_of(sentences, config.batch_tokens, random.Random(0))[: args.batches + 1]
     options = options_from_dict(config.model)
@@ -318,7 +325,7 @@ def main() -> int:
     text = (
         f"## Pretraining throughput{' on a GPU' if on_gpu else ''} (`benchmarks/pretrain_speed.py`)\n\n"
         f"Command: `{command_line()}`; git {git_revision()}.\n"
-        f"Machine: {where}{machine()}. Model: `{args.config.name}`; {args.batches} timed batches of <= {config.batch_tokens} "
+        f"Machine: {where}{machine()}. Model: `{args.config.name}`; {len(batches) - 1} timed batches of <= {config.batch_tokens} "
         f"padded tokens from `{args.corpus.name}` (forward + backward + Adam), after one warm-up batch; bf16 = the "
         f"step under bf16 autocast (weights and Adam in fp32){'; fp16 likewise, with a dynamic loss scale' if 'fp16' in precisions else ''}. "
         f"Timed by {timing}; malloc {malloc}. "
