@@ -27,6 +27,7 @@ from common import DOCS, command_line, git_revision, machine, write_section
 
 from elmo_core import load_bilm
 from elmo_core.embed import embed_sentences, in_order_batches, plan_embedding_batches
+from elmo_core.models import labelled_name
 
 
 def embed(backbone: str, sentences: list[list[str]], batches: list[list[int]]) -> dict[int, np.ndarray]:
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--section", default="batch-independence", help="the docs/store.md section to (re)write")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +64,7 @@ def main() -> int:
     text = (
         "## Batch independence on the shipped backbone (`benchmarks/batch_independence.py`)\n\n"
         f"Command: `{command_line()}`; git {git_revision()}.\nMachine: {machine()}.\n"
-        f"Backbone `{args.backbone}`, the first {len(sentences)} sentences of CoNLL-2003 eng.testa; max abs difference "
+        f"Backbone `{labelled_name(args.backbone)}`, the first {len(sentences)} sentences of CoNLL-2003 eng.testa; max abs difference "
         f"against `elmo-tasks embed`'s batch plan, per layer (largest |value|: {magnitude:.2f}); each way with a "
         "fresh biLM (empty type cache).\n\n"
         f"| batches | {header} | sentences bit-identical |\n|---|"
@@ -73,7 +75,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        write_section(DOCS / "store.md", "batch-independence", text)
+        write_section(DOCS / "store.md", args.section, text)
     return 0
 
 
