@@ -1,7 +1,8 @@
 """Side-by-side numerics of ``elmo_core.Elmo`` and AllenNLP 2.10.1's ``allennlp.modules.elmo.Elmo``.
 
-For each model (the TF biLM fixture in ../shared/data/elmo-fixtures, and random weights with the
-official "small" shapes from ../shared/anchors/allennlp/make_random_weights.py) and each
+For each model (the TF biLM fixture in ../shared/data/elmo-fixtures, random weights with the
+official "small" shapes from ../shared/anchors/allennlp/make_random_weights.py, and the shipped
+``default`` biLM, which our own pretraining wrote) and each
 configuration (learned mixes set to different weights, ``keep_sentence_boundaries``,
 ``scalar_mix_parameters``, ``do_layer_norm`` with and without boundaries, ``vocab_to_cache`` with
 word ids), a fresh module of each implementation (``num_output_representations=2``, ``dropout=0``)
@@ -129,9 +130,14 @@ def models(work: Path) -> dict[str, tuple[str, str]]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    from elmo_core.models import labelled_name
+
+    shipped = HERE.parent / "elmo_core" / "pretrained" / "default"
     return {
         "fixture (TF biLM test model)": (str(FIXTURES / "options.json"), str(FIXTURES / "lm_weights.hdf5")),
         'random "small" shapes': (str(options), str(weights)),
+        # the files this package ships, trained by our own pretraining: AllenNLP loads them as they are
+        f"shipped `{labelled_name('default')}`": (str(shipped / "options.json"), str(shipped / "weights.hdf5")),
     }
 
 

@@ -241,7 +241,7 @@ ANCHOR_SCRIPT = REPO / "benchmarks" / "allennlp_compat_check.py"
 
 @pytest.mark.slow
 def test_numbers_match_allennlp_side_by_side(tmp_path):
-    """Both implementations on the TF fixture model and random "small" weights, stateful and
+    """Both implementations on the TF fixture model, random "small" weights and the shipped default, stateful and
     reset procedures, every configuration (see the script); and the AllenNLP examples run under
     AllenNLP with only their import line changed."""
     result = subprocess.run(
@@ -257,7 +257,8 @@ def test_numbers_match_allennlp_side_by_side(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["max_abs_diff"] <= 1e-5
-    assert all(row["masks_equal"] for row in report["rows"]) and len(report["rows"]) == 24
+    assert all(row["masks_equal"] for row in report["rows"]) and len(report["rows"]) == 36  # 3 models
+    assert any(row["model"].startswith("shipped `default") for row in report["rows"])
     assert min(report["stateless_vs_stateful"].values()) > 1e-3
     examples = report["examples"]
     assert examples["allennlp_bark_similarity.py"]["ours"] == examples["allennlp_bark_similarity.py"]["allennlp"]
