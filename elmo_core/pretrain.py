@@ -743,7 +743,8 @@ def export_model(model: BiLmLanguageModel, out_dir: Path) -> tuple[Path, Path]:
     options_path, weights_path = out_dir / "options.json", out_dir / "weights.hdf5"
     save_weights(model.bilm, weights_path)  # atomic: PATH.part then rename
     atomic_write_json(options_path, model.bilm.options.to_json_dict())
-    softmax = {"kind": softmax_kind(model), "state_dict": model.softmax.state_dict()}
+    state = {name: tensor.detach().cpu() for name, tensor in model.softmax.state_dict().items()}  # loads anywhere
+    softmax = {"kind": softmax_kind(model), "state_dict": state}
     atomic_torch_save(softmax, out_dir / SOFTMAX_FILE)
     return options_path, weights_path
 

@@ -160,6 +160,8 @@ def test_gpu_export_loads_and_embeds_on_the_cpu(tmp_path, corpora):  # noqa: F81
     with torch.no_grad():
         layers = bilm(batch_to_ids([["the", "dog", "barks"]])).layers
     assert layers.shape[:3] == (3, 1, 3) and torch.isfinite(layers).all()
+    softmax = torch.load(out / "softmax.pt", weights_only=True)  # no map_location: saved on the CPU
+    assert all(t.device.type == "cpu" for t in softmax["state_dict"].values())
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL runs one process per GPU)")
