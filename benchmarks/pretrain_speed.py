@@ -91,14 +91,14 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Each precision's dtype: the autocast dtype of the step, and the GEMM peak measured for it.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def train_step(model, optimizer, batch, vocab, precision: str, scaler=None) -> None:
     """One step as the trainer takes it (autocast in ``precision``; fp16 with its loss scale)."""
     device = next(model.parameters()).device
-    dtype = AUTOCAST_DTYPES.get(precision, torch.bfloat16)
-    with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
+    with torch.autocast(device.type, dtype=PRECISION_DTYPES[precision], enabled=precision != "fp32"):
         out = model(batch_to_ids(batch).to(device), word_id_batch(batch, vocab).to(device))
         loss = (out["forward_nll"] + out["backward_nll"]) / (2 * out["targets"])
     optimizer.zero_grad()
@@ -276,7 +276,7 @@ def main() -> int:
     clock = CLOCKS[args.timer]
     peak = functools.partial(gemm_peak_gflops, clock=clock, device=device, size=8192 if on_gpu else 2048)
     precisions = [p for p in args.precisions.split(",") if usable_precision(p, device)]
-    peaks = {p: peak(PEAK_DTYPES[p]) for p in precisions}
+    peaks = {p: peak(PRECISION_DTYPES[p]) for p in precisions}
     config = load_pretrain_config(args.config, {"batch_tokens": args.batch_tokens} if args.batch_tokens else None)
     wanted = max(4000, (args.batches + 1) * config.batch_tokens // 15)  # enough sentences for every batch
     sentences = [t for _, t in itertools.islice(iter_sentences(args.corpus, config.max_sentence_tokens), wanted)]
@@ -303,7 +303,7 @@ def main() -> int:
             )
     results = {key: statistics.median(values) for key, values in samples.items()}
     # the peak: best of the start and the end of the run (a noisy moment lowers one of them)
-    peaks = {p: max(v, peak(PEAK_DTYPES[p])) for p, v in peaks.items()}
+    peaks = {p: max(v, peak(PRECISION_DTYPES[p])) for p, v in peaks.items()}
     lines = [
         "| implementation | precision | training tokens/s | vs nn.LSTM, same precision | vs ours fp32 "
         "| LSTM GEMM share of the precision's peak |",
@@ -344,13 +344,10 @@ def main() -> int:
     return 0
 
 
-PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def usable_precision(precision: str, device: torch.device) -> bool:
     """Whether ``precision`` is measured on ``device``: bf16 where there are bf16 matrix units (CPU)
     or bf16 support (GPU); fp16 on a GPU only."""
-    if precision not in PEAK_DTYPES:
+    if precision not in PRECISION_DTYPES:
         raise SystemExit(f"--precisions: expected fp32, bf16 or fp16, found {precision!r}")
     if device.type == "cuda":
         return precision != "bf16" or torch.cuda.is_bf16_supported()
