@@ -8,13 +8,14 @@ Variants (random weights with the official shapes; the first CoNLL-2003 eng.test
   * char-CNN over all 50 positions (``pool_full_width``) instead of each word's own windows;
   * boundary steps computed (``skip_boundary_steps = False``);
   * first layer's input GEMM per position instead of once per distinct word;
+  * the recurrent GEMM by MKL's ``addmm_`` instead of oneDNN with a packed weight (``onednn.py``);
   * the code of ``--before`` (its ``elmo_core``, unpacked by ``git archive``; run in a subprocess).
 
 Timing is the CPU time of the process on ONE thread (less disturbed by other processes than wall
 time on a shared 2-core machine), median of ``--repeats`` interleaved passes. The change from the
 fast path's tanh (taken as ``2 sigmoid(2x) - 1``) is in the ``--before`` row only, with everything else.
 
-    python benchmarks/backbone_ablation.py [--repeats 3] [--before 9eee6be] [--no-write]
+    python benchmarks/backbone_ablation.py [--repeats 3] [--before 9eee6be] [--no-write] [--section NAME]
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from pathlib import Path
 import torch
 from common import DOCS, REPO, command_line, git_revision, machine, write_section
 
-VARIANTS = ("all shortcuts", "char-CNN over all 50 positions", "boundary steps computed", "input GEMM per position")
+VARIANTS = (
+    "all shortcuts",
+    "char-CNN over all 50 positions",
+    "boundary steps computed",
+    "input GEMM per position",
+    "recurrent GEMM by MKL's addmm_",
+)
 SIZES = {"small": 1000, "original": 300}
 
 
@@ -46,6 +53,9 @@ def switch_off(bilm, variant: str) -> None:
         bilm.run_lstms = lambda tokens, lengths, boundary_outputs=True, types=None: run_lstms(
             tokens, lengths, boundary_outputs
         )
+    elif variant == "recurrent GEMM by MKL's addmm_":
+        for layer in [*bilm.forward_layers, *bilm.backward_layers]:
+            layer.prepacked_recurrent = False
 
 
 def cpu_seconds_per_pass(options: Path, weights: Path, sentences, variant: str | None, repeats: int) -> list[float]:
@@ -106,6 +116,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", default="e02af08", help="the commit to compare with (default e02af08)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--section",
+        default="backbone-ablation",
+        help="the section of docs/benchmarks.md to (re)write; another name keeps the existing table",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from backbone_speed import SHAPES, conll_dev_sentences
@@ -145,7 +160,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        write_section(DOCS / "benchmarks.md", "backbone-ablation", text)
+        write_section(DOCS / "benchmarks.md", args.section, text)
     return 0
 
 

@@ -112,28 +112,58 @@ def record_command(out_root: Path) -> None:
         handle.write(command_line() + "\n")
 
 
-def gemm_peak_gflops(dtype=None, size: int = 2048, repeats: int = 6, clock=None, device="cpu") -> float:
-    """This machine's GEMM rate (best of ``repeats`` ``size``^3 ``torch.mm``) in GFLOP/s, at the
+GEMM_LIBRARIES = ("mkl", "onednn")
+
+
+def gemm_peak_gflops(
+    dtype=None, size: int = 2048, repeats: int = 6, clock=None, device="cpu", library: str = "mkl"
+) -> float:
+    """This machine's GEMM rate (best of ``repeats`` ``size``^3 products) in GFLOP/s, at the
     current torch thread count; ``dtype`` defaults to float32, ``clock`` to ``time.perf_counter``
-    (``time.process_time`` times by the process's CPU time, for loaded machines). On a GPU
+    (``time.process_time`` times by the process's CPU time, for loaded machines). ``library``:
+    ``"mkl"`` times ``torch.mm`` (MKL on x86 CPUs), ``"onednn"`` oneDNN's linear with a weight
+    packed beforehand (``elmo_core/onednn.py``, what the fp32 LSTM step uses; CPU only). On a GPU
     (``device="cuda"``) each product is timed to its end (synchronised); pass a larger ``size``
     there (8192), where 2048^3 is too small to fill the chip."""
     import time
 
     import torch
 
+    if library not in GEMM_LIBRARIES:
+        raise ValueError(f"library must be one of {GEMM_LIBRARIES}, got {library!r}")
     dtype = dtype or torch.float32
     clock = clock or time.perf_counter
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    torch.mm(a, b)
+    if library == "onednn":
+        from elmo_core import onednn
+
+        packed = onednn.pack_weight(b)
+
+        def product():
+            return onednn.linear(a, packed)
+    else:
+
+        def product():
+            return torch.mm(a, b)
+
+    product()
     sync()
     best = float("inf")
     for _ in range(repeats):
         started = clock()
-        torch.mm(a, b)
+        product()
         sync()
         best = min(best, clock() - started)
     return 2 * size**3 / best / 1e9
+
+
+def fp32_cpu_peak_gflops(repeats: int = 6) -> dict[str, float]:
+    """The fp32 square-GEMM rate of each library this PyTorch has on the CPU (``{"mkl": ..., "onednn": ...}``):
+    the LSTM uses both, so its share is taken of the better one."""
+    from elmo_core import onednn
+
+    libraries = [lib for lib in GEMM_LIBRARIES if lib == "mkl" or onednn.available()]
+    return {lib: gemm_peak_gflops(repeats=repeats, library=lib) for lib in libraries}

@@ -11,8 +11,9 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
     autograd, and a GEMM per chunk of >= 512 rows into reused memory without (``_run_in_place``);
   * rows are sorted by length so the rows still running form a prefix that shrinks (forward) or
     grows (backward) over time: no work is spent on padding;
-  * without autograd (inference) the step runs in place: the recurrent GEMM accumulates onto the
-    step's input gates (``addmm_``), the pointwise math overwrites them, and ``h``/``c`` and the
+  * without autograd (inference) the step runs in place: the recurrent GEMM adds onto the step's
+    input gates (``addmm_`` into them; on the CPU in fp32 with a large recurrent weight, oneDNN's
+    linear with a weight packed once, ``onednn.py``), the pointwise math overwrites them, and ``h``/``c`` and the
     pre-projection live in buffers made once per call, whose running prefix each step updates.
 """
 
@@ -25,6 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from . import onednn
 from .errors import BackboneUsageError
 from .lstm_autograd import applies as sequence_function_applies
 from .lstm_autograd import layer_forward as sequence_function_forward
@@ -94,6 +96,9 @@ class ProjectedLstmLayer(nn.Module):
         self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
         self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
         self.elementwise = cell_elementwise
+        # CPU fp32 inference with a large recurrent weight (PACKED_RECURRENT_MIN_BYTES): the
+        # recurrent GEMM through oneDNN with a weight packed once (onednn.py)
+        self.prepacked_recurrent = True
         self._weights: InPlaceWeights | None = None  # see _in_place_weights
         self._weights_key: tuple | None = None
         self.reset_parameters()
@@ -218,17 +223,27 @@ class ProjectedLstmLayer(nn.Module):
         is exact in floating point, so the GEMMs give exactly twice the usual pre-activations."""
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
         tensors = (self.input_linear.weight, self.input_linear.bias, self.state_linear.weight, self.projection.weight)
-        key = (dtype, *((t.data_ptr(), t._version) for t in tensors))
+        prepack = (
+            self.prepacked_recurrent
+            and dtype is None
+            and tensors[0].dtype == torch.float32  # not a float64 model (benchmarks/fp32_rounding.py)
+            and tensors[0].device.type == "cpu"
+            and self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
+            and onednn.available()
+        )
+        key = (dtype, prepack, *((t.data_ptr(), t._version) for t in tensors))
         if self._weights_key != key:
             cell = self.cell_dim
             scale = torch.ones(4 * cell, 1, device=tensors[0].device)
             scale[cell : 2 * cell] = 2.0
             w_in, b_in, w_rec, w_proj = (t.detach() for t in tensors)
+            recurrent = _cast(w_rec * scale, dtype)
             self._weights = InPlaceWeights(
                 input=_cast(w_in * scale, dtype),
                 bias=_cast(b_in * scale[:, 0], dtype),
-                recurrent=_cast(w_rec * scale, dtype).t(),
+                recurrent=None if prepack else recurrent.t(),
                 projection=_cast(w_proj, dtype).t(),
+                recurrent_packed=onednn.pack_weight(recurrent) if prepack else None,
             )
             self._weights_key = key
         return self._weights
@@ -252,15 +267,16 @@ class ProjectedLstmLayer(nn.Module):
         memory for all of them at once costs a page fault per 4 KiB on every call, and a chunk
         (8 MB on "small") is still in the L3 cache when its steps read it. With ``type_index``
         the gates of each distinct input are computed first (into the same scratch tensor) and
-        gathered chunk by chunk. Nothing is allocated per step: the
-        recurrent GEMM accumulates into the step's slice of the chunk (no longer needed after it),
-        the rest goes into buffers made once. The candidate gate arrives doubled
+        gathered chunk by chunk. The recurrent GEMM adds onto the step's slice of the chunk (no
+        longer needed after it): in place with ``addmm_``, or, with oneDNN's packed weight, into
+        one new tensor per step (oneDNN's linear has no ``out=``; still faster, see ``onednn.py``).
+        The rest goes into buffers made once. The candidate gate arrives doubled
         (:meth:`_in_place_weights`) and both tanh are taken as ``2 sigmoid(2x) - 1`` (equal to
         ``tanh`` up to float rounding)."""
         batch = h.shape[0]
         # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
         # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
-        dtype = weights.recurrent.dtype
+        dtype = weights.projection.dtype
         h, c = h.to(dtype).contiguous(), c.contiguous()
         outputs = h.new_zeros(batch, total_steps, self.projection_dim)
         pre_projection = c.new_empty(batch, self.cell_dim)
@@ -284,7 +300,10 @@ class ProjectedLstmLayer(nn.Module):
                 else:
                     self.input_gates(source.inputs[lo:hi], weights, buffer[: hi - lo])
             row = first[t] - lo
-            gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent).sigmoid_()
+            if weights.recurrent_packed is None:
+                gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent).sigmoid_()
+            else:  # a new tensor: oneDNN's linear has no out=
+                gates = onednn.linear_add(h[:n], weights.recurrent_packed, buffer[row : row + n]).sigmoid_()
             i, j, f, o = gates[:, :cell], gates[:, cell : 2 * cell], gates[:, 2 * cell : 3 * cell], gates[:, 3 * cell :]
             j.mul_(2).sub_(1)  # tanh of the candidate's pre-activation
             c_n = c[:n]
@@ -307,6 +326,13 @@ class GateSource(NamedTuple):
     inputs: torch.Tensor
     type_index: torch.Tensor | None
 
+
+# The smallest recurrent weight (fp32 bytes) whose GEMM goes through oneDNN's packed weight: MKL
+# re-packs the weight on every call, which costs memory traffic once the weight leaves the cache
+# (oneDNN gained ~10 % of the LSTM's time at 8 and 32 MB), while for a weight that stays in cache
+# oneDNN's per-call overhead costs more than it saves (~7 % slower at 2 MB: "small" and the
+# shipped default). The measurements: docs/benchmarks.md, issue #17.
+PACKED_RECURRENT_MIN_BYTES = 4 << 20
 
 # Packed rows whose input gates are made at a time (or one step's rows, if more): the input GEMM
 # reads its whole weight once per chunk, which 512 rows amortise (8 MB of gates on "small", 32 MB
@@ -341,12 +367,14 @@ def _gate_chunks(active: list[int], steps, max_rows: int) -> dict[int, tuple[int
 class InPlaceWeights(NamedTuple):
     """The in-place step's weights: ``input (4*cell, input_dim)`` and ``bias`` with the candidate
     block doubled, ``recurrent (proj, 4*cell)`` (doubled likewise, transposed for ``h @ W``) and
-    ``projection (cell, proj)``."""
+    ``projection (cell, proj)``. On the CPU in fp32, when it is large, the recurrent weight is held
+    only as ``recurrent_packed``, packed for oneDNN (``onednn.py``), and ``recurrent`` is ``None``."""
 
     input: torch.Tensor
     bias: torch.Tensor
-    recurrent: torch.Tensor
+    recurrent: torch.Tensor | None
     projection: torch.Tensor
+    recurrent_packed: torch.Tensor | None = None
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

@@ -57,3 +57,15 @@ def test_vector_units_tell_machines_with_one_model_name_apart():
     assert vector_units(zen3 | {"avx512f"}) == "AVX-512"
     assert vector_units(frozenset({"sse4_2"})) == "no AVX2"
     assert vector_units(frozenset()) == "unknown"
+
+
+def test_fp32_peak_is_measured_per_gemm_library(common):
+    """The LSTM's share is taken of the better library's square-GEMM rate: both are measured, and a
+    wrong library name is refused rather than silently timing torch.mm."""
+    from elmo_core import onednn
+
+    peaks = common.fp32_cpu_peak_gflops()
+    assert set(peaks) == ({"mkl", "onednn"} if onednn.available() else {"mkl"})
+    assert all(rate > 0.5 for rate in peaks.values())  # GFLOP/s: any CPU that runs this suite
+    with pytest.raises(ValueError, match="library must be one of"):
+        common.gemm_peak_gflops(library="openblas")

@@ -1,17 +1,19 @@
 """The inference shortcuts of the fast path each give the straightforward computation's numbers:
 the char-CNN convolved over each word's own characters only, the boundary steps skipped, the first
 layer's input GEMM once per distinct word, the input gates made chunk by chunk into reused memory,
-tanh through sigmoid; and bf16 only where the CPU has bf16 matrix units."""
+tanh through sigmoid, the recurrent GEMM through oneDNN's packed weight; and bf16 only where the CPU
+has bf16 matrix units."""
 
 import warnings
+from unittest import mock
 
 import pytest
 import torch
 
-from elmo_core import batch_to_ids, load_bilm
+from elmo_core import batch_to_ids, load_bilm, onednn
 from elmo_core.char_ids import MAX_CHARS
 from elmo_core.hardware import bf16_matrix_units, cpu_flags
-from elmo_core.lstm import _gate_chunks
+from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES, ProjectedLstmLayer, _gate_chunks
 from elmo_core.random_model import random_bilm
 from elmo_core.reference import ReferenceLayers
 from helpers import TINY_OPTIONS
@@ -150,3 +152,101 @@ def test_bf16_with_matrix_units_stays_close_to_fp32(tiny_model, monkeypatch):
         low, high = bilm(ids).layers, exact(ids).layers
     assert low.dtype == torch.float32
     assert 0 < (low - high).abs().max() <= 0.05 * float(high.abs().max())
+
+
+def _recurrent_gemms(bilm) -> set[str]:
+    """Which recurrent GEMM each LSTM layer's in-place step used: ``packed`` (oneDNN) or ``addmm``."""
+    return {
+        "addmm" if layer._weights.recurrent_packed is None else "packed"
+        for layer in bilm.modules()
+        if hasattr(layer, "prepacked_recurrent")
+    }
+
+
+def test_onednn_linear_is_there_where_pytorch_has_onednn():
+    """The packed recurrent GEMM relies on a private op; this build must keep it (a torch upgrade that
+    drops or changes it would silently cost issue #17's speed-up, so it fails here instead)."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN: the step uses addmm_")
+    assert onednn.available()
+    x, w, other = torch.randn(7, 3), torch.randn(5, 3), torch.randn(7, 5)
+    assert (onednn.linear_add(x, onednn.pack_weight(w), other) - torch.addmm(other, x, w.t())).abs().max() <= 1e-5
+
+
+def test_small_recurrent_weights_keep_addmm(tiny_model):
+    """Below PACKED_RECURRENT_MIN_BYTES (the shipped default's 2 MB, "small") MKL's addmm_ is faster."""
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    with torch.no_grad():
+        bilm(batch_to_ids(SENTENCES))
+    assert _recurrent_gemms(bilm) == {"addmm"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads, monkeypatch):
+    """oneDNN's packed recurrent GEMM (CPU fp32, large weights; here any size): the per-step
+    reference loop's vectors, the addmm_ step's within float rounding, the same bits on a second
+    call; switching it off goes back to addmm_ exactly."""
+    if not onednn.available():
+        pytest.skip("this PyTorch has no usable oneDNN linear")
+    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+        ids = batch_to_ids(SENTENCES)
+        with torch.no_grad():
+            with ReferenceLayers(bilm):
+                slow = bilm(ids).layers
+            packed = bilm(ids).layers
+            assert _recurrent_gemms(bilm) == {"packed"}
+            assert torch.equal(packed, bilm(ids).layers)
+            for layer in bilm.modules():
+                if hasattr(layer, "prepacked_recurrent"):
+                    layer.prepacked_recurrent = False
+            plain = bilm(ids).layers
+            assert _recurrent_gemms(bilm) == {"addmm"}
+        plain_model = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+        with mock.patch("elmo_core.onednn.available", lambda: False), torch.no_grad():
+            unavailable = plain_model(ids).layers
+        assert _recurrent_gemms(plain_model) == {"addmm"}
+    finally:
+        torch.set_num_threads(before)
+    assert (packed - slow).abs().max() <= 1e-5
+    assert (packed - plain).abs().max() <= 1e-5  # different GEMM code: rounding only
+    assert torch.equal(plain, unavailable)
+
+
+def test_packed_recurrent_gemm_only_in_fp32(tiny_model, monkeypatch):
+    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
+    monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: "AVX512-BF16")
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16")
+    with torch.no_grad():
+        bilm(batch_to_ids(SENTENCES))
+    assert _recurrent_gemms(bilm) == {"addmm"}  # autocast's bf16 GEMM, not the fp32 packed weight
+
+
+def test_float64_model_keeps_addmm(tiny_model, monkeypatch):
+    """oneDNN's linear takes no float64: a float64 model (fp32_rounding.py's yardstick) steps with addmm_."""
+    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1]).double()
+    with torch.no_grad():
+        layers = bilm(batch_to_ids(SENTENCES)).layers
+    assert layers.dtype == torch.float64 and _recurrent_gemms(bilm) == {"addmm"}
+
+
+def test_large_recurrent_weights_go_through_onednn_by_default():
+    """A recurrent weight of PACKED_RECURRENT_MIN_BYTES (256 x 4096 fp32 = 4 MB) takes the packed
+    path without any setting, and gives addmm_'s outputs within rounding."""
+    if not onednn.available():
+        pytest.skip("this PyTorch has no usable oneDNN linear")
+    torch.manual_seed(0)
+    layer = ProjectedLstmLayer(8, 1024, 256, 3.0, 3.0, go_forward=False)
+    assert layer.state_linear.weight.numel() * 4 == PACKED_RECURRENT_MIN_BYTES
+    inputs, lengths = torch.randn(5, 9, 8), torch.tensor([9, 3, 7, 1, 9])
+    with torch.no_grad():
+        packed, _ = layer(inputs, lengths)
+        assert layer._weights.recurrent_packed is not None
+        layer.prepacked_recurrent = False
+        plain, _ = layer(inputs, lengths)
+        assert layer._weights.recurrent_packed is None
+    assert (packed - plain).abs().max() <= 1e-5

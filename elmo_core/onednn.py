@@ -1,0 +1,49 @@
+"""oneDNN's linear with a pre-packed weight, for the LSTM step's recurrent GEMM on the CPU.
+
+Each inference step multiplies a few dozen to a few hundred rows by the recurrent weight
+(``(rows, proj) @ (proj, 4*cell)``: 32 MB on "original"). MKL's ``addmm`` re-packs that weight on
+every call, so small-M calls run well below its square-GEMM rate; oneDNN's linear reads a weight
+packed once into its blocked layout. The gain measured on "original" and the shapes where it does
+not pay are in docs/benchmarks.md (issue #17). The op is PyTorch's own (``torch.ops.mkldnn``, the
+one TorchInductor uses on x86): it is private API, so :func:`available` checks it once against
+``addmm`` and everything falls back to MKL where it is missing or disagrees.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.cache
+def available() -> bool:
+    """True when this PyTorch has oneDNN's pre-packed linear and it computes ``x @ w.T + other``."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    ops = torch.ops.mkldnn
+    if not (hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")):
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x, w, other = (torch.randn(shape, generator=generator) for shape in ((5, 8), (12, 8), (5, 12)))
+        with torch.no_grad():
+            got = linear_add(x, pack_weight(w), other)
+        return bool(torch.allclose(got, torch.addmm(other, x, w.t()), rtol=1e-5, atol=1e-5))
+    except (RuntimeError, TypeError, AttributeError):  # a PyTorch whose private op changed
+        return False
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``weight (out, in)`` (an ``nn.Linear``'s layout) in oneDNN's blocked layout, for :func:`linear_add`."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 128)
+
+
+def linear_add(x: torch.Tensor, packed: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``x (rows, in) @ weight.T + other (rows, out)`` -> a new ``(rows, out)`` tensor."""
+    return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, None, "add")
+
+
+def linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``x (rows, in) @ weight.T`` -> a new ``(rows, out)`` tensor (the benchmarks' GEMM peak)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
