@@ -8,7 +8,8 @@ Variants (random weights with the official shapes; the first CoNLL-2003 eng.test
   * char-CNN over all 50 positions (``pool_full_width``) instead of each word's own windows;
   * boundary steps computed (``skip_boundary_steps = False``);
   * first layer's input GEMM per position instead of once per distinct word;
-  * the recurrent GEMM by MKL's ``addmm_`` instead of oneDNN with a packed weight (``onednn.py``);
+  * the recurrent GEMM by the other library: MKL's ``addmm_`` where the weight is large enough for
+    oneDNN's packed linear (``onednn.py``, "original"), oneDNN where it is not ("small");
   * the code of ``--before`` (its ``elmo_core``, unpacked by ``git archive``; run in a subprocess).
 
 Timing is the CPU time of the process on ONE thread (less disturbed by other processes than wall
@@ -38,7 +39,7 @@ VARIANTS = (
     "char-CNN over all 50 positions",
     "boundary steps computed",
     "input GEMM per position",
-    "recurrent GEMM by MKL's addmm_",
+    "recurrent GEMM by the other library",
 )
 SIZES = {"small": 1000, "original": 300}
 
@@ -53,9 +54,11 @@ def switch_off(bilm, variant: str) -> None:
         bilm.run_lstms = lambda tokens, lengths, boundary_outputs=True, types=None: run_lstms(
             tokens, lengths, boundary_outputs
         )
-    elif variant == "recurrent GEMM by MKL's addmm_":
+    elif variant == "recurrent GEMM by the other library":
+        from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES
+
         for layer in [*bilm.forward_layers, *bilm.backward_layers]:
-            layer.prepacked_recurrent = False
+            layer.prepacked_recurrent = layer.state_linear.weight.numel() * 4 < PACKED_RECURRENT_MIN_BYTES
 
 
 def cpu_seconds_per_pass(options: Path, weights: Path, sentences, variant: str | None, repeats: int) -> list[float]:

@@ -96,9 +96,10 @@ class ProjectedLstmLayer(nn.Module):
         self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
         self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
         self.elementwise = cell_elementwise
-        # CPU fp32 inference with a large recurrent weight (PACKED_RECURRENT_MIN_BYTES): the
-        # recurrent GEMM through oneDNN with a weight packed once (onednn.py)
-        self.prepacked_recurrent = True
+        # CPU fp32 inference: the recurrent GEMM through oneDNN with a weight packed once
+        # (onednn.py): None = when the weight has PACKED_RECURRENT_MIN_BYTES or more, True /
+        # False = always / never (benchmarks/backbone_ablation.py flips it)
+        self.prepacked_recurrent: bool | None = None
         self._weights: InPlaceWeights | None = None  # see _in_place_weights
         self._weights_key: tuple | None = None
         self.reset_parameters()
@@ -223,12 +224,14 @@ class ProjectedLstmLayer(nn.Module):
         is exact in floating point, so the GEMMs give exactly twice the usual pre-activations."""
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
         tensors = (self.input_linear.weight, self.input_linear.bias, self.state_linear.weight, self.projection.weight)
+        wanted = self.prepacked_recurrent
+        if wanted is None:
+            wanted = self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
         prepack = (
-            self.prepacked_recurrent
+            wanted
             and dtype is None
             and tensors[0].dtype == torch.float32  # not a float64 model (benchmarks/fp32_rounding.py)
             and tensors[0].device.type == "cpu"
-            and self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
             and onednn.available()
         )
         key = (dtype, prepack, *((t.data_ptr(), t._version) for t in tensors))

@@ -163,6 +163,14 @@ def _recurrent_gemms(bilm) -> set[str]:
     }
 
 
+def _prepack(bilm, wanted: bool | None):
+    """Sets every LSTM layer's ``prepacked_recurrent`` (None: by weight size); returns ``bilm``."""
+    for layer in bilm.modules():
+        if hasattr(layer, "prepacked_recurrent"):
+            layer.prepacked_recurrent = wanted
+    return bilm
+
+
 def test_onednn_linear_is_there_where_pytorch_has_onednn():
     """The packed recurrent GEMM relies on a private op; this build must keep it (a torch upgrade that
     drops or changes it would silently cost issue #17's speed-up, so it fails here instead)."""
@@ -182,17 +190,16 @@ def test_small_recurrent_weights_keep_addmm(tiny_model):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads, monkeypatch):
-    """oneDNN's packed recurrent GEMM (CPU fp32, large weights; here any size): the per-step
-    reference loop's vectors, the addmm_ step's within float rounding, the same bits on a second
-    call; switching it off goes back to addmm_ exactly."""
+def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads):
+    """oneDNN's packed recurrent GEMM (CPU fp32, large weights by default; here forced on): the
+    per-step reference loop's vectors, the addmm_ step's within float rounding, the same bits on a
+    second call; switching it off goes back to addmm_ exactly."""
     if not onednn.available():
         pytest.skip("this PyTorch has no usable oneDNN linear")
-    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+        bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), True)
         ids = batch_to_ids(SENTENCES)
         with torch.no_grad():
             with ReferenceLayers(bilm):
@@ -200,12 +207,9 @@ def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads, 
             packed = bilm(ids).layers
             assert _recurrent_gemms(bilm) == {"packed"}
             assert torch.equal(packed, bilm(ids).layers)
-            for layer in bilm.modules():
-                if hasattr(layer, "prepacked_recurrent"):
-                    layer.prepacked_recurrent = False
-            plain = bilm(ids).layers
+            plain = _prepack(bilm, False)(ids).layers
             assert _recurrent_gemms(bilm) == {"addmm"}
-        plain_model = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+        plain_model = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), True)
         with mock.patch("elmo_core.onednn.available", lambda: False), torch.no_grad():
             unavailable = plain_model(ids).layers
         assert _recurrent_gemms(plain_model) == {"addmm"}
@@ -217,18 +221,16 @@ def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads, 
 
 
 def test_packed_recurrent_gemm_only_in_fp32(tiny_model, monkeypatch):
-    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
     monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: "AVX512-BF16")
-    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16")
+    bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16"), True)
     with torch.no_grad():
         bilm(batch_to_ids(SENTENCES))
     assert _recurrent_gemms(bilm) == {"addmm"}  # autocast's bf16 GEMM, not the fp32 packed weight
 
 
-def test_float64_model_keeps_addmm(tiny_model, monkeypatch):
+def test_float64_model_keeps_addmm(tiny_model):
     """oneDNN's linear takes no float64: a float64 model (fp32_rounding.py's yardstick) steps with addmm_."""
-    monkeypatch.setattr("elmo_core.lstm.PACKED_RECURRENT_MIN_BYTES", 0)
-    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1]).double()
+    bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]).double(), True)
     with torch.no_grad():
         layers = bilm(batch_to_ids(SENTENCES)).layers
     assert layers.dtype == torch.float64 and _recurrent_gemms(bilm) == {"addmm"}
@@ -236,7 +238,7 @@ def test_float64_model_keeps_addmm(tiny_model, monkeypatch):
 
 def test_large_recurrent_weights_go_through_onednn_by_default():
     """A recurrent weight of PACKED_RECURRENT_MIN_BYTES (256 x 4096 fp32 = 4 MB) takes the packed
-    path without any setting, and gives addmm_'s outputs within rounding."""
+    path without any setting and gives addmm_'s outputs within rounding; a 2 MB one only when forced."""
     if not onednn.available():
         pytest.skip("this PyTorch has no usable oneDNN linear")
     torch.manual_seed(0)
@@ -248,5 +250,11 @@ def test_large_recurrent_weights_go_through_onednn_by_default():
         assert layer._weights.recurrent_packed is not None
         layer.prepacked_recurrent = False
         plain, _ = layer(inputs, lengths)
+        small = ProjectedLstmLayer(8, 1024, 128, 3.0, 3.0, go_forward=True)  # 2 MB: addmm_ unless forced
+        small(inputs, lengths)
+        assert small._weights.recurrent_packed is None
+        small.prepacked_recurrent = True
+        small(inputs, lengths)
+        assert small._weights.recurrent_packed is not None
         assert layer._weights.recurrent_packed is None
     assert (packed - plain).abs().max() <= 1e-5
