@@ -1,6 +1,7 @@
 """How close can the "original" biLM's LSTM get to the GEMM peak? (issue #17's 70 % target)
 
-Two measurements, both at the shapes of the official "original" model (cell 4096, projection 512):
+Three measurements, the first two at the shapes of the official "original" model (cell 4096,
+projection 512):
 
   1. The recurrent GEMM alone, ``(rows, 512) @ (512, 16384)``, at one thread, for the row counts a
      step sees: as our fp32 step runs it (oneDNN's linear with a weight packed once, adding the
@@ -11,6 +12,9 @@ Two measurements, both at the shapes of the official "original" model (cell 4096
   2. The LSTM's GEMM throughput in a whole embedding pass (what ``backbone_speed.py`` reports as
      the LSTM's share of the peak) under three batch plans (``plan_embedding_batches``'s token and
      row bounds): the default and two larger ones, with the peak RSS of each plan in a fresh process.
+  3. The LSTM's time with the recurrent GEMM by MKL and by oneDNN's packed linear, at three LSTM
+     shapes ("small", cell 2048 / projection 256, "original"): where the default's size rule
+     (``PACKED_RECURRENT_MIN_BYTES``) comes from.
 
 Interleaved repetitions, medians. Needs a quiet machine: other processes' CPU time distorts every
 figure here.
@@ -31,16 +35,31 @@ import time
 from pathlib import Path
 
 import torch
-from backbone_speed import SHAPES, conll_dev_sentences, cpu_counters, other_cpu_seconds, our_pass, performed_lstm_flops
+from backbone_speed import (
+    SHAPES,
+    conll_dev_sentences,
+    cpu_counters,
+    official_shape,
+    other_cpu_seconds,
+    our_pass,
+    performed_lstm_flops,
+)
 from common import DOCS, command_line, fp32_cpu_peak_gflops, git_revision, machine, write_section
 
 from elmo_core import load_bilm, onednn
 from elmo_core.embed import plan_embedding_batches
+from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES as MIN_BYTES
 from elmo_core.random_model import write_random_model
 
 HERE = Path(__file__).parent  # the subprocess runs here, so that `import backbone_speed` finds it
 ROWS = (8, 32, 86, 128, 214, 256, 512)
 PLANS = ((4000, 256), (8000, 512), (16000, 1024))  # (max padded tokens, max rows); the first is the default
+# LSTM shapes for the library comparison: "small" (the shipped default's LSTM too), one between, "original"
+LIBRARY_SHAPES = {
+    "small": SHAPES["small"],
+    "cell 2048, projection 256": official_shape(2048, 256, 1),
+    "original": SHAPES["original"],
+}
 
 
 def seconds_per_call(call, repeats: int) -> float:
@@ -96,6 +115,30 @@ def plan_rates(sentences: list[list[str]], threads: int, repeats: int, work: Pat
     return results
 
 
+def library_rates(sentences: list[list[str]], repeats: int, work: Path) -> dict:
+    """Per LSTM shape: the LSTM's seconds per embedding pass with the recurrent GEMM by MKL's
+    ``addmm_`` and by oneDNN's packed linear (``prepacked_recurrent`` False / True), interleaved."""
+    results = {}
+    for name, shape in LIBRARY_SHAPES.items():
+        options, weights = write_random_model(work / f"lib-{name}", shape, init="scaled-normal")
+        bilm = load_bilm(options=options, weights=weights, precision="fp32")
+        layers = [*bilm.forward_layers, *bilm.backward_layers]
+        batches = plan_embedding_batches(sentences)
+        seconds: dict[str, list[float]] = {"MKL addmm_": [], "oneDNN packed": []}
+        for wanted in (False, True):  # warm-up
+            for layer in layers:
+                layer.prepacked_recurrent = wanted
+            our_pass(bilm, sentences[:16], plan_embedding_batches(sentences[:16]))
+        for _ in range(repeats):
+            for library, wanted in (("MKL addmm_", False), ("oneDNN packed", True)):
+                for layer in layers:
+                    layer.prepacked_recurrent = wanted
+                seconds[library].append(our_pass(bilm, sentences, batches)["lstm_seconds"])
+        weight_mb = layers[0].state_linear.weight.numel() * 4 / 2**20
+        results[name] = {"weight_mb": weight_mb, "seconds": seconds, "default_packs": weight_mb * 2**20 >= MIN_BYTES}
+    return results
+
+
 def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> float:
     """Growth of the peak RSS (MB) of a fresh process while it embeds the sentences once with
     ``plan`` (after loading the model and a warm-up on 16 sentences)."""
@@ -123,7 +166,9 @@ def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> 
     return float(done.stdout.split()[-1])
 
 
-def report(args, square: float, peak: float, gemm: dict, plans: dict, other: float, wall: float) -> str:
+def report(
+    args, square: float, peak: float, gemm: dict, plans: dict, libraries: dict, other: float, wall: float
+) -> str:
     layouts = list(next(iter(gemm.values())))
     lines = [
         '## How close can the LSTM get to the GEMM peak on "original"? (`benchmarks/lstm_gemm_ceiling.py`)',
@@ -156,6 +201,23 @@ def report(args, square: float, peak: float, gemm: dict, plans: dict, other: flo
             f"| {label} | {row['batches']} | {statistics.median(row['seconds']):.2f} | "
             f"{gflops:.0f} ({100 * gflops / peak:.0f} %) | {row['peak_rss_mb']:.0f} |"
         )
+    lines += [
+        "",
+        f"**The recurrent GEMM's library, per LSTM shape** (the LSTM's seconds in an embedding pass of the same "
+        f"sentences, {args.threads} threads, default plan; random weights; the default packs weights of "
+        f"{MIN_BYTES / 2**20:.0f} MB or more):",
+        "",
+        "| LSTM | recurrent weight MB | MKL `addmm_` s | oneDNN packed s | oneDNN / MKL (paired passes) | default |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, row in libraries.items():
+        mkl, dnn = row["seconds"]["MKL addmm_"], row["seconds"]["oneDNN packed"]
+        paired = [b / a for a, b in zip(mkl, dnn)]
+        lines.append(
+            f"| {name} | {row['weight_mb']:.0f} | {statistics.median(mkl):.2f} | {statistics.median(dnn):.2f} | "
+            f"{statistics.median(paired):.2f}x ({min(paired):.2f}–{max(paired):.2f}) | "
+            f"{'oneDNN packed' if row['default_packs'] else 'MKL addmm_'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +238,9 @@ def main() -> int:
     args.machine = machine()  # before the one-thread part changes torch's thread count
     peak = max(fp32_cpu_peak_gflops().values())
     with tempfile.TemporaryDirectory() as tmp:
-        plans = plan_rates(conll_dev_sentences(args.sentences), args.threads, args.repeats, Path(tmp))
+        sentences = conll_dev_sentences(args.sentences)
+        plans = plan_rates(sentences, args.threads, args.repeats, Path(tmp))
+        libraries = library_rates(sentences, args.repeats, Path(tmp))
     peak = max(peak, *fp32_cpu_peak_gflops().values())
     # One thread last: torch's pool, once shrunk to one thread, ran later GEMMs on one core.
     torch.set_num_threads(1)
@@ -185,9 +249,9 @@ def main() -> int:
     # the peak-RSS subprocesses are ours: not "other processes"
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     other = max(0.0, other_cpu_seconds(counters) - children.ru_utime - children.ru_stime)
-    text = report(args, square, peak, gemm, plans, other, time.perf_counter() - started)
+    text = report(args, square, peak, gemm, plans, libraries, other, time.perf_counter() - started)
     print(text)
-    json.dump({"gemm": gemm, "plans": {str(k): v for k, v in plans.items()}}, sys.stderr)
+    json.dump({"gemm": gemm, "plans": {str(k): v for k, v in plans.items()}, "libraries": libraries}, sys.stderr)
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", args.section, text)
     return 0
