@@ -26,10 +26,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from . import onednn
 from .errors import BackboneUsageError
 from .lstm_autograd import applies as sequence_function_applies
 from .lstm_autograd import layer_forward as sequence_function_forward
+from .onednn import available as onednn_available
+from .onednn import linear_add, pack_weight
 from .workspace import scratch
 
 
@@ -232,7 +233,7 @@ class ProjectedLstmLayer(nn.Module):
             and dtype is None
             and tensors[0].dtype == torch.float32  # not a float64 model (benchmarks/fp32_rounding.py)
             and tensors[0].device.type == "cpu"
-            and onednn.available()
+            and onednn_available()
         )
         key = (dtype, prepack, *((t.data_ptr(), t._version) for t in tensors))
         if self._weights_key != key:
@@ -246,7 +247,7 @@ class ProjectedLstmLayer(nn.Module):
                 bias=_cast(b_in * scale[:, 0], dtype),
                 recurrent=None if prepack else recurrent.t(),
                 projection=_cast(w_proj, dtype).t(),
-                recurrent_packed=onednn.pack_weight(recurrent) if prepack else None,
+                recurrent_packed=pack_weight(recurrent) if prepack else None,
             )
             self._weights_key = key
         return self._weights
@@ -306,7 +307,7 @@ class ProjectedLstmLayer(nn.Module):
             if weights.recurrent_packed is None:
                 gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent).sigmoid_()
             else:  # a new tensor: oneDNN's linear has no out=
-                gates = onednn.linear_add(h[:n], weights.recurrent_packed, buffer[row : row + n]).sigmoid_()
+                gates = linear_add(h[:n], weights.recurrent_packed, buffer[row : row + n]).sigmoid_()
             i, j, f, o = gates[:, :cell], gates[:, cell : 2 * cell], gates[:, 2 * cell : 3 * cell], gates[:, 3 * cell :]
             j.mul_(2).sub_(1)  # tanh of the candidate's pre-activation
             c_n = c[:n]

@@ -210,7 +210,7 @@ def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads):
             plain = _prepack(bilm, False)(ids).layers
             assert _recurrent_gemms(bilm) == {"addmm"}
         plain_model = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), True)
-        with mock.patch("elmo_core.onednn.available", lambda: False), torch.no_grad():
+        with mock.patch("elmo_core.lstm.onednn_available", lambda: False), torch.no_grad():
             unavailable = plain_model(ids).layers
         assert _recurrent_gemms(plain_model) == {"addmm"}
     finally:
