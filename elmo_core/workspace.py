@@ -24,7 +24,10 @@ def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     kept = getattr(_kept, "buffer", None)
     if kept is not None and kept.dtype == dtype and kept.device == device and kept.numel() >= numel:
         return kept[:numel]
-    buffer = torch.empty(numel, dtype=dtype, device=device)
+    # A normal tensor even under torch.inference_mode(): an inference tensor kept here could not be
+    # written in place by a later call made outside inference mode (e.g. under no_grad).
+    with torch.inference_mode(False):
+        buffer = torch.empty(numel, dtype=dtype, device=device)
     if device.type == "cpu" and numel * dtype.itemsize <= KEEP_BYTES:
         _kept.buffer = buffer
     return buffer

@@ -258,3 +258,21 @@ def test_large_recurrent_weights_go_through_onednn_by_default():
         assert small._weights.recurrent_packed is not None
         assert layer._weights.recurrent_packed is None
     assert (packed - plain).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_inference_mode_then_no_grad_in_one_thread(tiny_model, packed):
+    """The reused scratch memory (workspace.py) made under torch.inference_mode() is still writable
+    by a later call under no_grad (it used to be an inference tensor: "Inplace update to inference
+    tensor outside InferenceMode"), and the other way round; the vectors are the same bits."""
+    if packed and not onednn.available():
+        pytest.skip("this PyTorch has no usable oneDNN linear")
+    bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), packed)
+    ids = batch_to_ids(SENTENCES)
+    with torch.inference_mode():
+        first = bilm(ids).layers
+    with torch.no_grad():
+        second = bilm(ids).layers
+    with torch.inference_mode():
+        third = bilm(ids).layers
+    assert torch.equal(first, second) and torch.equal(second, third)
