@@ -6,6 +6,7 @@ word needs the char-CNN once. Words not in the cache are simply computed.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -18,30 +19,46 @@ class TypeCache:
     def __init__(self, max_size: int = 100_000):
         self.max_size = max_size
         self._store: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def __getstate__(self) -> dict:  # copy.deepcopy / pickle of a model: a lock is not copyable
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._store)
 
     def clear(self) -> None:
-        self._store.clear()
-        self.hits = self.misses = 0
+        with self._lock:
+            self._store.clear()
+            self.hits = self.misses = 0
 
     def lookup(self, words: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Vectors for ``words (n, max_chars)`` (distinct rows), computing only the unseen ones."""
+        """Vectors for ``words (n, max_chars)`` (distinct rows), computing only the unseen ones.
+
+        Safe to call from several threads (a server embedding requests side by side): the cache is
+        read and updated under a lock, ``compute`` runs outside it, and the result is assembled from
+        this call's own references, so another thread evicting a word meanwhile changes nothing."""
         keys = [row.tobytes() for row in words.cpu().numpy()]
-        missing = [i for i, key in enumerate(keys) if key not in self._store]
-        self.misses += len(missing)
-        self.hits += len(keys) - len(missing)
+        with self._lock:
+            found = {key: self._store[key] for key in keys if key in self._store}
+            self.misses += len(keys) - len(found)
+            self.hits += len(found)
+        missing = [i for i, key in enumerate(keys) if key not in found]
         if missing:
             computed = compute(words[missing])
-            for i, vector in zip(missing, computed):
-                self._store[keys[i]] = vector
-        vectors = []
-        for key in keys:
-            self._store.move_to_end(key)
-            vectors.append(self._store[key])
-        while len(self._store) > self.max_size:
-            self._store.popitem(last=False)
-        return torch.stack(vectors)
+            found.update((keys[i], vector) for i, vector in zip(missing, computed))
+        with self._lock:
+            for key in keys:
+                self._store[key] = found[key]
+                self._store.move_to_end(key)
+            while len(self._store) > self.max_size:
+                self._store.popitem(last=False)
+        return torch.stack([found[key] for key in keys])

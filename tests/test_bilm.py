@@ -101,6 +101,44 @@ def test_type_cache_gives_the_same_vectors_and_counts_hits(tiny_model):
     assert torch.equal(first, second)
 
 
+def test_type_cache_is_safe_under_threads_and_copies():
+    """A server embeds requests from several threads with one backbone: concurrent lookups that
+    evict each other's words give the right vectors (an unlocked cache raised KeyError when another
+    thread evicted a word between its lookup and its use); a deep copy of the cache works."""
+    import threading
+    import time
+
+    from elmo_core.type_cache import TypeCache
+
+    cache = TypeCache(max_size=8)
+    errors, looked_up = [], []
+
+    def compute(words):
+        time.sleep(1e-4)  # the char-CNN releases the GIL while it runs
+        return words.float() * 2
+
+    def worker(seed):
+        generator = torch.Generator().manual_seed(seed)
+        try:
+            for _ in range(300):
+                words = torch.unique(torch.randint(1, 30, (6, 3), generator=generator), dim=0)
+                looked_up.append(len(words))
+                assert torch.equal(cache.lookup(words, compute), words.float() * 2)
+        except Exception as err:  # noqa: BLE001 - any failure in a thread is the finding
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert 0 < len(cache) <= 8 and cache.hits + cache.misses == sum(looked_up)
+    twin = copy.deepcopy(cache)
+    words = torch.tensor([[1, 2, 3]])
+    assert torch.equal(twin.lookup(words, compute), cache.lookup(words, compute))
+
+
 def test_type_cache_survives_mode_toggles_of_a_frozen_backbone_only(tiny_model):
     """A task model toggles train()/eval() every epoch: a frozen backbone keeps its cached word
     vectors; one whose weights can train (or get new weights loaded) drops them."""
