@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .bilm import ElmoBiLm, add_sentence_boundaries
-from .char_ids import MAX_CHARS, boundary_char_ids, word_to_char_ids
+from .char_ids import boundary_char_ids, word_to_char_ids
 from .errors import BackboneUsageError, ModelNotAvailableError
 from .loading import load_bilm_from_files
 from .models import OFFICIAL_MODELS, available_names, fetch_official, is_model_name, resolve
@@ -316,11 +316,8 @@ class Elmo(nn.Module):
                     self._word_embedding(word_ids), lengths, self._bos_embedding, self._eos_embedding
                 )
             else:
-                if char_ids.dim() != 3:
-                    raise BackboneUsageError(
-                        f"inputs must be char ids (batch, time, {MAX_CHARS}) from batch_to_ids, "
-                        f"got shape {tuple(char_ids.shape)}"
-                    )
+                bilm.check_char_ids(char_ids)
+                char_ids = char_ids.long()
                 mask = (char_ids > 0).any(dim=-1)
                 lengths = mask.sum(dim=1)
                 with_bounds = add_sentence_boundaries(char_ids, lengths, bilm.options.char_cnn.max_chars)

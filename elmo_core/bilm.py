@@ -208,7 +208,39 @@ class ElmoBiLm(nn.Module):
             return BiLmOutput(layers.float(), mask)
         return self._forward(char_ids)
 
+    def check_char_ids(self, char_ids: torch.Tensor) -> None:
+        """Raise :class:`BackboneUsageError` naming what is wrong unless ``char_ids`` is what
+        :func:`batch_to_ids` makes for this model: integer ``(batch, time, max_chars)`` with
+        ids in ``0 .. 261``."""
+        options = self.options.char_cnn
+        if not isinstance(char_ids, torch.Tensor):
+            raise BackboneUsageError(f"char_ids must be a tensor from batch_to_ids, got a {type(char_ids).__name__}")
+        if char_ids.dim() != 3:
+            raise BackboneUsageError(
+                f"char_ids must be (batch, time, max_chars) from batch_to_ids, got shape {tuple(char_ids.shape)}"
+            )
+        if char_ids.dtype.is_floating_point or char_ids.dtype.is_complex or char_ids.dtype == torch.bool:
+            raise BackboneUsageError(f"char_ids must hold integer character ids (torch.long), got {char_ids.dtype}")
+        if char_ids.shape[2] != options.max_chars:
+            raise BackboneUsageError(
+                f"char_ids has {char_ids.shape[2]} characters per token; this model's max_characters_per_token "
+                f"is {options.max_chars} (batch_to_ids(sentences, max_chars={options.max_chars}))"
+            )
+        ids = self.char_cnn.char_embedding.num_embeddings  # 262: padding 0, then 261 character rows
+        if char_ids.numel() and (int(char_ids.min()) < 0 or int(char_ids.max()) >= ids):
+            bad = (char_ids < 0) | (char_ids >= ids)
+            row, position, _ = (int(i) for i in bad.nonzero()[0])
+            raise BackboneUsageError(
+                f"char_ids holds {int(char_ids[row, position][bad[row, position]][0])} at sentence {row}, token "
+                f"{position}: character ids lie in 0..{ids - 1}; make them with batch_to_ids"
+            )
+
     def _forward(self, char_ids: torch.Tensor) -> BiLmOutput:
+        self.check_char_ids(char_ids)
+        char_ids = char_ids.long()  # int32 / uint8 ids index as well; the boundary ids are long
+        if char_ids.shape[0] == 0:  # an empty batch (batch_to_ids([])): empty layers
+            empty = char_ids.new_zeros(self.num_layers, 0, char_ids.shape[1], self.output_dim, dtype=torch.float32)
+            return BiLmOutput(empty, char_ids.new_zeros(0, char_ids.shape[1], dtype=torch.bool))
         mask = char_ids[:, :, 0] > 0
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):

@@ -64,8 +64,24 @@ def batch_to_ids(batch: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> 
         sentences are padded with all-zero rows.
     Raises:
         BackboneUsageError (a ValueError): a sentence is empty or a token is empty (neither has a
-            representation).
+            representation); the batch, a sentence or a token has the wrong type (a sentence given
+            as one string would otherwise be read as one token per character).
     """
+    if isinstance(batch, str):
+        raise BackboneUsageError(
+            "batch_to_ids takes a list of sentences, each a list of tokens; got one str (e.g. pass [text.split()])"
+        )
+    for row, sentence in enumerate(batch):
+        if isinstance(sentence, str):
+            raise BackboneUsageError(
+                f"sentence {row} of the batch is a str ({sentence[:40]!r}), not a list of tokens: split it first "
+                "(e.g. text.split(), or data.tokenize.split_text for raw text)"
+            )
+        for col, token in enumerate(sentence):
+            if not isinstance(token, str):
+                raise BackboneUsageError(
+                    f"sentence {row}, token {col} is not a str but {type(token).__name__} ({token!r:.40})"
+                )
     longest = max((len(s) for s in batch), default=0)
     ids = np.zeros((len(batch), longest, max_chars), dtype=np.int64)
     cache: dict[str, list[int]] = {}

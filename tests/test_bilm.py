@@ -186,3 +186,54 @@ def test_gradients_flow_when_training(tiny_model):
     out.layers[1:].sum().backward()
     assert bilm.forward_layers[0].state_linear.weight.grad.abs().sum() > 0
     assert bilm.char_cnn.char_embedding.weight.grad.abs().sum() > 0
+
+
+BAD_CHAR_IDS = {
+    "a list": (lambda ids: ids.tolist(), "must be a tensor from batch_to_ids, got a list"),
+    "2-d": (lambda ids: ids[0], r"must be \(batch, time, max_chars\) from batch_to_ids, got shape \(2, 50\)"),
+    "float": (lambda ids: ids.float(), "must hold integer character ids .* got torch.float32"),
+    "20 characters": (
+        lambda ids: ids[:, :, :20],
+        "has 20 characters per token; this model's max_characters_per_token is 50",
+    ),
+    "id 300": (
+        lambda ids: ids.index_fill(2, torch.tensor([3]), 300),
+        "holds 300 at sentence 0, token 0: character ids lie in 0..261",
+    ),
+    "negative": (lambda ids: -ids, "holds -259 at sentence 0, token 0: character ids lie in 0..261"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHAR_IDS))
+def test_bad_char_ids_name_what_is_wrong(tiny_model, case):
+    from elmo_core.errors import BackboneUsageError
+
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    make, message = BAD_CHAR_IDS[case]
+    with pytest.raises(BackboneUsageError, match=message), torch.no_grad():
+        bilm(make(batch_to_ids([["the", "dog"]])))
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ("the dog", "takes a list of sentences, each a list of tokens; got one str"),
+        (["the dog", "barks"], r"sentence 0 of the batch is a str \('the dog'\), not a list of tokens: split it first"),
+        ([["the", 3]], r"sentence 0, token 1 is not a str but int \(3\)"),
+    ],
+)
+def test_batch_to_ids_refuses_strings_where_token_lists_belong(batch, message):
+    """A sentence given as one string used to become one 'token' per character, silently."""
+    from elmo_core.errors import BackboneUsageError
+
+    with pytest.raises(BackboneUsageError, match=message):
+        batch_to_ids(batch)
+
+
+def test_other_integer_ids_and_an_empty_batch(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        assert torch.equal(bilm(ids.int()).layers, bilm(ids).layers)
+        empty = bilm(batch_to_ids([]))
+    assert empty.layers.shape == (3, 0, 0, bilm.output_dim) and empty.mask.shape == (0, 0)
