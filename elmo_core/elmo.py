@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .bilm import BiLmOutput, ElmoBiLm
+from .errors import BackboneUsageError
 from .scalar_mix import ScalarMix
 
 
@@ -27,8 +28,24 @@ class NamedMixElmo(nn.Module):
         self.bilm = bilm
         for param in self.bilm.parameters():
             param.requires_grad_(False)
+        names = list(mixes)
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if not names or duplicates:
+            raise BackboneUsageError(
+                f"mix names repeat: {', '.join(map(repr, duplicates))} (one mix per name)"
+                if duplicates
+                else "no mixes given: name at least one (a task name), or the model returns nothing"
+            )
+        for name in names:
+            if not isinstance(name, str) or not name or "." in name:
+                raise BackboneUsageError(f"mix name {name!r}: a non-empty str without '.' (a task name) expected")
         if isinstance(mixes, (list, tuple)):
             mixes = {name: ScalarMix(bilm.num_layers) for name in mixes}
+        for name, mix in mixes.items():
+            if mix.num_layers != bilm.num_layers:
+                raise BackboneUsageError(
+                    f"mix {name!r} mixes {mix.num_layers} layers; this backbone has {bilm.num_layers}"
+                )
         self.mixes = nn.ModuleDict(mixes)
         self.dropout = nn.Dropout(dropout)
 

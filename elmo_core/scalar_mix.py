@@ -51,6 +51,8 @@ class ScalarMix(nn.Module):
         initial_gamma: float = 1.0,
     ):
         super().__init__()
+        if isinstance(num_layers, float) or not num_layers >= 1:
+            raise BackboneUsageError(f"ScalarMix needs num_layers >= 1 (the biLM's L + 1), got {num_layers!r}")
         if mode not in MODES:
             raise BackboneUsageError(f"unknown ScalarMix mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode == "single" and (layer is None or not 0 <= layer < num_layers):

@@ -81,3 +81,31 @@ def test_elmo_has_named_mixes_from_one_frozen_pass(tiny_model):
     assert elmo.mixes["ner"].weights.grad is not None
     elmo.train()
     assert not elmo.bilm.training
+
+
+@pytest.mark.parametrize(
+    "mixes, message",
+    [
+        ([], "no mixes given"),
+        (["ner", "ner"], "mix names repeat: 'ner'"),
+        (["ner.v2"], "mix name 'ner.v2': a non-empty str without '.'"),
+        ({"ner": 4}, "mix 'ner' mixes 4 layers; this backbone has 3"),
+    ],
+)
+def test_named_mixes_refuse_what_would_silently_collapse(tiny_model, mixes, message):
+    """Repeated names used to become one mix, and an empty list a model that returns nothing."""
+    from elmo_core import NamedMixElmo, load_bilm
+    from elmo_core.errors import BackboneUsageError
+
+    if isinstance(mixes, dict):
+        mixes = {name: ScalarMix(layers) for name, layers in mixes.items()}
+    with pytest.raises(BackboneUsageError, match=message):
+        NamedMixElmo(load_bilm(options=tiny_model[0], weights=tiny_model[1]), mixes)
+
+
+@pytest.mark.parametrize("layers", [0, -1, 2.5])
+def test_scalar_mix_needs_at_least_one_layer(layers):
+    from elmo_core.errors import BackboneUsageError
+
+    with pytest.raises(BackboneUsageError, match="ScalarMix needs num_layers >= 1"):
+        ScalarMix(layers)
