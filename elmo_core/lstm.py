@@ -332,10 +332,9 @@ class GateSource(NamedTuple):
 
 
 # The smallest recurrent weight (fp32 bytes) whose GEMM goes through oneDNN's packed weight: MKL
-# re-packs the weight on every call, which costs memory traffic once the weight leaves the cache
-# (oneDNN gained ~10 % of the LSTM's time at 8 and 32 MB), while for a weight that stays in cache
-# oneDNN's per-call overhead costs more than it saves (~7 % slower at 2 MB: "small" and the
-# shipped default). The measurements: docs/benchmarks.md, issue #17.
+# re-packs the weight on every call, which costs memory traffic once the weight leaves the cache,
+# so oneDNN pays at 8 and 32 MB; at 2 MB ("small", the shipped default) runs went either way,
+# so the default keeps MKL and its numbers bit for bit. Measurements: docs/benchmarks.md, issue #17.
 PACKED_RECURRENT_MIN_BYTES = 4 << 20
 
 # Packed rows whose input gates are made at a time (or one step's rows, if more): the input GEMM
