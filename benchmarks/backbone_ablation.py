@@ -55,10 +55,8 @@ def switch_off(bilm, variant: str) -> None:
             tokens, lengths, boundary_outputs
         )
     elif variant == "recurrent GEMM by the other library":
-        from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES
-
         for layer in [*bilm.forward_layers, *bilm.backward_layers]:
-            layer.prepacked_recurrent = layer.state_linear.weight.numel() * 4 < PACKED_RECURRENT_MIN_BYTES
+            layer.prepacked_recurrent = not layer.recurrent_weight_is_large()
 
 
 def cpu_seconds_per_pass(options: Path, weights: Path, sentences, variant: str | None, repeats: int) -> list[float]:

@@ -135,7 +135,11 @@ def library_rates(sentences: list[list[str]], repeats: int, work: Path) -> dict:
                     layer.prepacked_recurrent = wanted
                 seconds[library].append(our_pass(bilm, sentences, batches)["lstm_seconds"])
         weight_mb = layers[0].state_linear.weight.numel() * 4 / 2**20
-        results[name] = {"weight_mb": weight_mb, "seconds": seconds, "default_packs": weight_mb * 2**20 >= MIN_BYTES}
+        results[name] = {
+            "weight_mb": weight_mb,
+            "seconds": seconds,
+            "default_packs": layers[0].recurrent_weight_is_large(),
+        }
     return results
 
 

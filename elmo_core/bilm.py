@@ -227,7 +227,8 @@ class ElmoBiLm(nn.Module):
                 f"is {options.max_chars} (batch_to_ids(sentences, max_chars={options.max_chars}))"
             )
         ids = self.char_cnn.char_embedding.num_embeddings  # 262: padding 0, then 261 character rows
-        if char_ids.numel() and (int(char_ids.min()) < 0 or int(char_ids.max()) >= ids):
+        low, high = torch.aminmax(char_ids) if char_ids.numel() else (0, 0)
+        if int(low) < 0 or int(high) >= ids:
             bad = (char_ids < 0) | (char_ids >= ids)
             row, position, _ = (int(i) for i in bad.nonzero()[0])
             raise BackboneUsageError(

@@ -71,24 +71,22 @@ def batch_to_ids(batch: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> 
         raise BackboneUsageError(
             "batch_to_ids takes a list of sentences, each a list of tokens; got one str (e.g. pass [text.split()])"
         )
+    longest = max((len(s) for s in batch), default=0)
+    ids = np.zeros((len(batch), longest, max_chars), dtype=np.int64)
+    cache: dict[str, list[int]] = {}
     for row, sentence in enumerate(batch):
         if isinstance(sentence, str):
             raise BackboneUsageError(
                 f"sentence {row} of the batch is a str ({sentence[:40]!r}), not a list of tokens: split it first "
                 "(e.g. text.split(), or data.tokenize.split_text for raw text)"
             )
+        if len(sentence) == 0:
+            raise BackboneUsageError(f"sentence {row} of the batch is empty: ELMo needs at least one token")
         for col, token in enumerate(sentence):
             if not isinstance(token, str):
                 raise BackboneUsageError(
                     f"sentence {row}, token {col} is not a str but {type(token).__name__} ({token!r:.40})"
                 )
-    longest = max((len(s) for s in batch), default=0)
-    ids = np.zeros((len(batch), longest, max_chars), dtype=np.int64)
-    cache: dict[str, list[int]] = {}
-    for row, sentence in enumerate(batch):
-        if len(sentence) == 0:
-            raise BackboneUsageError(f"sentence {row} of the batch is empty: ELMo needs at least one token")
-        for col, token in enumerate(sentence):
             if not token:
                 raise BackboneUsageError(f"sentence {row}, token {col} is an empty string")
             if token not in cache:

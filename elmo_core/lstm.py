@@ -13,8 +13,9 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
     grows (backward) over time: no work is spent on padding;
   * without autograd (inference) the step runs in place: the recurrent GEMM adds onto the step's
     input gates (``addmm_`` into them; on the CPU in fp32 with a large recurrent weight, oneDNN's
-    linear with a weight packed once, ``onednn.py``), the pointwise math overwrites them, and ``h``/``c`` and the
-    pre-projection live in buffers made once per call, whose running prefix each step updates.
+    linear with a weight packed once, ``onednn.py``), the pointwise math overwrites them, and
+    ``h``/``c`` and the pre-projection live in buffers made once per call, whose running prefix
+    each step updates.
 """
 
 from __future__ import annotations
@@ -195,6 +196,11 @@ class ProjectedLstmLayer(nn.Module):
             padded = nn.functional.pad(padded, (0, 0, 0, total_steps - max_len))
         return padded[restore], (h[restore], c[restore])
 
+    def recurrent_weight_is_large(self) -> bool:
+        """True when the recurrent weight has :data:`PACKED_RECURRENT_MIN_BYTES` or more (fp32):
+        what ``prepacked_recurrent=None`` packs for oneDNN."""
+        return self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
+
     def _plain_linears(self) -> bool:
         """True when the recurrent weights are ordinary tensors (not int8-quantised modules) and
         the pointwise math is ours (not a compiled replacement), so the in-place step applies."""
@@ -226,10 +232,8 @@ class ProjectedLstmLayer(nn.Module):
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
         tensors = (self.input_linear.weight, self.input_linear.bias, self.state_linear.weight, self.projection.weight)
         wanted = self.prepacked_recurrent
-        if wanted is None:
-            wanted = self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
         prepack = (
-            wanted
+            (self.recurrent_weight_is_large() if wanted is None else wanted)
             and dtype is None
             and tensors[0].dtype == torch.float32  # not a float64 model (benchmarks/fp32_rounding.py)
             and tensors[0].device.type == "cpu"
