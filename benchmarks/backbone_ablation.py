@@ -8,8 +8,8 @@ Variants (random weights with the official shapes; the first CoNLL-2003 eng.test
   * char-CNN over all 50 positions (``pool_full_width``) instead of each word's own windows;
   * boundary steps computed (``skip_boundary_steps = False``);
   * first layer's input GEMM per position instead of once per distinct word;
-  * the recurrent GEMM by the other library: MKL's ``addmm_`` where the weight is large enough for
-    oneDNN's packed linear (``onednn.py``, "original"), oneDNN where it is not ("small");
+  * the recurrent and input GEMMs by the other library: MKL's ``addmm`` where the recurrent weight is
+    large enough for oneDNN's packed linear (``onednn.py``, "original"), oneDNN where it is not ("small");
   * the code of ``--before`` (its ``elmo_core``, unpacked by ``git archive``; run in a subprocess).
 
 Timing is the CPU time of the process on ONE thread (less disturbed by other processes than wall
@@ -39,7 +39,7 @@ VARIANTS = (
     "char-CNN over all 50 positions",
     "boundary steps computed",
     "input GEMM per position",
-    "recurrent GEMM by the other library",
+    "recurrent and input GEMMs by the other library",
 )
 SIZES = {"small": 1000, "original": 300}
 
@@ -54,9 +54,9 @@ def switch_off(bilm, variant: str) -> None:
         bilm.run_lstms = lambda tokens, lengths, boundary_outputs=True, types=None: run_lstms(
             tokens, lengths, boundary_outputs
         )
-    elif variant == "recurrent GEMM by the other library":
+    elif variant == "recurrent and input GEMMs by the other library":
         for layer in [*bilm.forward_layers, *bilm.backward_layers]:
-            layer.prepacked_recurrent = not layer.recurrent_weight_is_large()
+            layer.prepacked_weights = not layer.recurrent_weight_is_large()
 
 
 def cpu_seconds_per_pass(options: Path, weights: Path, sentences, variant: str | None, repeats: int) -> list[float]:

@@ -12,8 +12,8 @@ projection 512):
   2. The LSTM's GEMM throughput in a whole embedding pass (what ``backbone_speed.py`` reports as
      the LSTM's share of the peak) under three batch plans (``plan_embedding_batches``'s token and
      row bounds): the default and two larger ones, with the peak RSS of each plan in a fresh process.
-  3. The LSTM's time with the recurrent GEMM by MKL and by oneDNN's packed linear, at three LSTM
-     shapes ("small", cell 2048 / projection 256, "original"): where the default's size rule
+  3. The LSTM's time with its recurrent and input GEMMs by MKL and by oneDNN's packed linear
+     (the two weights are packed together or not at all), at three LSTM shapes ("small", cell 2048 / projection 256, "original"): where the default's size rule
      (``PACKED_RECURRENT_MIN_BYTES``) comes from.
 
 Interleaved repetitions, medians. Needs a quiet machine: other processes' CPU time distorts every
@@ -117,7 +117,7 @@ def plan_rates(sentences: list[list[str]], threads: int, repeats: int, work: Pat
 
 def library_rates(sentences: list[list[str]], repeats: int, work: Path) -> dict:
     """Per LSTM shape: the LSTM's seconds per embedding pass with the recurrent GEMM by MKL's
-    ``addmm_`` and by oneDNN's packed linear (``prepacked_recurrent`` False / True), interleaved."""
+    ``addmm_`` and by oneDNN's packed linear (``prepacked_weights`` False / True), interleaved."""
     results = {}
     for name, shape in LIBRARY_SHAPES.items():
         options, weights = write_random_model(work / f"lib-{name}", shape, init="scaled-normal")
@@ -127,12 +127,12 @@ def library_rates(sentences: list[list[str]], repeats: int, work: Path) -> dict:
         seconds: dict[str, list[float]] = {"MKL addmm_": [], "oneDNN packed": []}
         for wanted in (False, True):  # warm-up
             for layer in layers:
-                layer.prepacked_recurrent = wanted
+                layer.prepacked_weights = wanted
             our_pass(bilm, sentences[:16], plan_embedding_batches(sentences[:16]))
         for _ in range(repeats):
             for library, wanted in (("MKL addmm_", False), ("oneDNN packed", True)):
                 for layer in layers:
-                    layer.prepacked_recurrent = wanted
+                    layer.prepacked_weights = wanted
                 seconds[library].append(our_pass(bilm, sentences, batches)["lstm_seconds"])
         weight_mb = layers[0].state_linear.weight.numel() * 4 / 2**20
         results[name] = {
@@ -207,7 +207,7 @@ def report(
         )
     lines += [
         "",
-        f"**The recurrent GEMM's library, per LSTM shape** (the LSTM's seconds in an embedding pass of the same "
+        f"**The recurrent and input GEMMs' library, per LSTM shape** (the LSTM's seconds in an embedding pass of the same "
         f"sentences, {args.threads} threads, default plan; random weights; the default packs weights of "
         f"{MIN_BYTES / 2**20:.0f} MB or more):",
         "",

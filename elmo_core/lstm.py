@@ -8,12 +8,13 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
   * the input half of the gate pre-activations is computed for many time steps at once, on the
     real positions only (packed; padding costs nothing), or once per distinct input where the
     caller names them (``by_type``: the first layer, whose inputs are word vectors): one GEMM with
-    autograd, and a GEMM per chunk of >= 512 rows into reused memory without (``_run_in_place``);
+    autograd, and a GEMM per chunk of >= 512 rows into reused memory without (``_run_in_place``;
+    256-row GEMMs through oneDNN's packed weight where the weights are large, ``onednn.py``);
   * rows are sorted by length so the rows still running form a prefix that shrinks (forward) or
     grows (backward) over time: no work is spent on padding;
   * without autograd (inference) the step runs in place: the recurrent GEMM adds onto the step's
     input gates (``addmm_`` into them; on the CPU in fp32 with a large recurrent weight, oneDNN's
-    linear with a weight packed once, ``onednn.py``), the pointwise math overwrites them, and
+    linear with a weight packed once), the pointwise math overwrites them, and
     ``h``/``c`` and the pre-projection live in buffers made once per call, whose running prefix
     each step updates.
 """
@@ -31,6 +32,7 @@ from .errors import BackboneUsageError
 from .lstm_autograd import applies as sequence_function_applies
 from .lstm_autograd import layer_forward as sequence_function_forward
 from .onednn import available as onednn_available
+from .onednn import linear as onednn_linear
 from .onednn import linear_add, pack_weight
 from .workspace import scratch
 
@@ -98,10 +100,10 @@ class ProjectedLstmLayer(nn.Module):
         self.state_linear = nn.Linear(projection_dim, 4 * cell_dim, bias=False)
         self.projection = nn.Linear(cell_dim, projection_dim, bias=False)
         self.elementwise = cell_elementwise
-        # CPU fp32 inference: the recurrent GEMM through oneDNN with a weight packed once
-        # (onednn.py): None = when the weight has PACKED_RECURRENT_MIN_BYTES or more, True /
-        # False = always / never (benchmarks/backbone_ablation.py flips it)
-        self.prepacked_recurrent: bool | None = None
+        # CPU fp32 inference: the recurrent and input GEMMs through oneDNN with weights packed
+        # once (onednn.py): None = when the recurrent weight has PACKED_RECURRENT_MIN_BYTES or
+        # more, True / False = always / never (benchmarks/backbone_ablation.py flips it)
+        self.prepacked_weights: bool | None = None
         self._weights: InPlaceWeights | None = None  # see _in_place_weights
         self._weights_key: tuple | None = None
         self.reset_parameters()
@@ -198,7 +200,7 @@ class ProjectedLstmLayer(nn.Module):
 
     def recurrent_weight_is_large(self) -> bool:
         """True when the recurrent weight has :data:`PACKED_RECURRENT_MIN_BYTES` or more (fp32):
-        what ``prepacked_recurrent=None`` packs for oneDNN."""
+        what ``prepacked_weights=None`` packs for oneDNN."""
         return self.state_linear.weight.numel() * 4 >= PACKED_RECURRENT_MIN_BYTES
 
     def _plain_linears(self) -> bool:
@@ -215,9 +217,17 @@ class ProjectedLstmLayer(nn.Module):
     ) -> torch.Tensor:
         """``x W_in + b`` for ``packed (positions, input_dim)`` -> ``(positions, 4 * cell)``; with
         the in-place step's ``weights`` the candidate block comes out doubled (see there), into
-        ``out`` when given (same numbers as ``nn.functional.linear``, which calls ``addmm``)."""
+        ``out`` when given (same numbers as ``nn.functional.linear``, which calls ``addmm``; with a
+        packed input weight, oneDNN's numbers, within float rounding of those)."""
         if weights is None:
             return self.input_linear(packed)
+        if weights.input_packed is not None:  # oneDNN, a few hundred rows per call (_PACKED_CHUNK_ROWS)
+            if out is None:
+                out = packed.new_empty(packed.shape[0], weights.bias.shape[0])
+            for lo in range(0, packed.shape[0], _PACKED_CHUNK_ROWS):
+                hi = min(lo + _PACKED_CHUNK_ROWS, packed.shape[0])
+                out[lo:hi] = onednn_linear(packed[lo:hi], weights.input_packed, weights.bias)
+            return out
         if out is None:
             return nn.functional.linear(packed, weights.input, weights.bias)
         return torch.addmm(weights.bias, packed.to(weights.input.dtype), weights.input.t(), out=out)
@@ -231,7 +241,7 @@ class ProjectedLstmLayer(nn.Module):
         is exact in floating point, so the GEMMs give exactly twice the usual pre-activations."""
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
         tensors = (self.input_linear.weight, self.input_linear.bias, self.state_linear.weight, self.projection.weight)
-        wanted = self.prepacked_recurrent
+        wanted = self.prepacked_weights
         prepack = (
             (self.recurrent_weight_is_large() if wanted is None else wanted)
             and dtype is None
@@ -245,13 +255,14 @@ class ProjectedLstmLayer(nn.Module):
             scale = torch.ones(4 * cell, 1, device=tensors[0].device)
             scale[cell : 2 * cell] = 2.0
             w_in, b_in, w_rec, w_proj = (t.detach() for t in tensors)
-            recurrent = _cast(w_rec * scale, dtype)
+            recurrent, input_weight = _cast(w_rec * scale, dtype), _cast(w_in * scale, dtype)
             self._weights = InPlaceWeights(
-                input=_cast(w_in * scale, dtype),
+                input=None if prepack else input_weight,
                 bias=_cast(b_in * scale[:, 0], dtype),
                 recurrent=None if prepack else recurrent.t(),
                 projection=_cast(w_proj, dtype).t(),
                 recurrent_packed=pack_weight(recurrent) if prepack else None,
+                input_packed=pack_weight(input_weight) if prepack else None,
             )
             self._weights_key = key
         return self._weights
@@ -290,7 +301,8 @@ class ProjectedLstmLayer(nn.Module):
         pre_projection = c.new_empty(batch, self.cell_dim)
         cell = self.cell_dim
         width = 4 * cell
-        chunks = _gate_chunks(active, steps, max(max(active), _CHUNK_ROWS))
+        chunk_limit = _CHUNK_ROWS if weights.input_packed is None else _PACKED_CHUNK_ROWS
+        chunks = _gate_chunks(active, steps, max(max(active), chunk_limit))
         chunk_rows = max(hi - lo for lo, hi in chunks.values())
         n_types = 0 if source.type_index is None else source.inputs.shape[0]
         space = scratch((n_types + chunk_rows) * width, dtype, h.device)
@@ -345,6 +357,9 @@ PACKED_RECURRENT_MIN_BYTES = 4 << 20
 # reads its whole weight once per chunk, which 512 rows amortise (8 MB of gates on "small", 32 MB
 # on "original"; 256 rows made "original" 4 % slower, 1024 rows gained nothing on either).
 _CHUNK_ROWS = 512
+# The same with the input weight packed for oneDNN, which has no weight to re-pack per call and
+# runs (rows, proj) @ (proj, 4*cell) fastest at a few hundred rows (docs/benchmarks.md, issue #17).
+_PACKED_CHUNK_ROWS = 256
 
 
 def _step_offsets(active: list[int]) -> list[int]:
@@ -374,14 +389,16 @@ def _gate_chunks(active: list[int], steps, max_rows: int) -> dict[int, tuple[int
 class InPlaceWeights(NamedTuple):
     """The in-place step's weights: ``input (4*cell, input_dim)`` and ``bias`` with the candidate
     block doubled, ``recurrent (proj, 4*cell)`` (doubled likewise, transposed for ``h @ W``) and
-    ``projection (cell, proj)``. On the CPU in fp32, when it is large, the recurrent weight is held
-    only as ``recurrent_packed``, packed for oneDNN (``onednn.py``), and ``recurrent`` is ``None``."""
+    ``projection (cell, proj)``. On the CPU in fp32, when the recurrent weight is large, it and the
+    input weight are held only as ``recurrent_packed`` and ``input_packed``, packed for oneDNN
+    (``onednn.py``), and ``recurrent`` and ``input`` are ``None``."""
 
-    input: torch.Tensor
+    input: torch.Tensor | None
     bias: torch.Tensor
     recurrent: torch.Tensor | None
     projection: torch.Tensor
     recurrent_packed: torch.Tensor | None = None
+    input_packed: torch.Tensor | None = None
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

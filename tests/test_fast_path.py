@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 import torch
 
-from elmo_core import batch_to_ids, load_bilm, onednn
+from elmo_core import batch_to_ids, load_bilm, lstm, onednn
 from elmo_core.char_ids import MAX_CHARS
 from elmo_core.hardware import bf16_matrix_units, cpu_flags
 from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES, ProjectedLstmLayer, _gate_chunks
@@ -155,19 +155,21 @@ def test_bf16_with_matrix_units_stays_close_to_fp32(tiny_model, monkeypatch):
 
 
 def _recurrent_gemms(bilm) -> set[str]:
-    """Which recurrent GEMM each LSTM layer's in-place step used: ``packed`` (oneDNN) or ``addmm``."""
+    """Which GEMMs each LSTM layer's in-place step used: ``packed`` (oneDNN for the recurrent and
+    the input weight), ``addmm`` (MKL for both), or ``mixed`` (a bug: one weight packed, not the other)."""
+    kinds = {(True, True): "packed", (False, False): "addmm"}
     return {
-        "addmm" if layer._weights.recurrent_packed is None else "packed"
+        kinds.get((layer._weights.recurrent_packed is not None, layer._weights.input_packed is not None), "mixed")
         for layer in bilm.modules()
-        if hasattr(layer, "prepacked_recurrent")
+        if hasattr(layer, "prepacked_weights")
     }
 
 
 def _prepack(bilm, wanted: bool | None):
-    """Sets every LSTM layer's ``prepacked_recurrent`` (None: by weight size); returns ``bilm``."""
+    """Sets every LSTM layer's ``prepacked_weights`` (None: by weight size); returns ``bilm``."""
     for layer in bilm.modules():
-        if hasattr(layer, "prepacked_recurrent"):
-            layer.prepacked_recurrent = wanted
+        if hasattr(layer, "prepacked_weights"):
+            layer.prepacked_weights = wanted
     return bilm
 
 
@@ -179,6 +181,8 @@ def test_onednn_linear_is_there_where_pytorch_has_onednn():
     assert onednn.available()
     x, w, other = torch.randn(7, 3), torch.randn(5, 3), torch.randn(7, 5)
     assert (onednn.linear_add(x, onednn.pack_weight(w), other) - torch.addmm(other, x, w.t())).abs().max() <= 1e-5
+    bias = other[0]
+    assert (onednn.linear(x, onednn.pack_weight(w), bias) - torch.addmm(bias, x, w.t())).abs().max() <= 1e-5
 
 
 def test_small_recurrent_weights_keep_addmm(tiny_model):
@@ -220,6 +224,30 @@ def test_packed_recurrent_gemm_gives_the_reference_numbers(tiny_model, threads):
     assert torch.equal(plain, unavailable)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 5, 256])
+def test_packed_input_gates_chunk_by_chunk_give_the_reference_numbers(tiny_model, monkeypatch, chunk_rows):
+    """With the weights packed for oneDNN, the input gates are made at most ``_PACKED_CHUNK_ROWS``
+    rows per GEMM (the per-word gates of the first layer too): the reference loop's vectors
+    whatever the chunk size, and the same bits as with the shipped chunk size up to rounding."""
+    if not onednn.available():
+        pytest.skip("this PyTorch has no usable oneDNN linear")
+    ids = batch_to_ids(SENTENCES)
+    bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), True)
+    with torch.no_grad():
+        with ReferenceLayers(bilm):
+            slow = bilm(ids).layers
+        shipped = bilm(ids).layers
+        rows = []
+        linear = lstm.onednn_linear
+        monkeypatch.setattr("elmo_core.lstm._PACKED_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr("elmo_core.lstm.onednn_linear", lambda x, *a: rows.append(x.shape[0]) or linear(x, *a))
+        chunked = bilm(ids).layers
+    assert _recurrent_gemms(bilm) == {"packed"}
+    assert rows and max(rows) <= chunk_rows
+    assert (chunked - slow).abs().max() <= 1e-5
+    assert (chunked - shipped).abs().max() <= 1e-5
+
+
 def test_packed_recurrent_gemm_only_in_fp32(tiny_model, monkeypatch):
     monkeypatch.setattr("elmo_core.loading.bf16_matrix_units", lambda: "AVX512-BF16")
     bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1], precision="bf16"), True)
@@ -247,13 +275,13 @@ def test_large_recurrent_weights_go_through_onednn_by_default():
     inputs, lengths = torch.randn(5, 9, 8), torch.tensor([9, 3, 7, 1, 9])
     with torch.no_grad():
         packed, _ = layer(inputs, lengths)
-        assert layer._weights.recurrent_packed is not None
-        layer.prepacked_recurrent = False
+        assert layer._weights.recurrent_packed is not None and layer._weights.input_packed is not None
+        layer.prepacked_weights = False
         plain, _ = layer(inputs, lengths)
         small = ProjectedLstmLayer(8, 1024, 128, 3.0, 3.0, go_forward=True)  # 2 MB: addmm_ unless forced
         small(inputs, lengths)
         assert small._weights.recurrent_packed is None
-        small.prepacked_recurrent = True
+        small.prepacked_weights = True
         small(inputs, lengths)
         assert small._weights.recurrent_packed is not None
         assert layer._weights.recurrent_packed is None
