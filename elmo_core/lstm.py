@@ -108,6 +108,14 @@ class ProjectedLstmLayer(nn.Module):
         self._weights_key: tuple | None = None
         self.reset_parameters()
 
+    def __getstate__(self) -> dict:
+        # copy.deepcopy / torch.save of a model that has run: the in-place step's weights are a
+        # cache made from the parameters, and oneDNN's packed tensors have no storage to copy
+        # (NotImplementedError), so a copy leaves them out and makes its own on its first call.
+        state = super().__getstate__()
+        state["_weights"] = state["_weights_key"] = None
+        return state
+
     def reset_parameters(self) -> None:
         bound = 1.0 / self.cell_dim**0.5
         for linear in (self.input_linear, self.state_linear, self.projection):

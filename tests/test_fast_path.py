@@ -4,6 +4,8 @@ layer's input GEMM once per distinct word, the input gates made chunk by chunk i
 tanh through sigmoid, the recurrent GEMM through oneDNN's packed weight; and bf16 only where the CPU
 has bf16 matrix units."""
 
+import copy
+import io
 import warnings
 from unittest import mock
 
@@ -13,6 +15,7 @@ import torch
 from elmo_core import batch_to_ids, load_bilm, lstm, onednn
 from elmo_core.char_ids import MAX_CHARS
 from elmo_core.hardware import bf16_matrix_units, cpu_flags
+from elmo_core.loading import quantize_int8
 from elmo_core.lstm import PACKED_RECURRENT_MIN_BYTES, ProjectedLstmLayer, _gate_chunks
 from elmo_core.random_model import random_bilm
 from elmo_core.reference import ReferenceLayers
@@ -246,6 +249,29 @@ def test_packed_input_gates_chunk_by_chunk_give_the_reference_numbers(tiny_model
     assert rows and max(rows) <= chunk_rows
     assert (chunked - slow).abs().max() <= 1e-5
     assert (chunked - shipped).abs().max() <= 1e-5
+
+
+def test_a_model_that_has_run_with_packed_weights_can_be_copied_and_saved(tiny_model):
+    """oneDNN's packed weights have no storage: copy.deepcopy and torch.save of a model that had run
+    raised NotImplementedError ("Cannot access storage of OpaqueTensorImpl"). The copies leave the
+    cache out, give the same bits, and int8 quantisation (which deep-copies) works after a run too."""
+    if not onednn.available():
+        pytest.skip("this PyTorch has no usable oneDNN linear")
+    bilm = _prepack(load_bilm(options=tiny_model[0], weights=tiny_model[1]), True)
+    ids = batch_to_ids(SENTENCES)
+    with torch.no_grad():
+        ran = bilm(ids).layers
+        assert _recurrent_gemms(bilm) == {"packed"}
+        copied = copy.deepcopy(bilm)
+        buffer = io.BytesIO()
+        torch.save(bilm, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(copied(ids).layers, ran) and torch.equal(loaded(ids).layers, ran)
+        assert _recurrent_gemms(copied) == {"packed"}
+        assert torch.equal(bilm(ids).layers, ran)  # the original keeps its own packed weights
+        quantized = quantize_int8(bilm)
+        assert (quantized(ids).layers - ran).abs().max() <= 0.05 * float(ran.abs().max())
 
 
 def test_packed_recurrent_gemm_only_in_fp32(tiny_model, monkeypatch):
