@@ -9,6 +9,10 @@ projection 512):
      transposed view), with the weight stored row-major, and with MKL's packed weight
      (``torch.ops.mkl._mkl_linear``); against a 2048^3 product on the same thread (the better of
      MKL's ``torch.mm`` and oneDNN's linear).
+     Beside it, the input gates' GEMM alone, ``(rows, 512) @ (512, 16384)`` + bias over 4,096
+     positions made ``rows`` at a time, as the step's chunks make them: MKL's ``addmm`` into the
+     scratch tensor, and oneDNN's linear with the weight packed once, copied into it (ours for large
+     weights, 256 rows per call: ``_PACKED_CHUNK_ROWS``).
   2. The LSTM's GEMM throughput in a whole embedding pass (what ``backbone_speed.py`` reports as
      the LSTM's share of the peak) under three batch plans (``plan_embedding_batches``'s token and
      row bounds): the default and two larger ones, with the peak RSS of each plan in a fresh process.
@@ -53,6 +57,7 @@ from elmo_core.random_model import write_random_model
 
 HERE = Path(__file__).parent  # the subprocess runs here, so that `import backbone_speed` finds it
 ROWS = (8, 32, 86, 128, 214, 256, 512)
+INPUT_ROWS = (128, 256, 512, 1024)  # positions per input-gate GEMM call (the chunk size)
 PLANS = ((4000, 256), (8000, 512), (16000, 1024))  # (max padded tokens, max rows); the first is the default
 # LSTM shapes for the library comparison: "small" (the shipped default's LSTM too), one between, "original"
 LIBRARY_SHAPES = {
@@ -93,6 +98,33 @@ def recurrent_gemm_rates(repeats: int) -> dict[int, dict[str, float]]:
             for name, call in calls.items():
                 rate = 2 * rows * proj * gates / seconds_per_call(call, 10) / 1e9
                 rates[rows].setdefault(name, []).append(rate)
+    return {rows: {name: statistics.median(v) for name, v in by.items()} for rows, by in rates.items()}
+
+
+def input_gemm_rates(repeats: int) -> dict[int, dict[str, float]]:
+    """GFLOP/s of the input gates' GEMM over 4,096 positions made ``rows`` at a time, one thread:
+    ``{rows: {library: GFLOP/s}}``."""
+    inputs, gates, positions = 512, 4 * 4096, 4096
+    weight, bias = torch.randn(gates, inputs) * 0.05, torch.randn(gates)
+    packed = onednn.pack_weight(weight) if onednn.available() else None
+    x, out = torch.randn(positions, inputs), torch.empty(INPUT_ROWS[-1], gates)
+
+    def made_in_chunks(rows: int, library: str) -> None:
+        for lo in range(0, positions, rows):
+            if library == "mkl":
+                torch.addmm(bias, x[lo : lo + rows], weight.t(), out=out[:rows])
+            else:
+                out[:rows] = onednn.linear(x[lo : lo + rows], packed, bias)
+
+    libraries = {"MKL `addmm` into the scratch tensor": "mkl"}
+    if packed is not None:
+        libraries["oneDNN packed, copied into it (ours)"] = "onednn"
+    rates: dict[int, dict[str, list[float]]] = {rows: {} for rows in INPUT_ROWS}
+    for _ in range(repeats):
+        for rows in INPUT_ROWS:
+            for name, library in libraries.items():
+                seconds = seconds_per_call(lambda r=rows, lib=library: made_in_chunks(r, lib), 2)
+                rates[rows].setdefault(name, []).append(2 * positions * inputs * gates / seconds / 1e9)
     return {rows: {name: statistics.median(v) for name, v in by.items()} for rows, by in rates.items()}
 
 
@@ -171,7 +203,15 @@ def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> 
 
 
 def report(
-    args, square: float, peak: float, gemm: dict, plans: dict, libraries: dict, other: float, wall: float
+    args,
+    square: float,
+    peak: float,
+    gemm: dict,
+    input_gemm: dict,
+    plans: dict,
+    libraries: dict,
+    other: float,
+    wall: float,
 ) -> str:
     layouts = list(next(iter(gemm.values())))
     lines = [
@@ -189,6 +229,18 @@ def report(
     ]
     for rows, rates in gemm.items():
         cells = " | ".join(f"{rates[name]:.0f} ({100 * rates[name] / square:.0f} %)" for name in layouts)
+        lines.append(f"| {rows} | {cells} |")
+    input_libraries = list(next(iter(input_gemm.values())))
+    lines += [
+        "",
+        "**The input gates' GEMM alone**, `(rows, 512) @ (512, 16384)` + bias over 4,096 positions made `rows` "
+        "at a time, one thread, GFLOP/s (MKL wants large chunks, 512 rows by default; oneDNN's packed weight 256):",
+        "",
+        "| rows per call | " + " | ".join(input_libraries) + " |",
+        "|---:|" + "---:|" * len(input_libraries),
+    ]
+    for rows, rates in input_gemm.items():
+        cells = " | ".join(f"{rates[name]:.0f} ({100 * rates[name] / square:.0f} %)" for name in input_libraries)
         lines.append(f"| {rows} | {cells} |")
     lines += [
         "",
@@ -250,12 +302,21 @@ def main() -> int:
     torch.set_num_threads(1)
     square = max(fp32_cpu_peak_gflops().values())
     gemm = recurrent_gemm_rates(args.repeats)
+    input_gemm = input_gemm_rates(args.repeats)
     # the peak-RSS subprocesses are ours: not "other processes"
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     other = max(0.0, other_cpu_seconds(counters) - children.ru_utime - children.ru_stime)
-    text = report(args, square, peak, gemm, plans, libraries, other, time.perf_counter() - started)
+    text = report(args, square, peak, gemm, input_gemm, plans, libraries, other, time.perf_counter() - started)
     print(text)
-    json.dump({"gemm": gemm, "plans": {str(k): v for k, v in plans.items()}, "libraries": libraries}, sys.stderr)
+    json.dump(
+        {
+            "gemm": gemm,
+            "input_gemm": input_gemm,
+            "plans": {str(k): v for k, v in plans.items()},
+            "libraries": libraries,
+        },
+        sys.stderr,
+    )
     if not args.no_write:
         write_section(DOCS / "benchmarks.md", args.section, text)
     return 0
