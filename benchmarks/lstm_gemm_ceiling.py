@@ -202,6 +202,16 @@ def peak_rss_mb(plan: tuple[int, int], count: int, threads: int, work: Path) -> 
     return float(done.stdout.split()[-1])
 
 
+def rate_table(first_column: str, rates: dict[int, dict[str, float]], square: float) -> list[str]:
+    """A markdown table of ``{rows: {variant: GFLOP/s}}``, each rate with its share of ``square``."""
+    variants = list(next(iter(rates.values())))
+    lines = ["| " + " | ".join([first_column, *variants]) + " |", "|---:|" + "---:|" * len(variants)]
+    for rows, by_variant in rates.items():
+        cells = " | ".join(f"{by_variant[name]:.0f} ({100 * by_variant[name] / square:.0f} %)" for name in variants)
+        lines.append(f"| {rows} | {cells} |")
+    return lines
+
+
 def report(
     args,
     square: float,
@@ -213,7 +223,6 @@ def report(
     other: float,
     wall: float,
 ) -> str:
-    layouts = list(next(iter(gemm.values())))
     lines = [
         '## How close can the LSTM get to the GEMM peak on "original"? (`benchmarks/lstm_gemm_ceiling.py`)',
         "",
@@ -224,24 +233,13 @@ def report(
         f"**The recurrent GEMM alone**, `(rows, 512) @ (512, 16384)`, one thread, GFLOP/s (2048^3 on one thread, "
         f"the better library's: **{square:.0f}**):",
         "",
-        "| rows | " + " | ".join(layouts) + " |",
-        "|---:|" + "---:|" * len(layouts),
-    ]
-    for rows, rates in gemm.items():
-        cells = " | ".join(f"{rates[name]:.0f} ({100 * rates[name] / square:.0f} %)" for name in layouts)
-        lines.append(f"| {rows} | {cells} |")
-    input_libraries = list(next(iter(input_gemm.values())))
-    lines += [
+        *rate_table("rows", gemm, square),
         "",
         "**The input gates' GEMM alone**, `(rows, 512) @ (512, 16384)` + bias over 4,096 positions made `rows` "
         "at a time, one thread, GFLOP/s (MKL wants large chunks, 512 rows by default; oneDNN's packed weight 256):",
         "",
-        "| rows per call | " + " | ".join(input_libraries) + " |",
-        "|---:|" + "---:|" * len(input_libraries),
+        *rate_table("rows per call", input_gemm, square),
     ]
-    for rows, rates in input_gemm.items():
-        cells = " | ".join(f"{rates[name]:.0f} ({100 * rates[name] / square:.0f} %)" for name in input_libraries)
-        lines.append(f"| {rows} | {cells} |")
     lines += [
         "",
         f"**The whole LSTM in an embedding pass** ({args.sentences} CoNLL-2003 dev sentences, {args.threads} threads; "

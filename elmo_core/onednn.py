@@ -4,10 +4,10 @@ Each inference step multiplies a few dozen to a few hundred rows by the recurren
 (``(rows, proj) @ (proj, 4*cell)``: 32 MB on "original"). MKL's ``addmm`` re-packs that weight on
 every call, so small-M calls run well below its square-GEMM rate; oneDNN's linear reads a weight
 packed once into its blocked layout. The input gates' GEMM (a chunk of a few hundred packed
-positions by the input weight) gains the same way. The gain measured on "original" and the shapes where it does
-not pay are in docs/benchmarks.md (issue #17). The op is PyTorch's own (``torch.ops.mkldnn``, the
-one TorchInductor uses on x86): it is private API, so :func:`available` checks it once against
-``addmm`` and everything falls back to MKL where it is missing or disagrees.
+positions by the input weight) gains the same way. The gain measured on "original" and the shapes
+where it does not pay are in docs/benchmarks.md (issue #17). The op is PyTorch's own
+(``torch.ops.mkldnn``, the one TorchInductor uses on x86): it is private API, so :func:`available`
+checks it once against ``addmm`` and everything falls back to MKL where it is missing or disagrees.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ def available() -> bool:
     try:
         generator = torch.Generator().manual_seed(0)
         x, w, other = (torch.randn(shape, generator=generator) for shape in ((5, 8), (12, 8), (5, 12)))
+        bias = other[0]
         with torch.no_grad():
-            got = linear_add(x, pack_weight(w), other)
-            with_bias = linear(x, pack_weight(w), other[0])
+            packed = pack_weight(w)
+            got, with_bias = linear_add(x, packed, other), linear(x, packed, bias)
         return bool(
             torch.allclose(got, torch.addmm(other, x, w.t()), rtol=1e-5, atol=1e-5)
-            and torch.allclose(with_bias, torch.addmm(other[0], x, w.t()), rtol=1e-5, atol=1e-5)
+            and torch.allclose(with_bias, torch.addmm(bias, x, w.t()), rtol=1e-5, atol=1e-5)
         )
     except (RuntimeError, TypeError, AttributeError):  # a PyTorch whose private op changed
         return False
