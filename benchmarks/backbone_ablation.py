@@ -10,6 +10,8 @@ Variants (random weights with the official shapes; the first CoNLL-2003 eng.test
   * first layer's input GEMM per position instead of once per distinct word;
   * the recurrent and input GEMMs by the other library: MKL's ``addmm`` where the recurrent weight is
     large enough for oneDNN's packed linear (``onednn.py``, "original"), oneDNN where it is not ("small");
+  * the cell's pointwise math by PyTorch's eager ops instead of the one-pass kernel (``fused_cell.py``;
+    the same bits, so only the time can differ);
   * the code of ``--before`` (its ``elmo_core``, unpacked by ``git archive``; run in a subprocess).
 
 Timing is the CPU time of the process on ONE thread (less disturbed by other processes than wall
@@ -40,6 +42,7 @@ VARIANTS = (
     "boundary steps computed",
     "input GEMM per position",
     "recurrent and input GEMMs by the other library",
+    "cell pointwise math by the eager ops",
 )
 SIZES = {"small": 1000, "original": 300}
 
@@ -57,6 +60,9 @@ def switch_off(bilm, variant: str) -> None:
     elif variant == "recurrent and input GEMMs by the other library":
         for layer in [*bilm.forward_layers, *bilm.backward_layers]:
             layer.prepacked_weights = not layer.recurrent_weight_is_large()
+    elif variant == "cell pointwise math by the eager ops":
+        for layer in [*bilm.forward_layers, *bilm.backward_layers]:
+            layer.fused_pointwise = False
 
 
 def cpu_seconds_per_pass(options: Path, weights: Path, sentences, variant: str | None, repeats: int) -> list[float]:
@@ -126,6 +132,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from backbone_speed import SHAPES, conll_dev_sentences
 
+    from elmo_core import fused_cell  # here, not at the top: the --child process imports an older elmo_core
     from elmo_core.random_model import write_random_model
 
     rows = []
@@ -153,7 +160,8 @@ def main() -> int:
                 )
     text = (
         "### What each shortcut gives (`benchmarks/backbone_ablation.py`)\n\n"
-        f"Command: `{command_line()}`; git {git_revision()}.\nMachine: {machine()}.\n"
+        f"Command: `{command_line()}`; git {git_revision()}.\nMachine: {machine()}. "
+        f"The one-pass cell kernel (`fused_cell.py`): {fused_cell.status()}.\n"
         f"CPU seconds of one pass on ONE thread (median and range of {args.repeats} interleaved passes; "
         f"{SIZES['small']} / {SIZES['original']} CoNLL-2003 dev sentences for small / original); each row switches one "
         "shortcut off; the last row per model is the code before them.\n\n"

@@ -56,7 +56,7 @@ from common import (  # benchmarks/common.py
     write_section,
 )
 
-from elmo_core import load_bilm
+from elmo_core import fused_cell, load_bilm
 from elmo_core.embed import embed_sentences, plan_embedding_batches
 from elmo_core.hardware import bf16_matrix_units
 from elmo_core.random_model import write_random_model
@@ -367,7 +367,8 @@ def main() -> int:
         f"{args.sentences_small} (small) / {args.sentences_original} (original) sentences of CoNLL-2003 eng.testa; "
         f"{args.repeats} interleaved passes per row. AllenNLP: length-sorted batches of 64, state reset per batch, "
         f"`batch_to_ids` + forward. Ours: `elmo-tasks embed`'s batch plan, type cache empty at the start of each pass, "
-        f"`batch_to_ids` + forward + numpy. The int8 row's GEMM share counts fp32-equivalent FLOPs against the fp32 "
+        f"`batch_to_ids` + forward + numpy (the LSTM cell's one-pass pointwise kernel, `fused_cell.py`: "
+        f"{fused_cell.status()}). The int8 row's GEMM share counts fp32-equivalent FLOPs against the fp32 "
         f"peak (int8 GEMMs are not bounded by it). The LSTM's share is given twice: of the run's best peak (above), and "
         f"paired, each pass against the peak measured right after its round (fp32: median {statistics.median(beside):.0f}, "
         f"{min(beside):.0f}–{max(beside):.0f} GFLOP/s), so that a slow stretch of this shared machine lowers both sides; "

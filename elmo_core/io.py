@@ -40,6 +40,13 @@ from .errors import DirectoryBusyError, OutputPathError
 
 PART_SUFFIX = ".part"
 LOCK_NAME = ".lock"
+
+
+def cache_dir() -> Path:
+    """``$ELMO_TASKS_CACHE`` or ``~/.cache/elmo-tasks`` (downloaded models, compiled kernels)."""
+    return Path(os.environ.get("ELMO_TASKS_CACHE", Path.home() / ".cache" / "elmo-tasks"))
+
+
 NO_WAIT_ENV = "ELMO_TASKS_NO_WAIT"
 # A write that failed while the filesystem had less than this left is reported as a full disk.
 NEARLY_FULL_BYTES = 1 << 20

@@ -14,9 +14,9 @@ Fast path (same math as a per-step loop over every row, see ``reference.py``):
     grows (backward) over time: no work is spent on padding;
   * without autograd (inference) the step runs in place: the recurrent GEMM adds onto the step's
     input gates (``addmm_`` into them; on the CPU in fp32 with a large recurrent weight, oneDNN's
-    linear with a weight packed once), the pointwise math overwrites them, and
-    ``h``/``c`` and the pre-projection live in buffers made once per call, whose running prefix
-    each step updates.
+    linear with a weight packed once), the pointwise math reads them (in one pass, where the
+    kernel of ``fused_cell.py`` applies: the eager ops' bits), and ``h``/``c`` and the
+    pre-projection live in buffers made once per call, whose running prefix each step updates.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ import torch
 from torch import nn
 
 from .errors import BackboneUsageError
+from .fused_cell import Kernel as FusedCell
+from .fused_cell import eager_cell_update
+from .fused_cell import kernel as fused_cell_kernel
 from .lstm_autograd import applies as sequence_function_applies
 from .lstm_autograd import layer_forward as sequence_function_forward
 from .onednn import available as onednn_available
@@ -104,6 +107,10 @@ class ProjectedLstmLayer(nn.Module):
         # once (onednn.py): None = when the recurrent weight has PACKED_RECURRENT_MIN_BYTES or
         # more, True / False = always / never (benchmarks/backbone_ablation.py flips it)
         self.prepacked_weights: bool | None = None
+        # The in-place step's pointwise math in one pass (fused_cell.py; same bits as the eager
+        # ops): None = where it applies with one thread per direction, True = with any thread
+        # count, False = never (benchmarks/backbone_ablation.py flips it)
+        self.fused_pointwise: bool | None = None
         self._weights: InPlaceWeights | None = None  # see _in_place_weights
         self._weights_key: tuple | None = None
         self.reset_parameters()
@@ -275,6 +282,17 @@ class ProjectedLstmLayer(nn.Module):
             self._weights_key = key
         return self._weights
 
+    def _fused_cell(self, buffer_dtype: torch.dtype, state_dtype: torch.dtype, device_type: str) -> FusedCell | None:
+        """The one-pass pointwise kernel (``fused_cell.py``, the same bits as the eager ops) where
+        it applies: fp32 on the CPU, a cell size it takes, and (unless ``fused_pointwise`` is True)
+        one thread for this direction, since the eager ops split large tensors over several."""
+        if self.fused_pointwise is False or (self.fused_pointwise is None and torch.get_num_threads() != 1):
+            return None
+        if not (buffer_dtype == state_dtype == torch.float32 and device_type == "cpu"):
+            return None
+        kernel = fused_cell_kernel()
+        return kernel if kernel is not None and self.cell_dim % kernel.cell_multiple == 0 else None
+
     def _run_in_place(
         self,
         source: GateSource,
@@ -299,7 +317,8 @@ class ProjectedLstmLayer(nn.Module):
         one new tensor per step (oneDNN's linear has no ``out=``; still faster, see ``onednn.py``).
         The rest goes into buffers made once. The candidate gate arrives doubled
         (:meth:`_in_place_weights`) and both tanh are taken as ``2 sigmoid(2x) - 1`` (equal to
-        ``tanh`` up to float rounding)."""
+        ``tanh`` up to float rounding); that pointwise math runs in one pass where the fused
+        kernel applies (:meth:`_fused_cell`), with the eager ops' bits."""
         batch = h.shape[0]
         # Under autocast the GEMMs run in the autocast dtype: h (a GEMM input) is kept in it, while
         # the cell state keeps the input's precision, as in the autograd path (fp16 * fp32 -> fp32).
@@ -307,8 +326,8 @@ class ProjectedLstmLayer(nn.Module):
         h, c = h.to(dtype).contiguous(), c.contiguous()
         outputs = h.new_zeros(batch, total_steps, self.projection_dim)
         pre_projection = c.new_empty(batch, self.cell_dim)
-        cell = self.cell_dim
-        width = 4 * cell
+        width = 4 * self.cell_dim
+        fused = self._fused_cell(buffer_dtype=dtype, state_dtype=c.dtype, device_type=h.device.type)
         chunk_limit = _CHUNK_ROWS if weights.input_packed is None else _PACKED_CHUNK_ROWS
         chunks = _gate_chunks(active, steps, max(max(active), chunk_limit))
         chunk_rows = max(hi - lo for lo, hi in chunks.values())
@@ -329,16 +348,14 @@ class ProjectedLstmLayer(nn.Module):
                     self.input_gates(source.inputs[lo:hi], weights, buffer[: hi - lo])
             row = first[t] - lo
             if weights.recurrent_packed is None:
-                gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent).sigmoid_()
+                gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent)
             else:  # a new tensor: oneDNN's linear has no out=
-                gates = linear_add(h[:n], weights.recurrent_packed, buffer[row : row + n]).sigmoid_()
-            i, j, f, o = gates[:, :cell], gates[:, cell : 2 * cell], gates[:, 2 * cell : 3 * cell], gates[:, 3 * cell :]
-            j.mul_(2).sub_(1)  # tanh of the candidate's pre-activation
-            c_n = c[:n]
-            c_n.mul_(f).addcmul_(i, j)
-            if self.cell_clip is not None:
-                c_n.clamp_(-self.cell_clip, self.cell_clip)
-            p_n = torch.mul(c_n, 2, out=pre_projection[:n]).sigmoid_().mul_(2).sub_(1).mul_(o)  # tanh(c) * o
+                gates = linear_add(h[:n], weights.recurrent_packed, buffer[row : row + n])
+            c_n, p_n = c[:n], pre_projection[:n]
+            if fused is not None:
+                fused.update(gates, c_n, p_n, self.cell_clip)
+            else:
+                eager_cell_update(gates, c_n, p_n, self.cell_clip)
             h_n = torch.mm(p_n.to(dtype), weights.projection, out=h[:n])
             if self.proj_clip is not None:
                 h_n.clamp_(-self.proj_clip, self.proj_clip)

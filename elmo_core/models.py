@@ -13,7 +13,6 @@ This module only turns names into local files; building a model from them is
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ElmoFileError, ModelNotAvailableError
-from .io import atomic_path, atomic_write_text, file_sha256
+from .io import atomic_path, atomic_write_text, cache_dir, file_sha256
 from .weights import check_model_files
 
 _BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
@@ -61,11 +60,6 @@ OFFICIAL_MODELS: dict[str, NamedModel] = {
         ),
     )
 }
-
-
-def cache_dir() -> Path:
-    """``$ELMO_TASKS_CACHE`` or ``~/.cache/elmo-tasks``."""
-    return Path(os.environ.get("ELMO_TASKS_CACHE", Path.home() / ".cache" / "elmo-tasks"))
 
 
 def packaged_model_files(name: str) -> tuple[Path, Path] | None:
