@@ -22,6 +22,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -115,7 +116,7 @@ def _load() -> tuple[Kernel | None, str]:
     if capability not in ("AVX2", "AVX512"):
         return None, f"PyTorch runs its CPU kernels at capability {capability}, not AVX2 or AVX512"
     try:
-        library = ctypes.CDLL(str(_built_library()))
+        library = _open_library()
     except (OSError, subprocess.SubprocessError, RuntimeError) as err:
         return None, str(err)
     function = library.elmo_lstm_cell
@@ -134,6 +135,15 @@ def _load() -> tuple[Kernel | None, str]:
     )
 
 
+def _open_library() -> ctypes.CDLL:
+    path = _built_library()
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:  # a damaged file in the cache (another tool, a full disk): built again, once
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(_built_library()))
+
+
 def _built_library() -> Path:
     """The compiled library in the cache, built now if it is not there yet (the name carries a
     hash of the source and flags, so a changed file gets a new library)."""
@@ -142,8 +152,9 @@ def _built_library() -> Path:
     target = cache_dir() / "kernels" / f"lstm_cell-{digest}.so"
     if target.is_file():
         return target
-    compiler = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
-    if compiler is None:
+    found = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    compiler = shlex.split(os.environ.get("CC", "")) or ([found] if found else [])  # $CC may be "ccache gcc"
+    if not compiler:
         raise RuntimeError("no C compiler found (set $CC, or install gcc or clang)")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built under a temporary name and moved into place: another process may be building it too.
@@ -151,10 +162,10 @@ def _built_library() -> Path:
     os.close(handle)
     try:
         done = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True, timeout=120
+            [*compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True, timeout=120
         )
         if done.returncode != 0:
-            raise RuntimeError(f"{compiler} could not build {SOURCE.name}: {done.stderr.strip()[-500:]}")
+            raise RuntimeError(f"{' '.join(compiler)} could not build {SOURCE.name}: {done.stderr.strip()[-500:]}")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):

@@ -151,7 +151,7 @@ def test_a_cell_size_the_kernel_does_not_take_still_runs():
     assert torch.equal(fused, eager)
 
 
-def test_the_library_is_built_once_and_reused(fresh_loader, kernel):
+def test_the_library_is_built_once_and_reused(kernel, fresh_loader):
     assert fused_cell.kernel() is not None
     (library,) = fresh_loader.glob("lstm_cell-*.so")
     built = library.stat().st_mtime_ns
@@ -159,6 +159,13 @@ def test_the_library_is_built_once_and_reused(fresh_loader, kernel):
     assert fused_cell.kernel() is not None
     assert [p.name for p in fresh_loader.iterdir()] == [library.name]
     assert library.stat().st_mtime_ns == built
+
+
+def test_a_damaged_cached_library_is_built_again(kernel, fresh_loader):
+    library = fused_cell._built_library()  # built, not loaded: a loaded file must not be overwritten
+    library.write_bytes(b"not a shared library")
+    assert fused_cell.kernel() is not None
+    assert library.read_bytes()[:4] == b"\x7fELF"
 
 
 def test_switched_off_by_the_environment(fresh_loader, monkeypatch):
@@ -179,13 +186,13 @@ def test_no_compiler_falls_back_with_the_reason(fresh_loader, monkeypatch, tiny_
 
 def test_a_failed_build_falls_back_with_the_compiler_message(fresh_loader, monkeypatch, tmp_path):
     failing = tmp_path / "cc"
-    failing.write_text("#!/bin/sh\necho 'cc: error: unsupported option' >&2\nexit 1\n")
+    failing.write_text('#!/bin/sh\necho "cc: error: unsupported option $1" >&2\nexit 1\n')
     failing.chmod(0o755)
-    monkeypatch.setenv("CC", str(failing))
+    monkeypatch.setenv("CC", f"{failing} --wrapped")  # $CC may carry a wrapper or flags
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("no build is attempted on this CPU")
     assert fused_cell.kernel() is None
-    assert "could not build lstm_cell.c: cc: error: unsupported option" in fused_cell.status()
+    assert "--wrapped could not build lstm_cell.c: cc: error: unsupported option --wrapped" in fused_cell.status()
     assert not [p for p in fresh_loader.iterdir() if p.suffix == ".so"] if fresh_loader.exists() else True
 
 
