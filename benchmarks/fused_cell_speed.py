@@ -1,8 +1,8 @@
 """What the one-pass LSTM cell kernel (``elmo_core/fused_cell.py``) gives: the LSTM stacks' time with
 the kernel and with PyTorch's eager ops, and a check that the two give the same bits.
 
-Random weights with the official "small" and "original" shapes; the first CoNLL-2003 eng.testa
-sentences in ``elmo-tasks embed``'s batch plan. Each batch's token vectors are made once; then
+Random weights with the official "small" and "original" shapes, and the shipped ``default`` biLM
+(what the main job embeds with); the first CoNLL-2003 eng.testa sentences in ``elmo-tasks embed``'s batch plan. Each batch's token vectors are made once; then
 ``bilm.run_lstms`` runs on the batch with the eager ops and with the kernel, in alternating order,
 batch after batch, for ``--repeats`` rounds. A 5-10 % effect is smaller than this shared machine's
 drift between whole passes (the ablation benchmark interleaves passes, minutes apart), so the
@@ -32,7 +32,7 @@ from elmo_core.char_ids import batch_to_ids
 from elmo_core.embed import plan_embedding_batches
 from elmo_core.random_model import write_random_model
 
-SIZES = {"small": 1000, "original": 300}
+SIZES = {"small": 1000, "original": 300, "default": 1000}
 
 
 def set_fused(bilm, wanted: bool | None) -> None:
@@ -86,10 +86,13 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, count in SIZES.items():
-            options, weights = write_random_model(Path(tmp) / name, SHAPES[name], init="scaled-normal")
+            if name == "default":
+                bilm = load_bilm("default")
+            else:
+                options, weights = write_random_model(Path(tmp) / name, SHAPES[name], init="scaled-normal")
+                bilm = load_bilm(options=options, weights=weights)
             sentences = conll_dev_sentences(count)
             batches = plan_embedding_batches(sentences)
-            bilm = load_bilm(options=options, weights=weights)
             prepared = prepare(bilm, sentences, batches)
             for threads in (1, 2):
                 seconds, same = lstm_seconds(bilm, prepared, threads, args.repeats)
@@ -106,8 +109,8 @@ def main() -> int:
     text = (
         "## The LSTM cell's one-pass kernel (`benchmarks/fused_cell_speed.py`)\n\n"
         f"Command: `{command_line()}`; git {git_revision()}.\nMachine: {machine()}. Kernel: {status}.\n"
-        f"The LSTM stacks' seconds over the first {SIZES['small']} (small) / {SIZES['original']} (original) "
-        "CoNLL-2003 dev sentences in `elmo-tasks embed`'s batch plan, the pointwise math by PyTorch's eager ops "
+        f"The LSTM stacks' seconds over the first {SIZES['small']} (small, default) / {SIZES['original']} "
+        "(original) CoNLL-2003 dev sentences in `elmo-tasks embed`'s batch plan, the pointwise math by PyTorch's eager ops "
         f"and by the kernel, alternating batch by batch; medians (min–max) of {args.repeats} rounds; the ratio is "
         "of the medians, with the range of the rounds' ratios. One thread: CPU time; two threads (the two "
         "directions side by side): wall time.\n\n"
