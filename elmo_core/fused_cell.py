@@ -113,7 +113,7 @@ def _load() -> tuple[Kernel | None, str]:
     if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "no", "false", "off"):
         return None, f"{DISABLE_ENV}={os.environ[DISABLE_ENV]}"
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in ("AVX2", "AVX512"):
+    if capability not in CHUNK_FLOATS:
         return None, f"PyTorch runs its CPU kernels at capability {capability}, not AVX2 or AVX512"
     try:
         library = _open_library()

@@ -72,8 +72,3 @@ void elmo_lstm_cell(const float *gates, int64_t gate_stride, float *c, int64_t c
         }
     }
 }
-
-/* PyTorch's sigmoid over n floats, n % 8 == 0 (for the check and the tests). */
-void elmo_sigmoid(const float *x, float *y, int64_t n) {
-    for (int64_t k = 0; k < n; k += 8) _mm256_storeu_ps(y + k, sigmoid(_mm256_loadu_ps(x + k)));
-}
