@@ -21,6 +21,16 @@ def machine(threads: str | None = None) -> str:
     by default, torch's thread count now."""
     import torch
 
+    return (
+        f"{cpu_label()}, {os.cpu_count()} cores visible, torch {torch.__version__} ({threads or f'{torch.get_num_threads()} threads'}), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def cpu_label() -> str:
+    """The CPU's model name and its widest vector units, e.g. "AMD EPYC (AVX2)"."""
+    from elmo_core.hardware import vector_units
+
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -29,12 +39,7 @@ def machine(threads: str | None = None) -> str:
                 break
     except OSError:
         pass
-    from elmo_core.hardware import vector_units
-
-    return (
-        f"{cpu} ({vector_units()}), {os.cpu_count()} cores visible, torch {torch.__version__} ({threads or f'{torch.get_num_threads()} threads'}), "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
+    return f"{cpu} ({vector_units()})"
 
 
 def run_threads(*out_roots: Path) -> str | None:

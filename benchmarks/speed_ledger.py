@@ -1,0 +1,153 @@
+"""The run ledger of ``backbone_speed.py``: every side-by-side run, one CSV row per model and
+implementation, and a summary across runs.
+
+These machines drift by tens of percent within minutes, so one run of ≥ 5 interleaved passes can
+land on either side of a target that it clears on average. The ledger keeps every run (with its
+CPU, code revision and spread) so that a claim rests on how often a target is met across runs
+and machines, not on the last run. Rows made before the ledger existed were copied from
+docs/benchmarks.md, each naming where (``source``).
+
+    python benchmarks/speed_ledger.py            # print the summary of docs/backbone_speed_runs.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+FIELDS = (
+    "date",  # ISO date of the run; empty for rows copied from earlier reports
+    "session",  # the work session that ran it, where known
+    "git",
+    "cpu",  # model name and vector units, e.g. "AMD EPYC (AVX2)"
+    "threads",
+    "repeats",  # interleaved passes per row
+    "model",  # small / original
+    "implementation",  # allennlp, fp32, bf16, int8
+    "tokens_per_s",  # median over passes
+    "ratio",  # median ours / median AllenNLP's tokens/s
+    "paired_min",  # the range of the pass-by-pass ratios
+    "paired_max",
+    "lstm_share_best",  # LSTM GFLOP/s over the run's best GEMM peak
+    "lstm_share_paired",  # median over passes of the LSTM rate over the peak measured beside the pass
+    "max_diff",  # max abs difference from AllenNLP's outputs
+    "source",  # where the row comes from
+)
+NUMBERS = ("tokens_per_s", "ratio", "paired_min", "paired_max", "lstm_share_best", "lstm_share_paired", "max_diff")
+
+#: issue #17's fp32 targets: speed-up over AllenNLP per model, and the LSTM's share of the GEMM peak
+RATIO_TARGETS = {("small", "fp32"): 6.0, ("original", "fp32"): 2.5}
+SHARE_TARGETS = {("original", "fp32"): 0.70}
+
+
+class LedgerError(ValueError):
+    """A ledger file that cannot be read: the file, the line and what was expected."""
+
+
+def read(path: Path) -> list[dict]:
+    """The ledger's rows, numbers as floats (None where empty); ``[]`` when the file does not exist."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise LedgerError(f"{path}, line 1: expected the header {','.join(FIELDS)}, found {reader.fieldnames}")
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(value is None for value in row.values()):
+                raise LedgerError(f"{path}, line {line}: expected {len(FIELDS)} fields")
+            for key in NUMBERS:
+                try:
+                    row[key] = float(row[key]) if row[key] != "" else None
+                except ValueError:
+                    raise LedgerError(f"{path}, line {line}: {key} should be a number, found {row[key]!r}") from None
+            if not row["model"] or not row["implementation"]:
+                raise LedgerError(f"{path}, line {line}: model and implementation are required")
+            rows.append(row)
+    return rows
+
+
+def append(path: Path, rows: Iterable[dict]) -> None:
+    """Add ``rows`` (dicts with some of :data:`FIELDS`; the rest left empty) to the ledger, writing
+    the header first if the file is new. Rows with other keys are refused before anything is written."""
+    rows = list(rows)
+    for row in rows:
+        unknown = sorted(set(row) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"not ledger fields: {', '.join(unknown)} (the fields are {', '.join(FIELDS)})")
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows({key: _cell(row.get(key)) for key in FIELDS} for row in rows)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary(rows: list[dict]) -> str:
+    """Markdown: per CPU, model and implementation (AllenNLP itself left out), the runs, the median
+    and range of their ratios, how many met the ratio target, and the LSTM's share likewise."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        if row["implementation"] != "allennlp" and row["ratio"] is not None:
+            groups.setdefault((row["cpu"], row["model"], row["implementation"]), []).append(row)
+    lines = [
+        "| CPU | model | ours | runs | speed-up vs AllenNLP: median of runs (min–max) | runs at or above the target "
+        "| LSTM share of the GEMM peak, median of runs: of the best peak / paired | runs at or above 70 %: best / paired |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (cpu, model, implementation), group in sorted(groups.items(), key=_order):
+        ratios = [row["ratio"] for row in group]
+        target = RATIO_TARGETS.get((model, implementation))
+        met = f"{sum(r >= target for r in ratios)} of {len(ratios)} (≥ {target:g}x)" if target else "–"
+        lines.append(
+            f"| {cpu} | {model} | {implementation} | {len(group)} | **{statistics.median(ratios):.2f}x** "
+            f"({min(ratios):.2f}–{max(ratios):.2f}) | {met} | {_shares(group)} | "
+            f"{_shares_met(group, SHARE_TARGETS.get((model, implementation)))} |"
+        )
+    return "\n".join(lines)
+
+
+def _order(item) -> tuple:
+    (cpu, model, implementation), _ = item
+    return cpu, ("small", "original").index(model) if model in ("small", "original") else 2, implementation
+
+
+def _shares(group: list[dict]) -> str:
+    parts = []
+    for key in ("lstm_share_best", "lstm_share_paired"):
+        values = [row[key] for row in group if row[key] is not None]
+        parts.append(f"{100 * statistics.median(values):.0f} % ({len(values)})" if values else "–")
+    return " / ".join(parts)
+
+
+def _shares_met(group: list[dict], target: float | None) -> str:
+    if target is None:
+        return "–"
+    parts = []
+    for key in ("lstm_share_best", "lstm_share_paired"):
+        values = [row[key] for row in group if row[key] is not None]
+        parts.append(f"{sum(v >= target for v in values)} of {len(values)}" if values else "–")
+    return " / ".join(parts)
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    print(summary(read(here.parent / "docs" / "backbone_speed_runs.csv")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
