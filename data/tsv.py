@@ -13,9 +13,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import NamedTuple
-
-import pandas as pd
+from typing import TYPE_CHECKING, NamedTuple
 
 from data.errors import DataFormatError, DataUsageError
 from data.text import read_lines
@@ -28,6 +26,9 @@ from data.warnings import (
     report,
     shorten,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # What bytes.strip() strips: a file of nothing else is empty.
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c"
@@ -110,6 +111,8 @@ def _decode_utf8(path: Path) -> str:
 
 
 def _read_rows(path: Path, text: str, sep: str) -> pd.DataFrame:
+    import pandas as pd  # on first use: every command, --help included, would pay for importing it
+
     try:
         return pd.read_csv(
             io.StringIO(text),

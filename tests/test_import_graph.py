@@ -108,3 +108,20 @@ def test_the_package_never_reads_repository_files():
         for path in (REPO / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             assert "parents[1]" not in text and "REPO" not in text, f"{path} reaches into the repository"
+
+
+def test_the_cli_starts_without_importing_pandas_scikit_learn_or_scipy():
+    """Every ``elmo-tasks`` command, ``--help`` included, pays for what building its parser imports;
+    these three are imported where they are used (data/tsv.py, tasks/metrics/classification.py)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, contextlib, io, tasks.cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    tasks.cli.main(['--help'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn', 'scipy'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -1,9 +1,10 @@
 """Sentence-classification metrics (SST-5 / SST-2): accuracy, macro-F1 and a confusion matrix.
 
-Scores come from scikit-learn. The confusion matrix is a DataFrame with gold labels as rows
-and predictions as columns, printable as a markdown table and plottable to a PNG. Plotting
-uses matplotlib's Agg canvas directly, so it works headless and leaves pyplot's global
-backend alone.
+Scores come from scikit-learn, imported on first use (with pandas), since every ``elmo-tasks``
+command, ``--help`` included, would otherwise pay for importing them. The confusion matrix is a
+DataFrame with gold labels as rows and predictions as columns, printable as a markdown table and
+plottable to a PNG. Plotting uses matplotlib's Agg canvas directly, so it works headless and leaves
+pyplot's global backend alone.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -49,6 +52,9 @@ def classification_report(
     names = [str(name) for name in (label_names if label_names is not None else labels)]
     if len(names) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(names)} label names")
+    import pandas as pd
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
     per_class = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support}, index=names)
     matrix = confusion_matrix(gold, pred, labels=labels)
