@@ -59,7 +59,7 @@ from common import (  # benchmarks/common.py
     machine,
     write_section,
 )
-from speed_ledger import append, read, summary  # benchmarks/speed_ledger.py
+from speed_ledger import LEDGER, append, read, summary  # benchmarks/speed_ledger.py
 
 from elmo_core import fused_cell, load_bilm
 from elmo_core.embed import embed_sentences, plan_embedding_batches
@@ -68,7 +68,6 @@ from elmo_core.random_model import write_random_model
 
 ANCHOR = REPO.parent / "shared" / "anchors" / "allennlp"
 TOLERANCE = 1e-5
-LEDGER = DOCS / "backbone_speed_runs.csv"
 FILTERS_2048 = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 
 

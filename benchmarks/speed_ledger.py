@@ -36,6 +36,7 @@ FIELDS = (
     "max_diff",  # max abs difference from AllenNLP's outputs
     "source",  # where the row comes from
 )
+LEDGER = Path(__file__).resolve().parents[1] / "docs" / "backbone_speed_runs.csv"
 NUMBERS = ("tokens_per_s", "ratio", "paired_min", "paired_max", "lstm_share_best", "lstm_share_paired", "max_diff")
 
 #: issue #17's fp32 targets: speed-up over AllenNLP per model, and the LSTM's share of the GEMM peak
@@ -125,27 +126,27 @@ def _order(item) -> tuple:
     return cpu, ("small", "original").index(model) if model in ("small", "original") else 2, implementation
 
 
+def _share_values(group: list[dict]) -> list[list[float]]:
+    """The recorded LSTM shares of ``group``: of the best peak, and paired."""
+    return [[row[key] for row in group if row[key] is not None] for key in ("lstm_share_best", "lstm_share_paired")]
+
+
 def _shares(group: list[dict]) -> str:
-    parts = []
-    for key in ("lstm_share_best", "lstm_share_paired"):
-        values = [row[key] for row in group if row[key] is not None]
-        parts.append(f"{100 * statistics.median(values):.0f} % ({len(values)})" if values else "–")
-    return " / ".join(parts)
+    return " / ".join(
+        f"{100 * statistics.median(values):.0f} % ({len(values)})" if values else "–" for values in _share_values(group)
+    )
 
 
 def _shares_met(group: list[dict], target: float | None) -> str:
     if target is None:
         return "–"
-    parts = []
-    for key in ("lstm_share_best", "lstm_share_paired"):
-        values = [row[key] for row in group if row[key] is not None]
-        parts.append(f"{sum(v >= target for v in values)} of {len(values)}" if values else "–")
-    return " / ".join(parts)
+    return " / ".join(
+        f"{sum(v >= target for v in values)} of {len(values)}" if values else "–" for values in _share_values(group)
+    )
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
-    print(summary(read(here.parent / "docs" / "backbone_speed_runs.csv")))
+    print(summary(read(LEDGER)))
     return 0
 
 
