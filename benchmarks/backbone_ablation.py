@@ -53,9 +53,9 @@ def switch_off(bilm, variant: str) -> None:
     elif variant == "boundary steps computed":
         bilm.skip_boundary_steps = False
     elif variant == "input GEMM per position":
-        run_lstms = bilm.run_lstms
-        bilm.run_lstms = lambda tokens, lengths, boundary_outputs=True, types=None: run_lstms(
-            tokens, lengths, boundary_outputs
+        run_lstm_batches = bilm.run_lstm_batches
+        bilm.run_lstm_batches = lambda batches, boundary_outputs=True: run_lstm_batches(
+            [batch._replace(types=None) for batch in batches], boundary_outputs
         )
     elif variant == "recurrent and input GEMMs by the other library":
         for layer in [*bilm.forward_layers, *bilm.backward_layers]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from .char_cnn import CharCnnEncoder
 from .char_ids import boundary_char_ids
-from .directions import run_side_by_side
+from .directions import run_queued
 from .errors import BackboneUsageError
 from .lstm import ProjectedLstmLayer
 from .options import ElmoOptions
@@ -49,6 +50,23 @@ class TokenTypes(NamedTuple):
     def embeddings(self) -> torch.Tensor:
         """``(batch, time, proj)``."""
         return self.vectors[self.index]
+
+
+class LstmBatch(NamedTuple):
+    """A batch for :meth:`ElmoBiLm.run_lstm_batches`: ``tokens (batch, time, proj)``, ``lengths
+    (batch,)`` (boundaries included), and optionally the :class:`TokenTypes` ``tokens`` came from."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    types: TokenTypes | None = None
+
+
+class _TokenLayer(NamedTuple):
+    """A batch between the char-CNN and the LSTMs: ``mask (batch, time)`` of the caller's
+    positions, and the LSTMs' input (with ``<S>``/``</S>``)."""
+
+    mask: torch.Tensor
+    lstm: LstmBatch
 
 
 class ElmoBiLm(nn.Module):
@@ -168,45 +186,81 @@ class ElmoBiLm(nn.Module):
         before ``<S>``). Nothing kept depends on those steps; what they would output is left
         undefined (zeros or the skip connection's input). ``types``, when ``tokens`` is
         ``types.embeddings()``, lets the first layer compute its input GEMM once per distinct word."""
+        return self.run_lstm_batches([LstmBatch(tokens, lengths, types)], boundary_outputs)[0]
+
+    def run_lstm_batches(self, batches: Sequence[LstmBatch], boundary_outputs: bool = True) -> list[list[torch.Tensor]]:
+        """:meth:`run_lstms` for several batches at once: one stack per direction and batch, run
+        side by side from one queue (``directions.run_queued``), so no thread waits at a join
+        until the last batch. Stateful mode runs the batches one after the other, in order (each
+        starts from the state the previous one left)."""
+        if self.stateful and len(batches) > 1:
+            return [self.run_lstm_batches([batch], boundary_outputs)[0] for batch in batches]
         skip_last = not boundary_outputs and not self.stateful
-        states = self._initial_states(tokens.shape[0], tokens)
         n_layers = len(self.forward_layers)
-        outputs, finals = [], []
-        fwd_in = bwd_in = tokens
-        # Skipping the last step: forward reads positions 0..len-2, backward positions len-1..1.
-        steps = lengths - 1 if skip_last else lengths
-        for k in range(n_layers):
-            forward_layer, backward_layer = self.forward_layers[k], self.backward_layers[k]
-            fwd_types = bwd_types = None
-            if k == 0 and types is not None:
-                fwd_types = (types.vectors, types.index)
-                bwd_types = (types.vectors, types.index[:, 1:] if skip_last else types.index)
-            (fwd_out, fwd_final), (bwd_out, bwd_final) = run_side_by_side(
-                functools.partial(forward_layer, fwd_in, steps, states[k], fwd_types),
-                functools.partial(
-                    backward_layer, bwd_in[:, 1:] if skip_last else bwd_in, steps, states[n_layers + k], bwd_types
-                ),
-                tokens.device.type if self.directions_side_by_side else "serial",
-            )
-            if skip_last:  # back to the full frame: position 0 (<S>) was not computed
-                bwd_out = nn.functional.pad(bwd_out, (0, 0, 1, 0))
-            if self.options.lstm.use_skip_connections and k > 0:
-                fwd_out, bwd_out = fwd_out + fwd_in, bwd_out + bwd_in
-            outputs.append(torch.cat([fwd_out, bwd_out], dim=-1))
-            finals.append((k, fwd_final, bwd_final))
-            fwd_in, bwd_in = fwd_out, bwd_out
-        ordered = [f for _, f, _ in finals] + [b for _, _, b in finals]
-        self._remember_states(ordered)
+        tasks = []
+        for batch in batches:
+            states = self._initial_states(batch.tokens.shape[0], batch.tokens)
+            # Skipping the last step: forward reads positions 0..len-2, backward positions len-1..1.
+            steps = batch.lengths - 1 if skip_last else batch.lengths
+            for backward, layer_states in ((False, states[:n_layers]), (True, states[n_layers:])):
+                tasks.append(
+                    functools.partial(
+                        self._direction_stack, backward, batch.tokens, steps, layer_states, batch.types, skip_last
+                    )
+                )
+        device_type = batches[0].tokens.device.type if batches and self.directions_side_by_side else "serial"
+        stacks = run_queued(tasks, device_type)
+        outputs = []
+        for (fwd_outs, fwd_finals), (bwd_outs, bwd_finals) in zip(stacks[0::2], stacks[1::2]):
+            outputs.append([torch.cat([f, b], dim=-1) for f, b in zip(fwd_outs, bwd_outs)])
+            self._remember_states(fwd_finals + bwd_finals)
         return outputs
+
+    def _direction_stack(
+        self,
+        backward: bool,
+        tokens: torch.Tensor,
+        steps: torch.Tensor,
+        states: list[State | None],
+        types: TokenTypes | None,
+        skip_last: bool,
+    ) -> tuple[list[torch.Tensor], list[State]]:
+        """One direction's layers over ``tokens (batch, time, proj)``: each layer's
+        ``(batch, time, proj)`` output (skip connections included) and final state."""
+        layers = self.backward_layers if backward else self.forward_layers
+        trim = backward and skip_last  # the backward direction does not compute position 0 (<S>)
+        outputs, finals = [], []
+        layer_in = tokens
+        for k, layer in enumerate(layers):
+            by_type = None
+            if k == 0 and types is not None:
+                by_type = (types.vectors, types.index[:, 1:] if trim else types.index)
+            out, final = layer(layer_in[:, 1:] if trim else layer_in, steps, states[k], by_type)
+            if trim:  # back to the full frame
+                out = nn.functional.pad(out, (0, 0, 1, 0))
+            if self.options.lstm.use_skip_connections and k > 0:
+                out = out + layer_in
+            outputs.append(out)
+            finals.append(final)
+            layer_in = out
+        return outputs, finals
 
     def forward(self, char_ids: torch.Tensor) -> BiLmOutput:
         """``char_ids (batch, time, chars)`` -> :class:`BiLmOutput` with ``time`` positions
         (the ``<S>``/``</S>`` positions the biLM adds internally are removed)."""
-        if self.autocast_dtype is not None:
-            with torch.autocast(device_type=char_ids.device.type, dtype=self.autocast_dtype):
-                layers, mask = self._forward(char_ids)
-            return BiLmOutput(layers.float(), mask)
-        return self._forward(char_ids)
+        return self.forward_many([char_ids])[0]
+
+    def forward_many(self, char_ids: Sequence[torch.Tensor]) -> list[BiLmOutput]:
+        """:meth:`forward` of each batch, the same vectors; faster than one call per batch on a CPU
+        with >= 2 threads, where the LSTM stacks of all the batches share one queue
+        (:meth:`run_lstm_batches`). Holds every batch's outputs at once: pass a few batches."""
+        for ids in char_ids:
+            self.check_char_ids(ids)
+        if self.autocast_dtype is not None and char_ids:
+            with torch.autocast(device_type=char_ids[0].device.type, dtype=self.autocast_dtype):
+                outputs = self._forward_many(char_ids)
+            return [BiLmOutput(out.layers.float(), out.mask) for out in outputs]
+        return self._forward_many(char_ids)
 
     def check_char_ids(self, char_ids: torch.Tensor) -> None:
         """Raise :class:`BackboneUsageError` naming what is wrong unless ``char_ids`` is what
@@ -236,8 +290,9 @@ class ElmoBiLm(nn.Module):
                 f"{position}: character ids lie in 0..{ids - 1}; make them with batch_to_ids"
             )
 
-    def _forward(self, char_ids: torch.Tensor) -> BiLmOutput:
-        self.check_char_ids(char_ids)
+    def _token_layer(self, char_ids: torch.Tensor) -> _TokenLayer | BiLmOutput:
+        """A batch (checked by :meth:`check_char_ids`) up to the LSTMs; an empty batch's (empty)
+        output at once."""
         char_ids = char_ids.long()  # int32 / uint8 ids index as well; the boundary ids are long
         if char_ids.shape[0] == 0:  # an empty batch (batch_to_ids([])): empty layers
             empty = char_ids.new_zeros(self.num_layers, 0, char_ids.shape[1], self.output_dim, dtype=torch.float32)
@@ -248,10 +303,19 @@ class ElmoBiLm(nn.Module):
             raise BackboneUsageError("a sentence in the batch has no tokens: ELMo needs at least one")
         with_bounds = add_sentence_boundaries(char_ids, lengths, self.options.char_cnn.max_chars)
         types = self.token_types(with_bounds)
-        tokens = types.embeddings()
-        lstm_layers = self.run_lstms(tokens, lengths + 2, boundary_outputs=not self.skip_boundary_steps, types=types)
+        return _TokenLayer(mask, LstmBatch(types.embeddings(), lengths + 2, types))
+
+    def _forward_many(self, char_ids: Sequence[torch.Tensor]) -> list[BiLmOutput]:
+        prepared = [self._token_layer(ids) for ids in char_ids]
+        batches = [p for p in prepared if isinstance(p, _TokenLayer)]
+        lstm_layers = iter(self.run_lstm_batches([p.lstm for p in batches], not self.skip_boundary_steps))
+        return [p if isinstance(p, BiLmOutput) else self._all_layers(p, next(lstm_layers)) for p in prepared]
+
+    @staticmethod
+    def _all_layers(batch: _TokenLayer, lstm_layers: list[torch.Tensor]) -> BiLmOutput:
+        tokens, mask = batch.lstm.tokens, batch.mask
         layers = [torch.cat([tokens, tokens], dim=-1)] + lstm_layers
-        time = char_ids.shape[1]
+        time = mask.shape[1]
         stacked = torch.stack([layer[:, 1 : time + 1] for layer in layers])
         # Positions past a sentence's end held its </S> (or padding): zero them.
         stacked = stacked * mask[None, :, :, None].to(stacked.dtype)

@@ -8,7 +8,7 @@ sentence's text to its index), as AllenNLP's former ``elmo --all`` wrote it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -110,12 +110,54 @@ def in_order_batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
-def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.device = "cpu") -> np.ndarray:
-    """All layers of one batch of sentences: ``(num_layers, batch, time, dim)`` float32, zero past
-    each sentence's end."""
-    char_ids = batch_to_ids(batch, bilm.options.char_cnn.max_chars).to(device)
+# What one ElmoBiLm.forward_many call may hold: enough batches that the LSTM stacks balance across
+# the two threads' queue, few enough that memory stays small beside the model and that a feature
+# store build commits (and shows progress) often.
+WINDOW_BYTES = 256 * 2**20  # of float32 outputs
+WINDOW_BATCHES = 8
+
+
+def window_tokens_for(bilm: ElmoBiLm, window_bytes: int = WINDOW_BYTES) -> int:
+    """The padded tokens whose outputs (all layers, float32) fill ``window_bytes``."""
+    return max(1, window_bytes // (4 * bilm.num_layers * bilm.output_dim))
+
+
+def plan_windows(
+    batches: list[list[int]], sentences: Sequence[Sequence[str]], max_tokens: int, max_batches: int = WINDOW_BATCHES
+) -> list[list[list[int]]]:
+    """Consecutive ``batches`` (of indices into ``sentences``) grouped for one
+    :meth:`ElmoBiLm.forward_many` call each: at most ``max_batches`` batches and ``max_tokens``
+    padded tokens per group (a larger batch alone), the groups of about equal size, so that no
+    group is a lone batch whose two directions cannot balance. Which group a batch falls in
+    changes no vector."""
+    sizes = [len(batch) * max((len(sentences[i]) for i in batch), default=0) for batch in batches]
+    groups = max(-(-sum(sizes) // max(1, max_tokens)), -(-len(batches) // max(1, max_batches)), 1)
+    target_tokens, target_batches = sum(sizes) / groups, len(batches) / groups
+    windows: list[list[list[int]]] = []
+    tokens = 0
+    for batch, padded in zip(batches, sizes):
+        reached = windows and (tokens >= target_tokens or len(windows[-1]) >= target_batches)
+        if not windows or reached or tokens + padded > max_tokens:
+            windows.append([])
+            tokens = 0
+        windows[-1].append(batch)
+        tokens += padded
+    return windows
+
+
+def embed_batches(
+    bilm: ElmoBiLm, batches: list[list[list[str]]], device: str | torch.device = "cpu"
+) -> list[np.ndarray]:
+    """All layers of each batch of sentences: ``(num_layers, batch, time, dim)`` float32 arrays,
+    zero past each sentence's end; one :meth:`ElmoBiLm.forward_many` call."""
+    char_ids = [batch_to_ids(batch, bilm.options.char_cnn.max_chars).to(device) for batch in batches]
     with torch.no_grad():
-        return bilm(char_ids).layers.float().cpu().numpy()
+        return [output.layers.float().cpu().numpy() for output in bilm.forward_many(char_ids)]
+
+
+def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.device = "cpu") -> np.ndarray:
+    """:func:`embed_batches` of one batch."""
+    return embed_batches(bilm, [batch], device)[0]
 
 
 def embed_sentences(
@@ -124,16 +166,22 @@ def embed_sentences(
     batches: list[list[int]],
     device: str | torch.device = "cpu",
     progress: bool = True,
+    window_tokens: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch."""
+    """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch, in
+    the order of ``batches``; ``window_tokens`` (default :func:`window_tokens_for`): the padded
+    tokens per :meth:`ElmoBiLm.forward_many` call (:func:`plan_windows`)."""
+    if window_tokens is None:
+        window_tokens = window_tokens_for(bilm)
     with tqdm(
         total=sum(len(s) for s in sentences), unit="tok", disable=bar_disabled(progress), desc="embedding"
     ) as bar:
-        for batch in batches:
-            layers = embed_batch(bilm, [sentences[i] for i in batch], device)
-            for row, index in enumerate(batch):
-                yield index, layers[:, row, : len(sentences[index])]
-            bar.update(sum(len(sentences[i]) for i in batch))
+        for window in plan_windows(batches, sentences, window_tokens):
+            arrays = embed_batches(bilm, [[sentences[i] for i in batch] for batch in window], device)
+            for batch, layers in zip(window, arrays):
+                for row, index in enumerate(batch):
+                    yield index, layers[:, row, : len(sentences[index])]
+                bar.update(sum(len(sentences[i]) for i in batch))
 
 
 def embed_file(

@@ -1371,13 +1371,13 @@ def test_two_builds_of_a_fresh_store_side_by_side_embed_each_sentence_once(env, 
 
     sentences = [line.split() for line in ("a b c", "d e", "f g h i", "j")] * 3
     bilm = load_bilm(options=env.options, weights=env.weights)
-    forward = bilm_module.ElmoBiLm.forward
+    forward_many = bilm_module.ElmoBiLm.forward_many  # forward() goes through it too
 
-    def slow_forward(self, char_ids):
+    def slow_forward_many(self, char_ids):
         time.sleep(0.05)
-        return forward(self, char_ids)
+        return forward_many(self, char_ids)
 
-    monkeypatch.setattr(bilm_module.ElmoBiLm, "forward", slow_forward)
+    monkeypatch.setattr(bilm_module.ElmoBiLm, "forward_many", slow_forward_many)
     store, reports, said = tmp_path / "store", {}, []
 
     def build(name):

@@ -2,12 +2,14 @@
 same vectors as the autograd path and as running one direction after the other."""
 
 import threading
+import time
 
 import pytest
 import torch
 
 from elmo_core import batch_to_ids, load_bilm
-from elmo_core.directions import run_side_by_side
+from elmo_core.directions import run_queued, run_side_by_side
+from elmo_core.errors import BackboneUsageError
 from elmo_core.lstm import ProjectedLstmLayer
 from helpers import write_random_model
 
@@ -144,3 +146,93 @@ def test_an_unknown_fuse_method_is_named(tiny_model):
 
     with pytest.raises(ValueError, match="fuse method must be one of compile, script, got 'jit'"):
         fuse_cells(load_bilm(options=tiny_model[0], weights=tiny_model[1]), "jit")
+
+
+def test_queue_returns_results_in_task_order_using_both_threads_at_half_the_count_each(restore_threads):
+    torch.set_num_threads(4)  # more threads than this machine's cores is fine: only the counts matter
+    seen = []
+
+    def task(i):
+        def run():
+            time.sleep(0.01)  # long enough that the worker starts before the caller has done them all
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return i * i
+
+        return run
+
+    with torch.no_grad():
+        assert run_queued([task(i) for i in range(12)], "cpu") == [i * i for i in range(12)]
+    assert {count for _, count in seen} == {2}
+    assert len({name for name, _ in seen}) == 2
+    assert torch.get_num_threads() == 4
+    torch.set_num_threads(3)  # an odd count: both threads get 1, so a task's bits do not depend on its thread
+    with torch.no_grad():
+        run_queued([lambda: seen.append(torch.get_num_threads())] * 4, "cpu")
+    assert seen[-4:] == [1, 1, 1, 1]
+
+
+def test_queue_runs_in_order_on_the_caller_with_autograd_or_one_thread(restore_threads):
+    order = []
+    tasks = [lambda i=i: order.append((i, threading.current_thread().name)) for i in range(4)]
+    torch.set_num_threads(2)
+    run_queued(tasks, "cpu")  # grad enabled: autograd needs one thread of control
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        run_queued(tasks, "cpu")
+    assert order == [(i, threading.current_thread().name) for i in range(4)] * 2
+
+
+def test_a_failing_task_stops_the_queue_and_raises(restore_threads):
+    torch.set_num_threads(2)
+    started = []
+
+    def task(i):
+        def run():
+            started.append(i)
+            time.sleep(0.02)
+            if i == 1:
+                raise ValueError("task 1 failed")
+
+        return run
+
+    with torch.no_grad(), pytest.raises(ValueError, match="task 1 failed"):
+        run_queued([task(i) for i in range(20)], "cpu")
+    assert len(started) < 6  # each thread stops taking tasks once one has failed
+    assert torch.get_num_threads() == 2
+
+
+def test_forward_many_equals_forward_per_batch_bitwise_and_repeats(tiny_model, restore_threads):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    batches = [SENTENCES, SENTENCES[1:3], [["One"]], SENTENCES[::-1]]
+    ids = [batch_to_ids(batch) for batch in batches] + [batch_to_ids([])]
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        one_by_one = [bilm(i).layers for i in ids]
+        together = [bilm.forward_many(ids) for _ in range(3)]
+    for run in together:
+        assert [out.layers.shape for out in run] == [layers.shape for layers in one_by_one]
+        assert all(torch.equal(out.layers, layers) for out, layers in zip(run, one_by_one))
+    assert one_by_one[-1].shape[1] == 0
+
+
+def test_forward_many_checks_every_batch_before_running_any(tiny_model):
+    bilm = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    ran = []
+    bilm.run_lstm_batches = lambda *args: ran.append(args)
+    bad = batch_to_ids(SENTENCES)
+    bad[1, 0, 0] = 999
+    with torch.no_grad(), pytest.raises(BackboneUsageError, match="holds 999 at sentence 1, token 0"):
+        bilm.forward_many([batch_to_ids(SENTENCES), bad])
+    assert ran == []
+
+
+def test_stateful_forward_many_carries_state_batch_to_batch_as_forward_does(tiny_model, restore_threads):
+    first = load_bilm(options=tiny_model[0], weights=tiny_model[1], stateful=True)
+    second = load_bilm(options=tiny_model[0], weights=tiny_model[1], stateful=True)
+    ids = [batch_to_ids(SENTENCES[:2]), batch_to_ids(SENTENCES[2:]), batch_to_ids(SENTENCES[:2])]
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        one_by_one = [first(i).layers for i in ids]
+        together = second.forward_many(ids)
+    assert all(torch.equal(out.layers, layers) for out, layers in zip(together, one_by_one))
+    assert not torch.equal(one_by_one[0], one_by_one[2])  # the third batch started from carried state

@@ -243,11 +243,11 @@ from elmo_core import load_bilm
 from elmo_core.store import build_store
 
 options, weights, store, sentences = sys.argv[1:5]
-forward = bilm_module.ElmoBiLm.forward
-def slow_forward(self, char_ids):
-    time.sleep(0.03)  # so the parent can look at and kill a build in progress
-    return forward(self, char_ids)
-bilm_module.ElmoBiLm.forward = slow_forward
+forward_many = bilm_module.ElmoBiLm.forward_many
+def slow_forward_many(self, char_ids):
+    time.sleep(0.03 * len(char_ids))  # per batch, so the parent can look at and kill a build in progress
+    return forward_many(self, char_ids)
+bilm_module.ElmoBiLm.forward_many = slow_forward_many
 build_store(store, load_bilm(options=options, weights=weights), "tiny-test-model",
             json.loads(open(sentences).read()), batch_tokens=40, chunk_tokens=60, progress=False)
 """
@@ -304,8 +304,8 @@ def test_kill_9_mid_build_then_resume_equals_a_one_shot_build(tiny_model, tiny_b
     }
 
     calls = []
-    forward = tiny_bilm.forward
-    tiny_bilm.forward = lambda char_ids: calls.append(char_ids.shape[0]) or forward(char_ids)
+    forward_many = tiny_bilm.forward_many  # forward() goes through it too
+    tiny_bilm.forward_many = lambda batches: calls.extend(ids.shape[0] for ids in batches) or forward_many(batches)
     report = build_store(directory, tiny_bilm, MODEL_ID, sentences, batch_tokens=40, chunk_tokens=60, progress=False)
     assert report.already_stored == len(stored) and report.embedded == len(reference) - len(stored)
     assert len(calls) == report.batches_run == sum(n == 0 for n in stored_per_batch)
@@ -343,11 +343,11 @@ from elmo_core import load_bilm
 from elmo_core.store import build_store
 
 options, weights, store, sentences = sys.argv[1:5]
-forward = bilm_module.ElmoBiLm.forward
-def slow_forward(self, char_ids):
-    time.sleep(0.05)
-    return forward(self, char_ids)
-bilm_module.ElmoBiLm.forward = slow_forward
+forward_many = bilm_module.ElmoBiLm.forward_many
+def slow_forward_many(self, char_ids):
+    time.sleep(0.05 * len(char_ids))  # 0.05 s per batch
+    return forward_many(self, char_ids)
+bilm_module.ElmoBiLm.forward_many = slow_forward_many
 build_store(store, load_bilm(options=options, weights=weights), "tiny-test-model",
             json.loads(open(sentences).read()), batch_tokens=40, commit_seconds=0.3, progress=False)
 """
