@@ -135,9 +135,10 @@ def plan_windows(
     target_tokens, target_batches = sum(sizes) / groups, len(batches) / groups
     windows: list[list[list[int]]] = []
     tokens = 0
-    for batch, padded in zip(batches, sizes):
-        reached = windows and (tokens >= target_tokens or len(windows[-1]) >= target_batches)
-        if not windows or reached or tokens + padded > max_tokens:
+    for position, (batch, padded) in enumerate(zip(batches, sizes)):
+        last = position == len(batches) - 1  # the soft targets never leave the last batch alone
+        reached = windows and not last and (tokens >= target_tokens or len(windows[-1]) >= target_batches)
+        if not windows or reached or tokens + padded > max_tokens or len(windows[-1]) >= max_batches:
             windows.append([])
             tokens = 0
         windows[-1].append(batch)

@@ -187,8 +187,12 @@ class Task(ABC):
         """One prediction per example, in split order (``None`` for examples :meth:`batches` skips)."""
         model.eval()
         predictions: list = [None] * len(split)
+        plan = self.batches(split, self.predict_batch_size, None)
+        expect = getattr(getattr(split, "features", None), "expect", None)
+        if expect is not None:  # live features embed the batches a window at a time (LiveFeatures)
+            expect(plan)
         with torch.no_grad():
-            for indices in self.batches(split, self.predict_batch_size, None):
+            for indices in plan:
                 for i, prediction in zip(indices, self.decode(model, self.make_batch(split, indices))):
                     predictions[i] = prediction
         return predictions

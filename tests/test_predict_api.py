@@ -309,3 +309,19 @@ def test_probes_give_a_tag_per_token(tmp_path):
     (sentence,) = load_model(GOLDEN / "old_runs" / "pos").predict("The dog barked loudly.")
     assert [t.text for t in sentence.tokens] == ["The", "dog", "barked", "loudly", "."]
     assert len(sentence.tags) == 5 and list(sentence.to_json()) == ["text", "start", "end", "tokens", "tags"]
+
+
+def test_predict_announces_its_batches_to_the_live_features_and_answers_the_same(runs, monkeypatch):
+    from tasks import load_model
+    from tasks.features import LiveFeatures
+
+    model = load_model(runs["ner"])
+    texts = [NEWS, "Peter Blackburn agreed. Germany said so.", "France agreed with the EU in Brussels."] * 30
+    announced = []
+    expect = LiveFeatures.expect
+    monkeypatch.setattr(LiveFeatures, "expect", lambda self, plan: announced.append(plan) or expect(self, plan))
+    ahead = model.predict(texts)
+    assert len(announced) == 1 and len(announced[0]) > 2  # several batches of 64 sentences
+    assert sum(len(batch) for batch in announced[0]) == sum(len(s) for s in ahead)
+    monkeypatch.setattr(LiveFeatures, "expect", lambda self, plan: None)  # one backbone call per batch
+    assert model.predict(texts) == ahead
