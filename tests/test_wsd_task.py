@@ -279,6 +279,31 @@ def test_instance_vectors_are_span_means_and_cached_equals_live(wsd_dir, tmp_pat
     assert split.features.batch([0, multi]).shape == (3, 2, bilm.output_dim)
 
 
+def test_live_features_are_told_the_chunks_they_will_be_asked_for(wsd_dir, tmp_path):
+    task = WsdTask(wsd_config(wsd_dir))
+    split = task.read(wsd_dir / "semcor")
+    options, weights = write_random_model(tmp_path / "model")
+    bilm = load_bilm(options=options, weights=weights)
+    told, asked = [], []
+
+    class Spy(LiveFeatures):
+        def expect(self, batches):
+            told.append(batches)
+            super().expect(batches)
+
+        def sentence_layers(self, indices):
+            asked.append(list(indices))
+            return super().sentence_layers(indices)
+
+    lengths = [len(t) for t in split.tokens]
+    ahead = InstanceFeatures.from_sentence_features(Spy(bilm, split.tokens), split.instances, lengths, chunk=2)
+    plain = InstanceFeatures.from_sentence_features(
+        InMemoryFeatures.compute(bilm, split.tokens, dtype=np.float32, progress=False), split.instances, lengths, 2
+    )
+    assert len(told) == 1 and told[0] == asked and len(asked) > 1
+    assert np.array_equal(ahead.array, plain.array)
+
+
 def test_prepare_task_runs_the_backbone_once_per_split(wsd_dir, tmp_path, monkeypatch):
     calls = []
     original = InMemoryFeatures.compute.__func__
