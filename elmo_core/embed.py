@@ -127,9 +127,9 @@ def plan_windows(
 ) -> list[list[list[int]]]:
     """Consecutive ``batches`` (of indices into ``sentences``) grouped for one
     :meth:`ElmoBiLm.forward_many` call each: at most ``max_batches`` batches and ``max_tokens``
-    padded tokens per group (a larger batch alone), the groups of about equal size, so that no
-    group is a lone batch whose two directions cannot balance. Which group a batch falls in
-    changes no vector."""
+    padded tokens per group (a larger batch alone), the groups of about equal size and the last
+    batch not alone where the bounds allow (a lone batch's two directions balance poorly). Which
+    group a batch falls in changes no vector."""
     sizes = [len(batch) * max((len(sentences[i]) for i in batch), default=0) for batch in batches]
     groups = max(-(-sum(sizes) // max(1, max_tokens)), -(-len(batches) // max(1, max_batches)), 1)
     target_tokens, target_batches = sum(sizes) / groups, len(batches) / groups
