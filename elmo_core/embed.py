@@ -161,6 +161,22 @@ def embed_batch(bilm: ElmoBiLm, batch: list[list[str]], device: str | torch.devi
     return embed_batches(bilm, [batch], device)[0]
 
 
+def embed_windows(
+    bilm: ElmoBiLm,
+    sentences: Sequence[Sequence[str]],
+    batches: list[list[int]],
+    device: str | torch.device = "cpu",
+    window_tokens: int | None = None,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yields ``(batch, (num_layers, batch, time, dim) float32 array)`` for each of ``batches`` (of
+    indices into ``sentences``), in order, embedded a window at a time (:func:`plan_windows`;
+    ``window_tokens`` default :func:`window_tokens_for`)."""
+    if window_tokens is None:
+        window_tokens = window_tokens_for(bilm)
+    for window in plan_windows(batches, sentences, window_tokens):
+        yield from zip(window, embed_batches(bilm, [[sentences[i] for i in batch] for batch in window], device))
+
+
 def embed_sentences(
     bilm: ElmoBiLm,
     sentences: list[list[str]],
@@ -170,19 +186,14 @@ def embed_sentences(
     window_tokens: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(sentence index, (num_layers, n_tokens, dim) float32 array)`` batch by batch, in
-    the order of ``batches``; ``window_tokens`` (default :func:`window_tokens_for`): the padded
-    tokens per :meth:`ElmoBiLm.forward_many` call (:func:`plan_windows`)."""
-    if window_tokens is None:
-        window_tokens = window_tokens_for(bilm)
+    the order of ``batches``; ``window_tokens``: see :func:`embed_windows`."""
     with tqdm(
         total=sum(len(s) for s in sentences), unit="tok", disable=bar_disabled(progress), desc="embedding"
     ) as bar:
-        for window in plan_windows(batches, sentences, window_tokens):
-            arrays = embed_batches(bilm, [[sentences[i] for i in batch] for batch in window], device)
-            for batch, layers in zip(window, arrays):
-                for row, index in enumerate(batch):
-                    yield index, layers[:, row, : len(sentences[index])]
-                bar.update(sum(len(sentences[i]) for i in batch))
+        for batch, layers in embed_windows(bilm, sentences, batches, device, window_tokens):
+            for row, index in enumerate(batch):
+                yield index, layers[:, row, : len(sentences[index])]
+            bar.update(sum(len(sentences[i]) for i in batch))
 
 
 def embed_file(

@@ -60,7 +60,7 @@ import torch
 from tqdm import tqdm
 
 from .bilm import BiLmOutput, ElmoBiLm
-from .embed import embed_batches, plan_embedding_batches, plan_windows, window_tokens_for
+from .embed import embed_windows, plan_embedding_batches
 from .errors import BackboneUsageError, ElmoFileError
 from .io import FileLock, atomic_write, log_to_stderr
 from .progress import bar_disabled
@@ -623,19 +623,15 @@ def build_store(
                 desc=f"store shard {rank}/{world}",
             ) as bar,
         ):
-            for window in plan_windows(todo, unique, window_tokens_for(bilm)):
-                arrays = embed_batches(bilm, [[unique[i] for i in batch] for batch in window], device)
-                for batch, layers in zip(window, arrays):
-                    new = [
-                        (keys[i], layers[:, row, : len(unique[i])])
-                        for row, i in enumerate(batch)
-                        if keys[i] not in stored
-                    ]
-                    writer.add_batch(new)
-                    report.batches_run += 1
-                    report.embedded += len(new)
-                    report.tokens_embedded += sum(array.shape[1] for _, array in new)
-                    bar.update(sum(len(unique[i]) for i in batch))
+            for batch, layers in embed_windows(bilm, unique, todo, device):
+                new = [
+                    (keys[i], layers[:, row, : len(unique[i])]) for row, i in enumerate(batch) if keys[i] not in stored
+                ]
+                writer.add_batch(new)
+                report.batches_run += 1
+                report.embedded += len(new)
+                report.tokens_embedded += sum(array.shape[1] for _, array in new)
+                bar.update(sum(len(unique[i]) for i in batch))
     finally:
         writer.close()
     report.chunks_written = writer.chunks_written
