@@ -39,6 +39,7 @@ from common import DOCS, REPO, command_line, git_revision, machine, write_sectio
 VARIANTS = (
     "all shortcuts",
     "char-CNN over all 50 positions",
+    "char-CNN windows by one GEMM",
     "boundary steps computed",
     "input GEMM per position",
     "recurrent and input GEMMs by the other library",
@@ -50,6 +51,8 @@ SIZES = {"small": 1000, "original": 300}
 def switch_off(bilm, variant: str) -> None:
     if variant == "char-CNN over all 50 positions":
         bilm.char_cnn.pool_by_length = bilm.char_cnn.pool_full_width
+    elif variant == "char-CNN windows by one GEMM":
+        bilm.char_cnn.window_table_pooling = False
     elif variant == "boundary steps computed":
         bilm.skip_boundary_steps = False
     elif variant == "input GEMM per position":

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,24 @@ def add_sentence_boundaries(char_ids: torch.Tensor, lengths: torch.Tensor, max_c
     out[:, 0] = bos
     out[torch.arange(batch, device=char_ids.device), lengths + 1] = eos
     return out
+
+
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(rows, dim=0, return_inverse=True)`` for ``rows (n, width)`` of ids: the
+    distinct rows in ascending (lexicographic) order and each row's index among them. On the CPU
+    with ids in ``0 .. 65535`` (character ids are), each row is sorted as one string of big-endian
+    16-bit ids, whose byte order is the rows' order: numpy's sort, several times faster than
+    ``torch.unique(dim=0)``, which compares rows one tensor op at a time."""
+    if rows.device.type != "cpu" or rows.numel() == 0 or rows.dim() != 2:
+        return torch.unique(rows, dim=0, return_inverse=True)
+    low, high = torch.aminmax(rows)
+    if int(low) < 0 or int(high) > 0xFFFF:
+        return torch.unique(rows, dim=0, return_inverse=True)
+    width = rows.shape[1]
+    keys = np.ascontiguousarray(rows.numpy().astype(">u2")).view(np.dtype((np.void, 2 * width))).ravel()
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    words = torch.from_numpy(distinct.view(">u2").reshape(-1, width).astype(np.int64)).to(rows.dtype)
+    return words, torch.from_numpy(inverse.reshape(-1).astype(np.int64))
 
 
 class TokenTypes(NamedTuple):
@@ -139,7 +158,7 @@ class ElmoBiLm(nn.Module):
         index = flat.new_zeros(flat.shape[0])
         vectors = flat.new_zeros(1, self.options.lstm.projection_dim, dtype=torch.float32)  # row 0: padding
         if bool(is_word.any()):
-            words, inverse = torch.unique(flat[is_word], dim=0, return_inverse=True)
+            words, inverse = distinct_rows(flat[is_word])
             use_cache = self.type_cache.max_size > 0 and not self.training and not torch.is_grad_enabled()
             encoded = self.type_cache.lookup(words, self.char_cnn) if use_cache else self.char_cnn(words)
             vectors = torch.cat([vectors, encoded.to(vectors.dtype)])

@@ -59,6 +59,16 @@ class Highway(nn.Module):
         return self._stacked
 
 
+# The fewest filters whose inference pooling sums rows of the window table (an embedding_bag)
+# instead of one GEMM over the windows: the official ELMo's 2048 filters pool several times faster
+# that way; smaller char-CNNs (the shipped default has 512) keep the GEMM and, with it, the numbers
+# their stores and recorded results were made with. Measurements: docs/benchmarks.md, issue #17.
+TABLE_POOL_MIN_FILTERS = 1024
+# Windows scored per embedding_bag call: their scores (4 MB at 2048 filters) stay in the cache until
+# they are max-pooled.
+_POOL_WINDOWS = 512
+
+
 class CharCnnEncoder(nn.Module):
     """Maps character ids ``(n_words, max_chars)`` to token vectors ``(n_words, projection_dim)``.
 
@@ -76,6 +86,9 @@ class CharCnnEncoder(nn.Module):
         self.highways = nn.ModuleList(Highway(options.n_filters, options.activation) for _ in range(options.n_highway))
         self.projection = nn.Linear(options.n_filters, projection_dim)
         self.activation = torch.relu if options.activation == "relu" else torch.tanh
+        # inference pooling from the window table: None = with TABLE_POOL_MIN_FILTERS filters or
+        # more, True / False = always / never (benchmarks/backbone_ablation.py flips it)
+        self.window_table_pooling: bool | None = None
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``(n_words, max_chars)`` long -> ``(n_words, projection_dim)`` float."""
@@ -108,16 +121,19 @@ class CharCnnEncoder(nn.Module):
         A word of ``r`` real characters (``<bow>`` and ``<eow>`` included) is followed by padding
         up to ``max_chars``; windows that lie entirely in that padding all have the same value per
         filter, which the first window past the word already gives. So each word is convolved at
-        its first ``r`` window positions only (far fewer than ``max_chars`` for most words), grouped with the
-        words of the same ``r``. All widths run as one GEMM: every window is read ``widest``
-        characters wide and a width-``w`` filter's weights fill only its first ``w`` characters
-        (zeros after), which costs a few spare multiply-adds but makes one large, efficient GEMM
-        however few words a call has."""
+        its first ``r`` window positions only (far fewer than ``max_chars`` for most words),
+        grouped with the words of the same ``r``. Every window is read ``widest`` characters wide
+        (a width-``w`` filter's weights fill only its first ``w`` characters, zeros after), so all
+        filters score a window at once, in one of two ways (:meth:`uses_window_table`): one GEMM
+        over the windows' embedded characters, or the sum of ``widest`` rows of
+        :meth:`window_table` per window (an ``embedding_bag``, ``_POOL_WINDOWS`` windows at a
+        time so the scores stay in the cache until they are max-pooled)."""
         n_words, max_chars = char_ids.shape
         widest = max(width for width, _ in self.options.filters)
+        table = self.uses_window_table()
+        weight, bias = self.window_table() if table else self.stacked_filters()
         positions = torch.arange(1, max_chars + 1, device=char_ids.device)
         real = ((char_ids != PAD_ID) * positions).amax(dim=1)  # (n_words,) last non-padding id's index + 1
-        weight, bias = self.stacked_filters()  # (widest * char_dim, n_filters), (n_filters,)
         # A window starting at t is valid for width w when it ends inside the row: t <= max_chars - w.
         last_start = max_chars - self.filter_widths(char_ids.device)  # (n_filters,)
         pooled = weight.new_empty(n_words, self.options.n_filters)
@@ -127,15 +143,60 @@ class CharCnnEncoder(nn.Module):
             starts = min(length + 1, max_chars)
             chars = char_ids[rows, :starts]
             chars = torch.cat([chars, chars.new_full((len(rows), widest - 1), PAD_ID)], dim=1)
-            embedded = self.char_embedding(chars)  # (words, starts + widest - 1, char_dim)
-            # (words * starts, widest * char_dim): each window's characters, position-major
-            windows = embedded.unfold(1, widest, 1).transpose(2, 3).reshape(len(rows) * starts, -1)
-            scores = (windows @ weight).view(len(rows), starts, -1)  # (words, starts, n_filters)
+            outside = None
             if starts - 1 > int(last_start.min()):  # long words: drop windows that overrun the row
                 outside = torch.arange(starts, device=char_ids.device)[:, None] > last_start[None, :]
-                scores = scores.masked_fill(outside, float("-inf"))
-            pooled[rows] = scores.amax(dim=1).to(pooled.dtype)
+            step = max(1, _POOL_WINDOWS // starts) if table else len(rows)
+            for lo in range(0, len(rows), step):
+                part = chars[lo : lo + step]
+                if table:
+                    scores = self._table_scores(part, weight, widest)
+                else:
+                    scores = self._gemm_scores(part, weight, widest)
+                if outside is not None:
+                    scores = scores.masked_fill(outside, float("-inf"))
+                pooled[rows[lo : lo + step]] = scores.amax(dim=1).to(pooled.dtype)
         return pooled + bias
+
+    def uses_window_table(self) -> bool:
+        """Whether :meth:`pool_by_length` scores windows from :meth:`window_table`: with
+        ``TABLE_POOL_MIN_FILTERS`` filters or more, unless ``window_table_pooling`` says."""
+        chosen = getattr(self, "window_table_pooling", None)  # absent on modules pickled before it
+        if chosen is not None:
+            return chosen
+        return self.options.n_filters >= TABLE_POOL_MIN_FILTERS
+
+    def _gemm_scores(self, chars: torch.Tensor, weight: torch.Tensor, widest: int) -> torch.Tensor:
+        """``chars (words, starts + widest - 1)`` and :meth:`stacked_filters`' weight -> ``(words,
+        starts, n_filters)``."""
+        words, starts = chars.shape[0], chars.shape[1] - widest + 1
+        embedded = self.char_embedding(chars)  # (words, starts + widest - 1, char_dim)
+        # (words * starts, widest * char_dim): each window's characters, position-major
+        windows = embedded.unfold(1, widest, 1).transpose(2, 3).reshape(words * starts, -1)
+        return (windows @ weight).view(words, starts, -1)
+
+    def _table_scores(self, chars: torch.Tensor, table: torch.Tensor, widest: int) -> torch.Tensor:
+        """``chars (words, starts + widest - 1)`` and :meth:`window_table` -> ``(words, starts,
+        n_filters)``."""
+        vocab = self.char_embedding.num_embeddings
+        offsets = torch.arange(0, widest * vocab, vocab, device=chars.device)  # the table's block per offset
+        windows = chars.unfold(1, widest, 1) + offsets  # (words, starts, widest): table rows
+        scores = nn.functional.embedding_bag(windows.reshape(-1, widest), table, mode="sum")
+        return scores.view(windows.shape[0], windows.shape[1], -1)
+
+    def window_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``T (widest * vocab, n_filters)``, row ``k * vocab + c`` = character ``c``'s embedding
+        times the filters' block at window offset ``k`` (:func:`window_table`), and the biases;
+        made once per weight version, in the weights' dtype (also under autocast: the pooling
+        that reads it is gathers and sums, which a reduced precision would barely speed up)."""
+        tensors = (self.char_embedding.weight, *(p for conv in self.convolutions for p in (conv.weight, conv.bias)))
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        if getattr(self, "_table_key", None) != key:
+            with torch.no_grad(), torch.autocast(self.char_embedding.weight.device.type, enabled=False):
+                weight, bias = self.stacked_filters()
+                self._table = (window_table(self.char_embedding.weight, weight), bias)
+            self._table_key = key
+        return self._table
 
     def pool_windows(self, char_ids: torch.Tensor) -> torch.Tensor:
         """:meth:`pool_full_width` with autograd, over each word's own windows only
@@ -238,7 +299,7 @@ def _window_max(
     position of each maximum ``argmax (n_words, n_filters)``."""
     vocab, char_dim = embedding.shape
     widest, n_filters = filters.shape[0] // char_dim, filters.shape[1]
-    table = torch.matmul(embedding, filters.view(widest, char_dim, n_filters)).view(widest * vocab, n_filters)
+    table = window_table(embedding, filters)
     offsets = torch.arange(0, widest * vocab, vocab, device=embedding.device)
     scores = nn.functional.embedding_bag(plan.window_ids + offsets, table, mode="sum")  # (n_windows, n_filters)
     # per group of words with as many windows: the maxima and their starts (empty ones: no words at all)
@@ -256,6 +317,16 @@ def _window_max(
     pooled = scores.new_empty(n_words, n_filters).index_copy_(0, plan.order, torch.cat(values))
     argmax = plan.padded.new_empty(n_words, n_filters).index_copy_(0, plan.order, torch.cat(where))
     return pooled, argmax
+
+
+def window_table(embedding: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """``embedding (vocab, char_dim)`` and ``filters (widest * char_dim, n_filters)``
+    (:meth:`CharCnnEncoder.stacked_filters`) -> ``T (widest * vocab, n_filters)``, row ``k * vocab
+    + c`` = ``embedding[c] @ filters[k * char_dim : (k + 1) * char_dim]``: a window's scores are the
+    sum of its characters' rows, one per offset ``k``."""
+    vocab, char_dim = embedding.shape
+    widest, n_filters = filters.shape[0] // char_dim, filters.shape[1]
+    return torch.matmul(embedding, filters.view(widest, char_dim, n_filters)).view(widest * vocab, n_filters)
 
 
 def first_max(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The inference shortcuts of the fast path each give the straightforward computation's numbers:
-the char-CNN convolved over each word's own characters only, the boundary steps skipped, the first
+the char-CNN convolved over each word's own characters only (by one GEMM or from the window
+table), the distinct words found by a byte sort, the boundary steps skipped, the first
 layer's input GEMM once per distinct word, the input gates made chunk by chunk into reused memory,
 tanh through sigmoid, the recurrent GEMM through oneDNN's packed weight; and bf16 only where the CPU
 has bf16 matrix units."""
@@ -12,7 +13,8 @@ from unittest import mock
 import pytest
 import torch
 
-from elmo_core import batch_to_ids, load_bilm, lstm, onednn
+from elmo_core import batch_to_ids, char_cnn, load_bilm, lstm, onednn
+from elmo_core.bilm import distinct_rows
 from elmo_core.char_ids import MAX_CHARS
 from elmo_core.hardware import bf16_matrix_units, cpu_flags
 from elmo_core.loading import quantize_int8
@@ -33,16 +35,62 @@ WORDS = ["x" * n for n in range(1, 60)] + ["é" * 30, "<S>", "</S>", "a", "ab"]
 
 @pytest.mark.parametrize("filters", [[[1, 4], [2, 4], [3, 8], [7, 16]], [[2, 5]], [[5, 3], [1, 2]]])
 @pytest.mark.parametrize("max_chars", [MAX_CHARS, 12])
-def test_char_cnn_by_length_equals_every_window(filters, max_chars):
+@pytest.mark.parametrize("table", [False, True])
+def test_char_cnn_by_length_equals_every_window(filters, max_chars, table, monkeypatch):
+    """Both ways of scoring the windows (one GEMM; sums of window-table rows, here also split into
+    several embedding_bag calls per length) give every window's maximum."""
     options = {**TINY_OPTIONS, "char_cnn": {**TINY_OPTIONS["char_cnn"], "filters": filters}}
     options["char_cnn"]["max_characters_per_token"] = max_chars
     cnn = random_bilm(options, seed=1, init="scaled-normal").char_cnn
-    ids = batch_to_ids([WORDS], max_chars)[0]
+    cnn.window_table_pooling = table
+    monkeypatch.setattr(char_cnn, "_POOL_WINDOWS", 7)
+    ids = batch_to_ids([WORDS + WORDS[::3]], max_chars)[0]  # several words of each length
     ids = torch.cat([ids, torch.zeros(1, max_chars, dtype=ids.dtype)])  # an all-padding row too
     with torch.no_grad():
         full, by_length = cnn.pool_full_width(ids), cnn.pool_by_length(ids)
     assert by_length.shape == full.shape
     assert (by_length - full).abs().max() <= 1e-5 * max(1.0, float(full.abs().max()))
+
+
+def test_window_table_pooling_from_1024_filters_on():
+    """The table scores the official ELMo's 2048 filters; smaller char-CNNs (the shipped default's
+    512) keep the GEMM and its bits; the switch overrides either way."""
+    small = random_bilm(TINY_OPTIONS, seed=0).char_cnn
+    assert small.options.n_filters < char_cnn.TABLE_POOL_MIN_FILTERS and not small.uses_window_table()
+    wide = {**TINY_OPTIONS["char_cnn"], "filters": [[1, 512], [2, 512]]}
+    assert random_bilm({**TINY_OPTIONS, "char_cnn": wide}, seed=0).char_cnn.uses_window_table()
+    small.window_table_pooling = True
+    assert small.uses_window_table()
+
+
+def test_window_table_follows_the_weights():
+    """The table is made once per weight version: an in-place change of a filter or of the
+    character embedding makes a new one, and the pooled scores follow."""
+    cnn = random_bilm(TINY_OPTIONS, seed=0, init="scaled-normal").char_cnn
+    cnn.window_table_pooling = True
+    ids = batch_to_ids([WORDS])[0]
+    with torch.no_grad():
+        first = cnn.window_table()[0]
+        assert cnn.window_table()[0] is first
+        for edit in (cnn.convolutions[0].weight, cnn.char_embedding.weight):
+            edit.mul_(1.5)
+            assert torch.allclose(cnn.pool_by_length(ids), cnn.pool_full_width(ids), atol=1e-5)
+        assert cnn.window_table()[0] is not first
+
+
+def test_window_table_pooling_in_float64_and_under_bf16_autocast():
+    """A float64 model's table is float64 (benchmarks/fp32_rounding.py's exact reference); under
+    bf16 autocast the table stays in the weights' float32 and the pooled scores with it."""
+    cnn = random_bilm(TINY_OPTIONS, seed=0, init="scaled-normal").char_cnn
+    cnn.window_table_pooling = True
+    ids = batch_to_ids([WORDS])[0]
+    with torch.no_grad():
+        exact = copy.deepcopy(cnn).double()
+        assert exact.pool_by_length(ids).dtype == torch.float64
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pooled = cnn.pool_by_length(ids)
+        assert pooled.dtype == torch.float32
+        assert torch.allclose(pooled.double(), exact.pool_full_width(ids), atol=1e-5)
 
 
 def test_char_cnn_by_length_only_without_autograd(tiny_model):
@@ -330,3 +378,23 @@ def test_inference_mode_then_no_grad_in_one_thread(tiny_model, packed):
     with torch.inference_mode():
         third = bilm(ids).layers
     assert torch.equal(first, second) and torch.equal(second, third)
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.int32, torch.int16])
+def test_distinct_rows_are_torch_uniques(dtype):
+    """The byte sort gives torch.unique(dim=0)'s rows, order and inverse exactly (so the char-CNN
+    sees the same words in the same order), ids above 255 included."""
+    generator = torch.Generator().manual_seed(0)
+    for n, width, high in ((1, 5, 262), (300, 3, 3), (2000, 50, 262), (40, 50, 2)):
+        rows = torch.randint(0, high, (n, width), generator=generator).to(dtype)
+        rows = torch.cat([rows, rows.flip(0)[: n // 2]])  # repeats, out of order
+        words, inverse = distinct_rows(rows)
+        expected = torch.unique(rows, dim=0, return_inverse=True)
+        assert words.dtype == rows.dtype and inverse.dtype == torch.long
+        assert torch.equal(words, expected[0]) and torch.equal(inverse, expected[1])
+
+
+def test_distinct_rows_outside_16_bits_fall_back_to_torch():
+    rows = torch.tensor([[70000, 1], [-3, 2], [70000, 1]])
+    words, inverse = distinct_rows(rows)
+    assert torch.equal(words, torch.tensor([[-3, 2], [70000, 1]])) and inverse.tolist() == [1, 0, 1]
