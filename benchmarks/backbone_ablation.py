@@ -41,6 +41,7 @@ VARIANTS = (
     "char-CNN over all 50 positions",
     "char-CNN windows by one GEMM",
     "boundary steps computed",
+    "sentences not packed into rows",
     "input GEMM per position",
     "recurrent and input GEMMs by the other library",
     "cell pointwise math by the eager ops",
@@ -53,6 +54,8 @@ def switch_off(bilm, variant: str) -> None:
         bilm.char_cnn.pool_by_length = bilm.char_cnn.pool_full_width
     elif variant == "char-CNN windows by one GEMM":
         bilm.char_cnn.window_table_pooling = False
+    elif variant == "sentences not packed into rows":
+        bilm.pack_sentences = False
     elif variant == "boundary steps computed":
         bilm.skip_boundary_steps = False
     elif variant == "input GEMM per position":

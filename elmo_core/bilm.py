@@ -16,6 +16,7 @@ from .directions import run_queued
 from .errors import BackboneUsageError
 from .lstm import ProjectedLstmLayer
 from .options import ElmoOptions
+from .row_packing import pack_rows
 from .type_cache import TypeCache
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -116,6 +117,10 @@ class ElmoBiLm(nn.Module):
         self.directions_side_by_side = True
         # Stateless forward() skips the steps whose outputs it drops (see run_lstms).
         self.skip_boundary_steps = True
+        # Stateless CPU inference packs a call's sentences end to end into the LSTM's rows
+        # (row_packing.py): None = where the recurrent weight is large (lstm.py's
+        # PACKED_RECURRENT_MIN_BYTES), True / False = always / never (benchmarks flip it)
+        self.pack_sentences: bool | None = None
         self._states: list[State] | None = None  # per (direction, layer), only when stateful
         self.type_cache = TypeCache(type_cache_size)
         self.autocast_dtype: torch.dtype | None = None  # bf16/fp16 inference (see load_bilm)
@@ -215,6 +220,11 @@ class ElmoBiLm(nn.Module):
         if self.stateful and len(batches) > 1:
             return [self.run_lstm_batches([batch], boundary_outputs)[0] for batch in batches]
         skip_last = not boundary_outputs and not self.stateful
+        device_type = batches[0].tokens.device.type if batches and self.directions_side_by_side else "serial"
+        if self._packs_sentences(batches):
+            tasks = [functools.partial(self._packed_stack, backward, batches, skip_last) for backward in (False, True)]
+            forward, backward = run_queued(tasks, device_type)
+            return [[torch.cat([f, b], dim=-1) for f, b in zip(*pair)] for pair in zip(forward, backward)]
         n_layers = len(self.forward_layers)
         tasks = []
         for batch in batches:
@@ -227,13 +237,59 @@ class ElmoBiLm(nn.Module):
                         self._direction_stack, backward, batch.tokens, steps, layer_states, batch.types, skip_last
                     )
                 )
-        device_type = batches[0].tokens.device.type if batches and self.directions_side_by_side else "serial"
         stacks = run_queued(tasks, device_type)
         outputs = []
         for (fwd_outs, fwd_finals), (bwd_outs, bwd_finals) in zip(stacks[0::2], stacks[1::2]):
             outputs.append([torch.cat([f, b], dim=-1) for f, b in zip(fwd_outs, bwd_outs)])
             self._remember_states(fwd_finals + bwd_finals)
         return outputs
+
+    def _packs_sentences(self, batches: Sequence[LstmBatch]) -> bool:
+        """Whether :meth:`run_lstm_batches` packs the sentences into rows (``pack_sentences``):
+        stateless inference on the CPU, with every layer on the in-place step."""
+        applies = (
+            batches
+            and not self.stateful
+            and not torch.is_grad_enabled()
+            and all(b.tokens.device.type == "cpu" and b.tokens.shape[0] > 0 for b in batches)
+            and all(layer._plain_linears() for layer in (*self.forward_layers, *self.backward_layers))
+        )
+        if not applies:
+            return False
+        wanted = self.pack_sentences
+        return self.forward_layers[0].recurrent_weight_is_large() if wanted is None else wanted
+
+    def _packed_stack(self, backward: bool, batches: Sequence[LstmBatch], skip_last: bool) -> list[list[torch.Tensor]]:
+        """One direction's layers over every sentence of ``batches`` packed end to end into rows
+        (``row_packing.py``): per batch, each layer's ``(batch, time, proj)`` output (skip
+        connections included) in the batch's own frame, as :meth:`_direction_stack` gives it."""
+        layers = self.backward_layers if backward else self.forward_layers
+        # Skipping the last step: forward reads positions 0..len-2, backward positions len-1..1.
+        offset = 1 if backward and skip_last else 0
+        starts, lengths, sizes, base = [], [], [], 0
+        for batch in batches:
+            rows, time = batch.tokens.shape[:2]
+            steps = (batch.lengths - 1 if skip_last else batch.lengths).tolist()
+            starts += [base + row * time + offset for row in range(rows)]
+            lengths += steps
+            sizes.append(rows * time)
+            base += rows * time
+        packing = pack_rows(starts, lengths, device=batches[0].tokens.device)
+        layer_in = packing.pack(torch.cat([b.tokens.reshape(-1, b.tokens.shape[-1]) for b in batches]))
+        by_type = None
+        if all(b.types is not None for b in batches):
+            shifts = torch.cumsum(torch.tensor([0] + [b.types.vectors.shape[0] for b in batches[:-1]]), 0).tolist()
+            index = torch.cat([b.types.index.reshape(-1) + shift for b, shift in zip(batches, shifts)])
+            by_type = (torch.cat([b.types.vectors for b in batches]), packing.pack(index))
+        outputs = []
+        for k, layer in enumerate(layers):
+            out, _ = layer(layer_in, packing.lengths, None, by_type if k == 0 else None, packing.boundaries)
+            if self.options.lstm.use_skip_connections and k > 0:
+                out = out + layer_in
+            outputs.append(out)
+            layer_in = out
+        per_batch = [packing.unpack(out, base).split(sizes) for out in outputs]  # per layer, per batch
+        return [[layer[i].view(*batch.tokens.shape[:2], -1) for layer in per_batch] for i, batch in enumerate(batches)]
 
     def _direction_stack(
         self,

@@ -145,6 +145,7 @@ class ProjectedLstmLayer(nn.Module):
         lengths: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         by_type: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boundaries: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer over a padded batch.
 
@@ -156,6 +157,10 @@ class ProjectedLstmLayer(nn.Module):
                 ``inputs == vectors[index]``: the input GEMM then runs once per distinct input (a
                 word's layer-0 vector) instead of once per position, when there are fewer (not in
                 the per-step fallback); with autograd the gradient goes to ``vectors``, not ``inputs``.
+            boundaries: optional ``(k, 2)`` long ``(row, position)`` pairs, each ``0 < position <
+                length``: an independent sequence starts there (rows packed with several sentences,
+                ``row_packing.py``), so the state is zeroed between the two, whichever the
+                direction. Inference on the in-place path only.
         Returns:
             outputs ``(batch, time, projection_dim)`` (zeros past each length) and the final state
             of every row (after its last valid token forward, after its first token backward).
@@ -184,14 +189,22 @@ class ProjectedLstmLayer(nn.Module):
         time_major = inputs[order, :max_len].transpose(0, 1)
         real = sorted_lengths[None, :] > torch.arange(max_len, device=inputs.device)[:, None]
         steps = range(max_len) if self.go_forward else range(max_len - 1, -1, -1)
-        if not torch.is_grad_enabled() and self._plain_linears():
+        in_place = not torch.is_grad_enabled() and self._plain_linears()
+        resets = None
+        if boundaries is not None and boundaries.numel():
+            if not in_place:
+                raise BackboneUsageError(
+                    "sequence boundaries inside rows work in inference only (torch.no_grad(), float or bf16 weights)"
+                )
+            resets = self._resets(boundaries, restore)
+        if in_place:
             weights = self._in_place_weights(inputs.device.type)
             if by_type is not None and by_type[0].shape[0] < sum(active):
                 vectors, index = by_type
                 source = GateSource(vectors, index[order, :max_len].transpose(0, 1)[real])
             else:
                 source = GateSource(time_major[real], None)
-            padded, h, c = self._run_in_place(source, weights, h, c, active, steps, total_steps)
+            padded, h, c = self._run_in_place(source, weights, h, c, active, steps, total_steps, resets)
             return padded[restore], (h[restore], c[restore])
         if sequence_function_applies(self):  # one autograd node for the whole sequence: lstm_autograd.py
             return sequence_function_forward(self, inputs, h, c, order, restore, active, steps, total_steps, by_type)
@@ -212,6 +225,15 @@ class ProjectedLstmLayer(nn.Module):
         if max_len < total_steps:
             padded = nn.functional.pad(padded, (0, 0, 0, total_steps - max_len))
         return padded[restore], (h[restore], c[restore])
+
+    def _resets(self, boundaries: torch.Tensor, restore: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{step: sorted rows}`` whose state is zeroed before that step: forward at a boundary's
+        position (the new sequence's first), backward one before it (the earlier sequence's last,
+        which the backward pass reaches next)."""
+        rows = restore.cpu()[boundaries[:, 0]]
+        steps = boundaries[:, 1] if self.go_forward else boundaries[:, 1] - 1
+        device = restore.device
+        return {int(t): rows[steps == t].to(device) for t in torch.unique(steps).tolist()}
 
     def recurrent_weight_is_large(self) -> bool:
         """True when the recurrent weight has :data:`PACKED_RECURRENT_MIN_BYTES` or more (fp32):
@@ -302,9 +324,11 @@ class ProjectedLstmLayer(nn.Module):
         active: list[int],
         steps,
         total_steps: int,
+        resets: dict[int, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step loop without autograd; same math as :meth:`cell`. ``h``/``c`` are the sorted
-        initial states (fresh copies, so updating them in place is safe). Returns the sorted
+        initial states (fresh copies, so updating them in place is safe); ``resets`` names the
+        sorted rows whose state is zeroed before a step (:meth:`_resets`). Returns the sorted
         padded outputs ``(batch, total_steps, proj)`` and the final ``h``, ``c``.
 
         The input gates of the packed positions are made a chunk of consecutive steps at a time
@@ -347,6 +371,9 @@ class ProjectedLstmLayer(nn.Module):
                 else:
                     self.input_gates(source.inputs[lo:hi], weights, buffer[: hi - lo])
             row = first[t] - lo
+            if resets is not None and t in resets:  # a new sentence starts in these rows
+                h.index_fill_(0, resets[t], 0.0)
+                c.index_fill_(0, resets[t], 0.0)
             if weights.recurrent_packed is None:
                 gates = buffer[row : row + n].addmm_(h[:n], weights.recurrent)
             else:  # a new tensor: oneDNN's linear has no out=
