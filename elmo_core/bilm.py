@@ -256,7 +256,7 @@ class ElmoBiLm(nn.Module):
         )
         if not applies:
             return False
-        wanted = self.pack_sentences
+        wanted = getattr(self, "pack_sentences", None)  # absent on a model pickled before it
         return self.forward_layers[0].recurrent_weight_is_large() if wanted is None else wanted
 
     def _packed_stack(self, backward: bool, batches: Sequence[LstmBatch], skip_last: bool) -> list[list[torch.Tensor]]:

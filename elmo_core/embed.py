@@ -129,7 +129,9 @@ def plan_windows(
     :meth:`ElmoBiLm.forward_many` call each: at most ``max_batches`` batches and ``max_tokens``
     padded tokens per group (a larger batch alone), the groups of about equal size and the last
     batch not alone where the bounds allow (a lone batch's two directions balance poorly). Which
-    group a batch falls in changes no vector."""
+    group a batch falls in changes no vector, except where a large LSTM packs the window's
+    sentences into shared rows (``row_packing.py``): there the rows' makeup moves the vectors by
+    float rounding (the same windows give the same bits; the feature store builds unpacked)."""
     sizes = [len(batch) * max((len(sentences[i]) for i in batch), default=0) for batch in batches]
     groups = max(-(-sum(sizes) // max(1, max_tokens)), -(-len(batches) // max(1, max_batches)), 1)
     target_tokens, target_batches = sum(sizes) / groups, len(batches) / groups

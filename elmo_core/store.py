@@ -33,7 +33,8 @@ work (plus the batch in flight) however slow the model is.
 
 Determinism: the batch plan is made over all distinct sentences of the dataset, whatever is
 already stored and whatever the number of shards, and batch ``i`` goes to shard ``i % world``; the
-biLM's type cache is off while building, so a sentence's vectors depend only on its batch. Hence a
+biLM's type cache is off while building, and so is the packing of a window's sentences into shared
+LSTM rows (``row_packing.py``), so a sentence's vectors depend only on its batch. Hence a
 resumed or sharded build is bitwise equal to a one-shot build with the same ``batch_tokens`` /
 ``max_batch``, device and thread count. Where the commits fall (by size, by time, or at a kill)
 decides only which chunk file and row an entry lands in, never its key or its values: what a store
@@ -544,6 +545,19 @@ def _type_cache_off(bilm: ElmoBiLm) -> Iterator[None]:
         bilm.type_cache.max_size = saved
 
 
+@contextlib.contextmanager
+def _rows_unpacked(bilm: ElmoBiLm) -> Iterator[None]:
+    # Packed LSTM rows (row_packing.py) hold the sentences of a whole window, whose row counts
+    # decide the GEMMs' rounding: a resumed or sharded build, whose windows hold other batches,
+    # would store other bits. Unpacked, a sentence's vectors depend on its batch alone.
+    saved = getattr(bilm, "pack_sentences", None)  # absent on a model pickled before it
+    bilm.pack_sentences = False
+    try:
+        yield
+    finally:
+        bilm.pack_sentences = saved
+
+
 def _device_of(bilm: ElmoBiLm) -> torch.device:
     parameter = next(bilm.parameters(), None)  # a quantised model may hide its weights from parameters()
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -616,6 +630,7 @@ def build_store(
         report.already_stored = sum(keys[i] in stored for batch in mine for i in batch)
         with (
             _type_cache_off(bilm),
+            _rows_unpacked(bilm),
             tqdm(
                 total=sum(len(unique[i]) for b in todo for i in b),
                 unit="tok",

@@ -181,6 +181,29 @@ def test_vectors_do_not_depend_on_what_the_bilm_ran_before(tiny_model, tiny_bilm
     assert contents(FeatureStore(tmp_path / "warm")) == contents(FeatureStore(tmp_path / "fresh"))
 
 
+def test_building_never_packs_rows(tiny_model, tmp_path, single_thread, monkeypatch):
+    """A large LSTM packs a window's sentences into shared rows (row_packing.py), whose makeup moves
+    the vectors by rounding; building turns that off (a resumed build's windows hold other batches),
+    so a store of a model forced to pack equals one of a model that never packs, bit for bit."""
+    import elmo_core.bilm as bilm_module
+
+    calls = []
+    real = bilm_module.pack_rows
+    monkeypatch.setattr(bilm_module, "pack_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    sentences = synthetic_sentences(60)
+    packing = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    packing.pack_sentences = True
+    build_store(tmp_path / "packing", packing, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    assert calls == [] and packing.pack_sentences is True  # restored afterwards
+    plain = load_bilm(options=tiny_model[0], weights=tiny_model[1])
+    plain.pack_sentences = False
+    build_store(tmp_path / "plain", plain, MODEL_ID, sentences, batch_tokens=40, progress=False)
+    assert contents(FeatureStore(tmp_path / "packing")) == contents(FeatureStore(tmp_path / "plain"))
+    with torch.no_grad():
+        packing(batch_to_ids(sentences[:5]))
+    assert calls  # outside a build the forced model does pack
+
+
 # ---------------------------------------------------------------- crash safety
 
 
