@@ -336,7 +336,10 @@ def runs_section() -> str:
         "fp32 GEMM peak is counted both ways the run table gives it (of the run's best peak / paired with the peak "
         "measured beside each pass), with the number of runs that recorded it in brackets; the int8 rows' shares "
         "count fp32-equivalent FLOPs, so they can pass 100 %. Runs of the code before issue #17's main changes are "
-        "not in the ledger.\n\n" + summary(read(LEDGER)) + "\n"
+        "not in the ledger. This table pools every version of the code since then; "
+        "`python benchmarks/speed_ledger.py --since REV` gives it for one commit and its descendants.\n\n"
+        + summary(read(LEDGER))
+        + "\n"
     )
 
 

@@ -7,13 +7,20 @@ CPU, code revision and spread) so that a claim rests on how often a target is me
 and machines, not on the last run. Rows made before the ledger existed were copied from
 docs/benchmarks.md, each naming where (``source``).
 
-    python benchmarks/speed_ledger.py            # print the summary of docs/backbone_speed_runs.csv
+    python benchmarks/speed_ledger.py                  # the summary of docs/backbone_speed_runs.csv
+    python benchmarks/speed_ledger.py --since c885777  # only runs of that commit or its descendants
+
+``--since`` reads the targets for one version of the code and what came after it, where the plain
+summary pools every version since the ledger began.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import functools
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -145,8 +152,63 @@ def _shares_met(group: list[dict], target: float | None) -> str:
     )
 
 
-def main() -> int:
-    print(summary(read(LEDGER)))
+def since(rows: list[dict], base: str, repo: Path = LEDGER.parents[1]) -> tuple[list[dict], list[str]]:
+    """The rows whose ``git`` revision is ``base`` or descends from it (by ``git merge-base
+    --is-ancestor`` in ``repo``), and a note for each revision left out because git does not know
+    it (a row copied from an old report, a shallow clone) or the row names none."""
+    resolved = _commit(base, repo)
+    if resolved is None:
+        raise LedgerError(f"--since {base}: not a commit git knows in {repo}")
+    kept, unknown = [], {}
+    for row in rows:
+        revision = row["git"].split()[0] if row["git"].strip() else ""
+        commit = _commit(revision, repo) if revision else None
+        if commit is None:
+            unknown[revision] = unknown.get(revision, 0) + 1
+        elif commit == resolved or _descends(commit, resolved, repo):
+            kept.append(row)
+    return kept, [
+        f"{count} rows left out: " + (f"revision {name} unknown to git" if name else "no revision recorded")
+        for name, count in sorted(unknown.items())
+    ]
+
+
+@functools.cache
+def _commit(revision: str, repo: Path) -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], cwd=repo, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def _descends(commit: str, base: str, repo: Path) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", base, commit], cwd=repo).returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Summarise the side-by-side runs of backbone_speed.py across runs.")
+    parser.add_argument("--ledger", type=Path, default=LEDGER, help="the CSV to read (default: %(default)s)")
+    parser.add_argument(
+        "--since",
+        metavar="REV",
+        help="only runs of this commit or its descendants (a git revision: hash, tag, HEAD~3), "
+        "to read the targets for the current code rather than every version",
+    )
+    args = parser.parse_args(argv)
+    try:
+        rows = read(args.ledger)
+        notes: list[str] = []
+        if args.since:
+            rows, notes = since(rows, args.since)
+    except LedgerError as error:
+        print(f"speed_ledger: {error}", file=sys.stderr)
+        return 2
+    if args.since:
+        print(f"Runs of git {args.since} and its descendants: {len({(r['date'], r['git']) for r in rows})} runs\n")
+    print(summary(rows))
+    for note in notes:
+        print(f"* {note}")
     return 0
 
 

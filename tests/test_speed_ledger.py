@@ -4,6 +4,8 @@ CSV rows, and issue #17's targets are counted across runs."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,50 @@ def test_the_committed_ledger_reads(benchmarks):
     assert rows and {r["model"] for r in rows} >= {"small", "original"}
     with (REPO / "docs" / "backbone_speed_runs.csv").open(newline="") as handle:
         assert all(len(line) == len(ledger.FIELDS) for line in csv.reader(handle))
+
+
+def _repo_with_commits(path: Path, n: int) -> list[str]:
+    """A git repository in ``path`` with ``n`` commits one after the other; their hashes."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    subprocess.run(["git", "init", "-q", str(path)], check=True, env=env)
+    hashes = []
+    for k in range(n):
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"c{k}"], cwd=path, check=True, env=env)
+        hashes.append(
+            subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
+        )
+    return hashes
+
+
+def test_since_keeps_a_revision_and_its_descendants_and_says_what_it_left_out(benchmarks, tmp_path):
+    ledger, _ = benchmarks
+    first, middle, last = _repo_with_commits(tmp_path / "repo", 3)
+    rows = [
+        run_row("small", "fp32", 5.0, git=first[:7]),
+        run_row("small", "fp32", 6.5, git=middle[:7]),
+        run_row("small", "fp32", 7.0, git=f"{last[:7]} + uncommitted changes"),
+        run_row("small", "fp32", 9.0, git="0123abc"),
+        run_row("small", "fp32", 9.5, git=""),
+    ]
+    kept, notes = ledger.since(rows, middle[:7], repo=tmp_path / "repo")
+    assert [row["ratio"] for row in kept] == [6.5, 7.0]
+    assert notes == ["1 rows left out: no revision recorded", "1 rows left out: revision 0123abc unknown to git"]
+    with pytest.raises(ledger.LedgerError, match="not a commit git knows"):
+        ledger.since(rows, "fedcba9", repo=tmp_path / "repo")
+
+
+def test_since_on_the_command_line(benchmarks, tmp_path, capsys):
+    ledger, _ = benchmarks
+    path = tmp_path / "runs.csv"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    ledger.append(path, [run_row("small", "fp32", 6.5, git=head[:7], date="2026-12-02")])
+    assert ledger.main(["--ledger", str(path), "--since", "HEAD"]) == 0
+    assert "| small | fp32 | 1 | **6.50x**" in capsys.readouterr().out
+    assert ledger.main(["--ledger", str(path), "--since", "no-such-revision"]) == 2
+    assert "not a commit git knows" in capsys.readouterr().err
